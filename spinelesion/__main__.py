@@ -1,0 +1,5 @@
+import sys
+
+from spinelesion.cli import main
+
+sys.exit(main())

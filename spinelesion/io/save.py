@@ -1,0 +1,65 @@
+"""Write label maps on the exact grid of their source scan, atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from spinelesion.errors import LabelMapError
+from spinelesion.io.atomic import atomic_path
+from spinelesion.io.load import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES
+from spinelesion.io.scan import Scan
+
+
+def save_labels(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> Path:
+    """Write an integer label map on ``like``'s grid: same shape, same voxel order, same affine.
+
+    Args:
+        labels: (X, Y, Z) integer array, shape equal to ``like.shape``, values 0..255.
+        like: the scan the labels were made for.
+        path: ``.nii``/``.nii.gz`` (NIfTI, sform and qform set) or ``.mha``/``.nrrd``.
+
+    Returns:
+        The path written. The file appears only once complete (temporary file, then rename).
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.shape != like.shape:
+        raise LabelMapError(f"{path}: label map shape {labels.shape} differs from the scan's {like.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise LabelMapError(f"{path}: label values must lie in 0..255, got {labels.min()}..{labels.max()}")
+    labels = labels.astype(np.uint8)
+    name = path.name.lower()
+    with atomic_path(path) as tmp:
+        if name.endswith(NIFTI_SUFFIXES):
+            _write_nifti(labels, like.affine, tmp)
+        elif name.endswith(ITK_SUFFIXES):
+            _write_itk(labels, like.affine, tmp)
+        else:
+            raise LabelMapError(f"{path}: unknown label file type (use .nii.gz, .nii, .mha or .nrrd)")
+    return path
+
+
+def _write_nifti(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(labels, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)  # qform cannot hold shear; readers prefer the sform
+    img.header.set_xyzt_units("mm")
+    nib.save(img, str(path))
+
+
+def _write_itk(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    import SimpleITK as sitk
+
+    affine_lps = LPS_TO_RAS @ affine
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    direction = affine_lps[:3, :3] / spacing[None, :]
+    img = sitk.GetImageFromArray(np.transpose(labels, (2, 1, 0)))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetOrigin(tuple(float(o) for o in affine_lps[:3, 3]))
+    img.SetDirection(tuple(float(d) for d in direction.ravel()))
+    sitk.WriteImage(img, str(path), useCompression=True)
