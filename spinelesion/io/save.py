@@ -42,6 +42,20 @@ def save_labels(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> P
     return path
 
 
+def save_image(scan: Scan, *, path: str | os.PathLike) -> Path:
+    """Write a scan's float32 voxels on its own grid (NIfTI or MHA/NRRD by extension), atomically."""
+    path = Path(path)
+    name = path.name.lower()
+    with atomic_path(path) as tmp:
+        if name.endswith(NIFTI_SUFFIXES):
+            _write_nifti(scan.array.astype(np.float32, copy=False), scan.affine, tmp)
+        elif name.endswith(ITK_SUFFIXES):
+            _write_itk(scan.array.astype(np.float32, copy=False), scan.affine, tmp)
+        else:
+            raise LabelMapError(f"{path}: unknown image file type (use .nii.gz, .nii, .mha or .nrrd)")
+    return path
+
+
 def _write_nifti(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:
     import nibabel as nib
 

@@ -1,0 +1,246 @@
+"""Batch inference over a file, a DICOM series folder or a tree of scans.
+
+Per case (``OUT/<case_id>/``): labels.nii.gz, labels.seg.dcm (DICOM inputs), measurements.json,
+overlay PNGs, optional probabilities, and status.json written last (the "finished" marker).
+Per run: summary.csv, report.html, run.json. A failed case is recorded and the batch goes on;
+rerunning skips finished cases. Under ``torchrun`` cases are sharded across ranks and rank 0
+writes the run outputs once every rank is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from spinelesion import __version__
+from spinelesion.errors import SpinelesionError
+from spinelesion.inference.discover import CaseInput, discover_cases
+from spinelesion.io.atomic import write_text_atomic
+
+STATUS_FILE = "status.json"
+STAGES = ("load", "preprocess", "network", "postprocess", "measure", "write", "report")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    out_dir: Path
+    n_ok: int
+    n_failed: int
+    n_skipped: int
+    report: Path | None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.n_failed else 0
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
+              device: str = "auto", tta: bool = False, save_probabilities: bool = False,
+              overlays: bool = True, progress: bool = True) -> BatchResult:
+    """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc."""
+    from tqdm import tqdm
+
+    from spinelesion.inference.predictor import Predictor
+
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    rank, world = _dist_info()
+    if world > 1:
+        _init_distributed(device)
+    cases = discover_cases(input_path)
+    mine = cases[rank::world]
+    started = time.time()
+    predictor = Predictor(model=model, device=_rank_device(device, rank, world), tta=tta,
+                          keep_probabilities=save_probabilities)
+    n_skipped = 0
+    bar = tqdm(mine, desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
+               disable=not progress or None, dynamic_ncols=True)
+    for case in bar:
+        bar.set_postfix_str(case.case_id[-40:])
+        case_dir = out_dir / case.case_id
+        if _finished(case_dir):
+            n_skipped += 1
+            continue
+        status = process_case(case, case_dir=case_dir, predictor=predictor, overlays=overlays,
+                              save_probabilities=save_probabilities)
+        write_text_atomic(case_dir / STATUS_FILE, json.dumps(status, indent=2))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    report = None
+    statuses = [_read_status(out_dir / c.case_id) for c in cases]
+    if rank == 0:
+        report = write_run_outputs(out_dir=out_dir, input_path=input_path, cases=cases, statuses=statuses,
+                                   predictor=predictor, seconds_total=time.time() - started,
+                                   world_size=world)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    n_failed = sum(s["status"] == "failed" for s in statuses)
+    return BatchResult(out_dir=out_dir, n_ok=len(cases) - n_failed - n_skipped, n_failed=n_failed,
+                       n_skipped=n_skipped, report=report)
+
+
+def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
+                 save_probabilities: bool) -> dict:
+    """Run one case end to end; never raises for a bad scan (the error goes into the status)."""
+    from spinelesion.io.load import load_scan
+    from spinelesion.io.save import save_labels
+    from spinelesion.measure import measure_labels
+
+    seconds: dict[str, float] = {}
+    status = {"case": case.case_id, "input": case.label, "status": "failed", "error": None,
+              "seconds": seconds, "outputs": []}
+    t_start = time.perf_counter()
+    try:
+        t = time.perf_counter()
+        scan = load_scan(case.path, series_uid=case.series_uid)
+        seconds["load"] = time.perf_counter() - t
+        prediction = predictor.predict(scan)
+        seconds.update(prediction.seconds)
+        t = time.perf_counter()
+        record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
+                                modality=scan.modality)
+        record.setdefault("provenance", {})["model"] = prediction.model
+        seconds["measure"] = time.perf_counter() - t
+        t = time.perf_counter()
+        outputs = [save_labels(prediction.labels, like=scan, path=case_dir / "labels.nii.gz")]
+        if scan.dicom is not None:
+            from spinelesion.io.seg import save_dicom_seg
+
+            outputs.append(save_dicom_seg(prediction.labels, like=scan, path=case_dir / "labels.seg.dcm"))
+        if save_probabilities and prediction.probabilities is not None:
+            outputs.append(_save_probabilities(prediction.probabilities, scan=scan, path=case_dir / "probabilities.nii.gz"))
+        write_text_atomic(case_dir / "measurements.json", json.dumps(record, indent=2))
+        outputs.append(case_dir / "measurements.json")
+        seconds["write"] = time.perf_counter() - t
+        if overlays:
+            from spinelesion.report import write_overlays
+
+            t = time.perf_counter()
+            outputs.extend(write_overlays(scan=scan, labels=prediction.labels, record=record, out_dir=case_dir))
+            seconds["report"] = time.perf_counter() - t
+        status.update(status="ok", outputs=[str(Path(p).relative_to(case_dir)) for p in outputs],
+                      modality=scan.modality)
+    except SpinelesionError as err:
+        status["error"] = _one_line(str(err))
+    except Exception as err:  # a bug or an unforeseen file problem: record it, keep the batch going
+        status["error"] = _one_line(f"{type(err).__name__}: {err}")
+        status["traceback"] = traceback.format_exc(limit=8)
+    seconds["total"] = time.perf_counter() - t_start
+    return status
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def _save_probabilities(probabilities, *, scan, path: Path) -> Path:
+    """(C, X, Y, Z) probabilities as a 4D NIfTI (X, Y, Z, C) uint8 scaled 0..255, on the scan grid."""
+    import nibabel as nib
+    import numpy as np
+
+    from spinelesion.io.atomic import atomic_path
+
+    data = np.clip(np.round(np.moveaxis(probabilities.astype(np.float32), 0, -1) * 255), 0, 255).astype(np.uint8)
+    img = nib.Nifti1Image(data, scan.affine)
+    img.header["scl_slope"], img.header["scl_inter"] = 1 / 255, 0
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def _finished(case_dir: Path) -> bool:
+    status = _read_status(case_dir)
+    return status is not None and status.get("status") == "ok"
+
+
+def _read_status(case_dir: Path) -> dict | None:
+    try:
+        return json.loads((case_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
+                      predictor, seconds_total: float, world_size: int) -> Path:
+    """summary.csv, report.html, run.json and the colour tables for the whole run."""
+    import monai
+    import numpy as np
+    import torch
+
+    from spinelesion.report import summary_row, write_colour_tables, write_report_html, write_summary_csv
+
+    rows, report_cases = [], []
+    for case, status in zip(cases, statuses):
+        status = status or {"status": "failed", "error": "no status written (process died?)", "seconds": {}}
+        record = None
+        if status["status"] == "ok":
+            try:
+                record = json.loads((out_dir / case.case_id / "measurements.json").read_text())
+            except (OSError, ValueError):
+                status = {**status, "status": "failed", "error": "measurements.json missing or unreadable"}
+        seconds = status.get("seconds", {}).get("total", 0.0)
+        rows.append(summary_row(case=case.case_id, record=record, status=status["status"],
+                                error=status.get("error"), input_label=case.label, seconds=seconds))
+        report_cases.append({"case": case.case_id, "status": status["status"], "error": status.get("error"),
+                             "record": record, "case_dir": Path(case.case_id),
+                             "overlays": [o for o in status.get("outputs", []) if o.endswith(".png")],
+                             "seconds": seconds})
+    write_summary_csv(rows=rows, path=out_dir / "summary.csv")
+    write_colour_tables(out_dir=out_dir)
+    stage_totals = {stage: float(sum((s or {}).get("seconds", {}).get(stage, 0.0) for s in statuses))
+                    for stage in (*STAGES, "total")}
+    run_info = {
+        "spinelesion_version": __version__,
+        "input": str(input_path.name),
+        "models": {m: p.name for m, p in predictor.paths.items()},
+        "model_meta": {p.name: _model_summary(predictor, p) for p in predictor.paths.values()},
+        "device": predictor.device, "tta": predictor.tta, "world_size": world_size,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "monai": monai.__version__, "numpy": np.__version__},
+        "n_cases": len(cases),
+        "n_ok": sum(r["status"] == "ok" for r in rows),
+        "n_failed": sum(r["status"] == "failed" for r in rows),
+        "seconds_total": seconds_total,
+        "seconds_by_stage": stage_totals,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_text_atomic(out_dir / "run.json", json.dumps(run_info, indent=2))
+    return write_report_html(run_dir=out_dir, cases=report_cases, run_info=run_info)
+
+
+def _model_summary(predictor, path: Path) -> dict:
+    from spinelesion.inference.predictor import checkpoint_meta
+
+    meta = checkpoint_meta(path)
+    return {k: meta.get(k) for k in ("network", "preprocessing", "patch_size", "epoch", "metrics", "training")}
+
+
+def _init_distributed(device: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+
+
+def _rank_device(device: str, rank: int, world: int) -> str:
+    import torch
+
+    if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        return f"cuda:{local % torch.cuda.device_count()}"
+    return device

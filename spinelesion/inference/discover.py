@@ -1,0 +1,98 @@
+"""Find the cases in an inference input: one file, one DICOM series folder, or a tree of scans."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from spinelesion.errors import ScanLoadError
+from spinelesion.io.load import ITK_SUFFIXES, NIFTI_SUFFIXES
+
+#: Files that commonly sit beside scans and are not inputs (sidecars, docs); ignored, not failed.
+IGNORED_NAMES = re.compile(r"^(\..*|readme.*|license.*|licence.*|dicomdir|.*\.(json|md|csv|tsv|html|png|jpg|txt\.lock))$",
+                           re.IGNORECASE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseInput:
+    """One scan to process. ``case_id`` is made from the path under the input root (and, for DICOM,
+    a short hash of the SeriesInstanceUID), never from DICOM patient fields."""
+
+    case_id: str
+    path: Path
+    series_uid: str | None = None
+    label: str = ""  # path relative to the input root, for reports
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _safe_id(relative: Path) -> str:
+    text = str(relative).replace("\\", "/")
+    for suffix in (*NIFTI_SUFFIXES, *ITK_SUFFIXES, ".dcm"):
+        if text.lower().endswith(suffix):
+            text = text[: -len(suffix)]
+            break
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "__")).strip("._")
+    return text or "scan"
+
+
+def discover_cases(root: str | Path) -> list[CaseInput]:
+    """Cases under ``root``, sorted by id.
+
+    NIfTI/MHA/NRRD files are one case each; DICOM files are grouped by folder and
+    SeriesInstanceUID, one case per series; other files (not hidden, not sidecars such as
+    .json/.md) become cases too, so the batch records them as failed "not an image" rather
+    than silently dropping them. An empty folder raises ScanLoadError.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise ScanLoadError(f"{root}: no such file or folder")
+    if root.is_file():
+        return [CaseInput(case_id=_safe_id(Path(root.name)), path=root, label=root.name)]
+    cases: list[CaseInput] = []
+    dicom_dirs: dict[Path, int] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or IGNORED_NAMES.match(path.name):
+            continue
+        if path.name.lower().endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES)):
+            cases.append(CaseInput(case_id=_safe_id(rel), path=path, label=str(rel)))
+        elif path.name.lower().endswith(".raw") or path.name.lower().endswith(".zraw"):
+            continue  # MHD payloads
+        elif _is_dicom(path) or path.suffix.lower() == ".dcm":
+            dicom_dirs[path.parent] = dicom_dirs.get(path.parent, 0) + 1
+        else:
+            cases.append(CaseInput(case_id=_safe_id(rel), path=path, label=str(rel)))
+    for folder in sorted(dicom_dirs):
+        cases.extend(_dicom_cases(root, folder))
+    if not cases:
+        raise ScanLoadError(f"{root}: empty folder (no scans found)")
+    return sorted(cases, key=lambda c: c.case_id)
+
+
+def _dicom_cases(root: Path, folder: Path) -> list[CaseInput]:
+    from spinelesion.io.dicom import list_series
+
+    rel = folder.relative_to(root) if folder != root else Path(folder.name)
+    try:
+        series = [s for s in list_series(folder, recursive=False)]
+    except ScanLoadError:
+        series = []
+    if not series:  # unreadable DICOM: one case that will fail with the loader's own message
+        return [CaseInput(case_id=_safe_id(rel), path=folder, label=str(rel) + "/")]
+    cases = []
+    for info in series:
+        uid = info.series_instance_uid
+        suffix = "" if len(series) == 1 else "__" + hashlib.sha1(uid.encode()).hexdigest()[:8]
+        cases.append(CaseInput(case_id=_safe_id(rel) + suffix, path=folder, series_uid=uid,
+                               label=f"{rel}/ (DICOM series {info.n_files} files)"))
+    return cases

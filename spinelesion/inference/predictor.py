@@ -1,0 +1,165 @@
+"""``Predictor``: a trained checkpoint -> label map on the input scan's exact grid."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinelesion.errors import CheckpointError
+from spinelesion.io.scan import Scan
+
+#: Shipped default models, one per modality (trained on phantoms; see spinelesion/models/MODEL_CARD.md).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass(kw_only=True)
+class Prediction:
+    """Labels (X, Y, Z) uint8 schema v1 on the input grid; optional (C, X, Y, Z) float16 probabilities."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'. Unknown names raise CheckpointError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda asked for, but no CUDA GPU is available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CheckpointError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    return device
+
+
+def model_paths(model: str | Path | None) -> dict[str, Path]:
+    """Checkpoints by modality ("CT", "MR", or "*" for any) from a file, a folder, or the default.
+
+    A folder holds ``*.safetensors`` files; each one's metadata names its modality.
+    """
+    path = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    if not path.exists():
+        raise CheckpointError(f"{path}: model checkpoint not found")
+    if path.is_file():
+        return {"*": path}
+    found: dict[str, Path] = {}
+    for ckpt in sorted(path.glob("*.safetensors")):
+        modality = checkpoint_meta(ckpt)["preprocessing"]["modality"]
+        found.setdefault(modality, ckpt)
+    if not found:
+        raise CheckpointError(f"{path}: no .safetensors checkpoint in this folder")
+    return found
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """The metadata of a spinelesion ``.safetensors`` checkpoint, read without loading weights."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["spinelesion"])
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a spinelesion checkpoint ({type(err).__name__}: {err})") from None
+
+
+class Predictor:
+    """Segment scans with a checkpoint; each network loads once and serves every scan of its modality.
+
+    Sliding-window inference with Gaussian blending (MONAI), AMP on CUDA, optional mirror
+    test-time augmentation, preprocessing taken from the checkpoint's metadata, and the result
+    resampled (trilinear on probabilities, then argmax) onto the input's exact grid and affine.
+    """
+
+    def __init__(self, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
+                 overlap: float = 0.5, sw_batch_size: int = 2, keep_probabilities: bool = False) -> None:
+        self.paths = model_paths(model)
+        self.device = resolve_device(device)
+        self.tta = tta
+        self.overlap = overlap
+        self.sw_batch_size = sw_batch_size
+        self.keep_probabilities = keep_probabilities
+        self._loaded: dict[Path, tuple[object, dict]] = {}
+
+    def checkpoint_for(self, modality: str | None) -> Path:
+        if "*" in self.paths:
+            return self.paths["*"]
+        if modality in self.paths:
+            return self.paths[modality]
+        raise CheckpointError(f"no model for modality {modality!r}; available: {sorted(self.paths)}")
+
+    def network(self, path: Path):
+        """(torch module in eval mode on self.device, checkpoint metadata); loaded once."""
+        if path not in self._loaded:
+            from spinelesion.checkpoint import build_from_checkpoint
+
+            net, meta = build_from_checkpoint(path, device=self.device)
+            net.eval()
+            self._loaded[path] = (net, meta)
+        return self._loaded[path]
+
+    def predict(self, scan: Scan) -> Prediction:
+        """Label map for ``scan`` on its own grid; ``seconds`` splits preprocess/network/postprocess."""
+
+        from spinelesion.inference.resample import labels_on_grid
+        from spinelesion.transforms import preprocess
+
+        path = self.checkpoint_for(scan.modality)
+        net, meta = self.network(path)
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        image, net_affine = preprocess(scan, preprocessing=meta["preprocessing"])
+        t1 = time.perf_counter()
+        seconds["preprocess"] = t1 - t0
+        probabilities = self.sliding_window(net, image, patch_size=meta["patch_size"])
+        t2 = time.perf_counter()
+        seconds["network"] = t2 - t1
+        labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
+                                target_shape=scan.shape)
+        kept = None
+        if self.keep_probabilities:
+            kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)
+        seconds["postprocess"] = time.perf_counter() - t2
+        return Prediction(labels=labels, probabilities=kept, seconds=seconds, model=path.name)
+
+    def sliding_window(self, net, image, *, patch_size) -> "torch.Tensor":
+        """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image."""
+        import torch
+        from monai.inferers import SlidingWindowInferer
+
+        inferer = SlidingWindowInferer(roi_size=tuple(patch_size), sw_batch_size=self.sw_batch_size,
+                                       overlap=self.overlap, mode="gaussian", padding_mode="constant")
+        x = image[None].to(self.device)
+        flips = [()] + ([(2,), (3,), (4,)] if self.tta else [])
+        use_amp = self.device.startswith("cuda")
+        total = None
+        with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):
+            for dims in flips:
+                xi = torch.flip(x, dims) if dims else x
+                logits = inferer(xi, net)
+                prob = torch.softmax(logits.float(), dim=1)
+                prob = torch.flip(prob, dims) if dims else prob
+                total = prob if total is None else total + prob
+        return (total / len(flips))[0]
+
+
+def _probabilities_on_grid(probabilities, *, source_affine: np.ndarray, scan: Scan) -> np.ndarray:
+    """(C, X, Y, Z) float16 probabilities resampled onto the scan grid (for --save-probabilities)."""
+    from scipy.ndimage import map_coordinates
+
+    target_to_source = np.linalg.inv(source_affine) @ scan.affine
+    out = np.empty((probabilities.shape[0], *scan.shape), dtype=np.float16)
+    nx, ny, nz = scan.shape
+    ii, jj, kk = np.meshgrid(np.arange(nx), np.arange(ny), np.arange(nz), indexing="ij")
+    coords = np.stack([ii, jj, kk, np.ones_like(ii)], axis=0).reshape(4, -1).astype(np.float64)
+    src = (target_to_source @ coords)[:3]
+    probs = probabilities.float().cpu().numpy()
+    for c in range(probs.shape[0]):
+        out[c] = map_coordinates(probs[c], src, order=1, mode="constant", cval=0.0).reshape(scan.shape)
+    return out
