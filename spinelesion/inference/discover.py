@@ -72,27 +72,34 @@ def discover_cases(root: str | Path) -> list[CaseInput]:
             dicom_dirs[path.parent] = dicom_dirs.get(path.parent, 0) + 1
         else:
             cases.append(CaseInput(case_id=_safe_id(rel), path=path, label=str(rel)))
-    for folder in sorted(dicom_dirs):
-        cases.extend(_dicom_cases(root, folder))
+    if dicom_dirs:
+        cases.extend(_dicom_cases(root, sorted(dicom_dirs)))
     if not cases:
         raise ScanLoadError(f"{root}: empty folder (no scans found)")
     return sorted(cases, key=lambda c: c.case_id)
 
 
-def _dicom_cases(root: Path, folder: Path) -> list[CaseInput]:
+def _dicom_cases(root: Path, folders: list[Path]) -> list[CaseInput]:
+    """One case per DICOM image series, reading headers once for the whole tree."""
+    import os
+
     from spinelesion.io.dicom import list_series
 
-    rel = folder.relative_to(root) if folder != root else Path(folder.name)
     try:
-        series = [s for s in list_series(folder, recursive=False)]
+        series = list_series(root)
     except ScanLoadError:
         series = []
-    if not series:  # unreadable DICOM: one case that will fail with the loader's own message
-        return [CaseInput(case_id=_safe_id(rel), path=folder, label=str(rel) + "/")]
-    cases = []
+    cases, covered = [], set()
     for info in series:
-        uid = info.series_instance_uid
-        suffix = "" if len(series) == 1 else "__" + hashlib.sha1(uid.encode()).hexdigest()[:8]
-        cases.append(CaseInput(case_id=_safe_id(rel) + suffix, path=folder, series_uid=uid,
-                               label=f"{rel}/ (DICOM series {info.n_files} files)"))
+        folder = Path(os.path.commonpath([str(f.parent) for f in info.files]))
+        covered.update(f.parent for f in info.files)
+        rel = folder.relative_to(root) if folder != root else Path(root.name)
+        uid_hash = hashlib.sha1(info.series_instance_uid.encode()).hexdigest()[:8]
+        cases.append(CaseInput(case_id=f"{_safe_id(rel)}__{uid_hash}", path=folder,
+                               series_uid=info.series_instance_uid,
+                               label=f"{rel}/ (DICOM {info.modality or ''} series, {info.n_images} images)"))
+    for folder in folders:  # DICOM files that form no image series: fail with the loader's message
+        if folder not in covered:
+            rel = folder.relative_to(root) if folder != root else Path(root.name)
+            cases.append(CaseInput(case_id=_safe_id(rel), path=folder, label=f"{rel}/"))
     return cases

@@ -89,7 +89,7 @@ def to_3d(array: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray
     """Return the (X, Y, Z) volume of a 3D or 4D (X, Y, Z, T) array, or raise for other ranks."""
     while array.ndim > 3 and array.shape[-1] == 1 and volume_index is None:
         array = array[..., 0]
-    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape[:2] and array.shape[2] == 1):
+    if array.ndim == 2 or (array.ndim == 3 and min(array.shape) == 1):
         raise ScanLoadError(f"{path}: 2D image (shape {array.shape}); a 3D volume is needed")
     if array.ndim == 4:
         if volume_index is None:
@@ -103,7 +103,7 @@ def to_3d(array: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray
     if array.ndim != 3:
         raise ScanLoadError(f"{path}: {array.ndim}D image (shape {array.shape}); a 3D volume is needed")
     if min(array.shape) < 2:
-        raise ScanLoadError(f"{path}: image of shape {array.shape} is not a 3D volume")
+        raise ScanLoadError(f"{path}: 2D image (shape {array.shape}, a single slice); a 3D volume is needed")
     return array
 
 
@@ -114,7 +114,8 @@ def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
         img = nib.load(str(path))
         array = np.asarray(img.dataobj)
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
-        raise ScanLoadError(f"{path}: not a readable NIfTI file ({err})") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ScanLoadError(f"{path}: not a readable NIfTI file ({reason})") from None
     if array.dtype.kind == "c" or array.dtype.names:
         raise ScanLoadError(f"{path}: unsupported voxel type {array.dtype}")
     array = to_3d(array, path, volume_index).astype(np.float32, copy=False)
