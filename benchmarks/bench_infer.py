@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Inference speed: seconds per scan by stage, and end-to-end time over the network's own time.
+
+For each input size it times the whole per-scan path (load, preprocess, network, postprocess,
+measure, write, overlays) through ``process_case`` and, on the same preprocessed tensor, the
+bare sliding-window forward pass. Goal: end-to-end / network <= 1.3. With ``--big`` it also runs
+a 512x512x600 CT in a child process and reports its peak resident memory.
+
+    python benchmarks/bench_infer.py [--device auto] [--model CKPT] [--big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_ct(shape, spacing_mm, seed=0):
+    """A phantom CT resampled onto a grid of ``shape`` voxels at ``spacing_mm`` (RAS)."""
+    from scipy.ndimage import zoom
+
+    from spinelesion.data.phantoms import make_phantom
+    from spinelesion.io.scan import Scan
+
+    ph = make_phantom(seed=seed, modality="ct", orientation="RAS", oblique=False)
+    factors = [t / s for t, s in zip(shape, ph.scan.shape)]
+    array = zoom(ph.scan.array, factors, order=1).astype(np.float32)
+    affine = np.diag([*spacing_mm, 1.0])
+    return Scan(array=array, affine=affine, modality="CT", source="benchmark")
+
+
+def time_case(scan, *, model, device, tmp: Path) -> dict:
+    import torch
+
+    from spinelesion.inference.batch import process_case
+    from spinelesion.inference.discover import CaseInput
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.io.save import save_image
+    from spinelesion.transforms import preprocess
+
+    path = save_image(scan, path=tmp / "scan.nii.gz")
+    predictor = Predictor(model=model, device=device)
+    net, meta = predictor.network(predictor.checkpoint_for("CT"))
+    # warm-up on a small input (kernel selection, lazy init)
+    predictor.sliding_window(net, torch.zeros(1, *meta["patch_size"]), patch_size=meta["patch_size"])
+    status = process_case(CaseInput(case_id="bench", path=path), case_dir=tmp / "out", predictor=predictor,
+                          overlays=True, save_probabilities=False)
+    if status["status"] != "ok":
+        raise SystemExit(f"case failed: {status['error']}")
+    image, _ = preprocess(scan, preprocessing=meta["preprocessing"])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    predictor.sliding_window(net, image, patch_size=meta["patch_size"])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    network_only = time.perf_counter() - t
+    seconds = status["seconds"]
+    return {"shape": list(scan.shape), "seconds": seconds, "network_only_s": network_only,
+            "end_to_end_over_network": seconds["total"] / network_only}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--big", action="store_true", help="also 512x512x600 CT peak memory (child process)")
+    parser.add_argument("--child-big", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    from spinelesion.inference.predictor import resolve_device
+
+    device = resolve_device(args.device)
+    sizes = [((128, 128, 160), (1.0, 1.0, 1.5)), ((256, 256, 200), (0.8, 0.8, 1.5))]
+    if args.child_big:
+        sizes = [((512, 512, 600), (0.7, 0.7, 0.8))]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape, spacing in sizes:
+            scan = synthetic_ct(shape, spacing)
+            r = time_case(scan, model=args.model, device=device, tmp=Path(tmp))
+            if device.startswith("cuda"):
+                import torch
+
+                r["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            r["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            results.append(r)
+            s = r["seconds"]
+            print(f"{device} {'x'.join(map(str, shape))}: total {s['total']:.2f}s = "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in s.items() if k != "total")
+                  + f" | network alone {r['network_only_s']:.2f}s | ratio {r['end_to_end_over_network']:.2f}"
+                  + f" | peak RSS {r['peak_rss_gib']:.2f} GiB", flush=True)
+    if args.big and not args.child_big:
+        cmd = [sys.executable, __file__, "--child-big", "--device", device] + (["--model", args.model] if args.model else [])
+        subprocess.run(cmd, check=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

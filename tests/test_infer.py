@@ -1,0 +1,184 @@
+"""Inference mechanics: outputs on each input's exact grid, batch failures recorded, reruns skip.
+
+These tests use a tiny network with random weights: they check geometry and bookkeeping, not
+segmentation quality (tests/test_default_model.py checks the shipped model on phantoms).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import ct_volume, make_affine, rotation, write_ct_series
+from spinelesion.checkpoint import save_checkpoint
+from spinelesion.inference.batch import run_batch
+from spinelesion.inference.predictor import Predictor
+from spinelesion.inference.resample import labels_on_grid
+from spinelesion.io.load import load_scan
+from spinelesion.io.scan import Scan
+from spinelesion.labels import LABEL_NAMES, NUM_CLASSES
+from spinelesion.model import build_network
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-weight UNet checkpoint in the project's format (CT, 4 mm, 16^3 patches)."""
+    torch.manual_seed(0)
+    params = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
+    net = build_network(name="unet", params=params)
+    meta = {
+        "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
+        "network": {"name": "unet", "params": params},
+        "preprocessing": {"orientation": "RAS", "spacing_mm": [4.0, 4.0, 4.0], "modality": "CT",
+                          "intensity": {"kind": "ct_window", "min_hu": -200.0, "max_hu": 1300.0}},
+        "patch_size": [16, 16, 16], "epoch": 0, "metrics": {}, "training": {"command": "test"},
+        "config": {},
+    }
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny_ct.safetensors",
+                           state_dict=net.state_dict(), meta=meta)
+
+
+def _nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(array.astype(np.float32), affine), str(path))
+    return path
+
+
+def _oblique_lps_affine() -> np.ndarray:
+    direction = np.diag([-1.0, -1.0, 1.0]) @ rotation("x", 12) @ rotation("z", -7)
+    return make_affine(direction, (1.3, 0.9, 2.5), (40.0, -12.0, 30.0))
+
+
+def test_labels_on_grid_is_exact_for_identical_and_flipped_grids():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, NUM_CLASSES, (9, 10, 11))
+    probs = torch.nn.functional.one_hot(torch.as_tensor(labels), NUM_CLASSES).permute(3, 0, 1, 2).float()
+    affine = make_affine(rotation("y", 20), (1.5, 1.2, 2.0), (5.0, -3.0, 7.0))
+    same = labels_on_grid(probs, source_affine=affine, target_affine=affine, target_shape=labels.shape,
+                          slab_voxels=50)
+    assert np.array_equal(same, labels)
+    flipped = affine.copy()
+    flipped[:3, 0] *= -1
+    flipped[:3, 3] = affine[:3, :3] @ [8, 0, 0] + affine[:3, 3]
+    out = labels_on_grid(probs, source_affine=affine, target_affine=flipped, target_shape=labels.shape)
+    assert np.array_equal(out, labels[::-1])
+    # a target grid lying entirely outside the source gets background
+    far = affine.copy()
+    far[:3, 3] += 1000
+    assert not labels_on_grid(probs, source_affine=affine, target_affine=far, target_shape=(4, 4, 4)).any()
+
+
+@pytest.mark.parametrize("affine", [np.diag([1.1, 1.1, 2.0, 1.0]), _oblique_lps_affine()],
+                         ids=["ras", "oblique_lps"])
+def test_prediction_lands_on_input_grid(tiny_model, affine):
+    volume = ct_volume((30, 26, 14)).astype(np.float32)
+    scan = Scan(array=volume, affine=affine, modality="CT", source="test")
+    prediction = Predictor(model=tiny_model, device="cpu").predict(scan)
+    assert prediction.labels.shape == scan.shape
+    assert prediction.labels.dtype == np.uint8
+    assert prediction.labels.max() < NUM_CLASSES
+    assert set(prediction.seconds) == {"preprocess", "network", "postprocess"}
+
+
+def _bad_and_good_folder(root: Path) -> Path:
+    root.mkdir()
+    lps = _oblique_lps_affine()
+    _nifti(root / "good_oblique.nii.gz", ct_volume((30, 26, 14), seed=1), lps)
+    (root / "sub").mkdir()
+    _nifti(root / "sub" / "good_ras.nii", ct_volume((24, 24, 12), seed=2), np.diag([1.2, 1.2, 2.0, 1.0]))
+    write_ct_series(root / "dicom_ok", ct_volume((24, 20, 9), seed=3), make_affine(np.eye(3), (1, 1, 2), (0, 0, 0)),
+                    series_uid="1.2.3.4.5.6", study_uid="1.2.3.4.5")
+    write_ct_series(root / "dicom_gap", ct_volume((24, 20, 9), seed=4), make_affine(np.eye(3), (1, 1, 2), (0, 0, 0)),
+                    series_uid="1.2.3.4.5.7", study_uid="1.2.3.4.5", skip=(4,))
+    (root / "corrupt.nii.gz").write_bytes(b"\x1f\x8b" + os.urandom(200))
+    (root / "notes.txt").write_text("not an image")
+    _nifti(root / "flat2d.nii.gz", ct_volume((20, 20, 1))[..., 0], np.eye(4))
+    (root / "README.md").write_text("ignored sidecar")
+    return root
+
+
+def test_batch_runs_good_scans_and_records_bad_ones(tmp_path, tiny_model):
+    inputs = _bad_and_good_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    result = run_batch(input_path=inputs, out_dir=out, model=tiny_model, device="cpu", progress=False)
+    with open(out / "summary.csv", newline="") as f:
+        rows = {r["case"]: r for r in csv.DictReader(f)}
+    ok = {c for c, r in rows.items() if r["status"] == "ok"}
+    failed = {c: r["error"] for c, r in rows.items() if r["status"] == "failed"}
+    assert len(ok) == 3 and any(c.startswith("dicom_ok") for c in ok)
+    assert {"good_oblique", "sub__good_ras"} <= ok
+    assert set(failed) == {"corrupt", "notes.txt", "flat2d", *[c for c in rows if c.startswith("dicom_gap")]}
+    assert all(err and "\n" not in err for err in failed.values())
+    assert "2D" in failed["flat2d"]
+    assert result.exit_code == 1 and result.n_failed == 4
+    # every good case's labels sit on the input's exact grid (NIfTI affine as the source file's)
+    src = nib.load(str(inputs / "good_oblique.nii.gz"))
+    out_img = nib.load(str(out / "good_oblique" / "labels.nii.gz"))
+    assert out_img.shape == src.shape
+    np.testing.assert_allclose(out_img.affine, src.affine, atol=1e-5)
+    dicom_case = next(c for c in ok if c.startswith("dicom_ok"))
+    assert (out / dicom_case / "labels.seg.dcm").is_file()
+    scan = load_scan(inputs / "dicom_ok")
+    np.testing.assert_allclose(nib.load(str(out / dicom_case / "labels.nii.gz")).affine, scan.affine, atol=1e-4)
+    for case in ok:
+        record = json.loads((out / case / "measurements.json").read_text())
+        assert record["schema_version"] == 1
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_failed"] == 4 and run["n_ok"] == 3 and "network" in run["seconds_by_stage"]
+    assert (out / "report.html").is_file()
+    assert not list(out.rglob("*.tmp*")), "temporary files left behind"
+    # patient name planted by write_ct_series never reaches our outputs (except inside the DICOM SEG)
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".csv", ".html", ".txt"):
+            assert "Doe" not in path.read_text(errors="ignore"), path
+
+    # rerun: finished cases are skipped, failed ones retried (and fail again)
+    again = run_batch(input_path=inputs, out_dir=out, model=tiny_model, device="cpu", progress=False)
+    assert again.n_skipped == 3 and again.n_failed == 4
+
+
+def test_cli_infer_exit_codes(tmp_path, tiny_model):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _nifti(inputs / "a.nii.gz", ct_volume((24, 22, 12)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "spinelesion", "infer", str(inputs), "--out", str(tmp_path / "o"),
+           "--model", str(tiny_model), "--device", "cpu", "--quiet", "--no-overlays"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 ok, 0 failed" in done.stdout
+    (inputs / "b.nii.gz").write_bytes(b"garbage")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    missing = subprocess.run(cmd[:4] + [str(tmp_path / "nope")] + cmd[5:], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_shards_cases_across_two_processes(tmp_path, tiny_model):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(4):
+        _nifti(inputs / f"s{i}.nii.gz", ct_volume((20, 20, 10), seed=i), np.diag([1.0, 1.0, 2.0, 1.0]))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(REPO / "scripts" / "infer.py"), str(inputs), "--out", str(out), "--model", str(tiny_model),
+           "--device", "cpu", "--quiet", "--no-overlays"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == 2 and run["n_ok"] == 4
+    with open(out / "summary.csv", newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4
