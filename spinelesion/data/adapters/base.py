@@ -1,0 +1,225 @@
+"""What every dataset adapter shares: the :class:`Case` record, the :class:`Adapter` protocol and
+the checks that keep a label map honest (same grid as its image, known values only).
+
+An adapter turns one public dataset's files into label maps of schema v1
+(:mod:`spinelesion.labels`) on the image's own voxel grid, and says which classes the dataset
+annotates. A class a dataset does not annotate must be masked out of the loss, not learnt as
+background: a voxel labelled 0 in such a dataset may still belong to an unannotated class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from spinelesion.errors import LabelMapError, ScanLoadError
+from spinelesion.io.scan import Scan
+from spinelesion.labels import NUM_CLASSES
+
+#: Largest distance (mm) between corresponding corner voxels of two grids still called "the same
+#: grid". NIfTI stores its affine in float32, so identical grids written by different tools can
+#: differ by about 1e-4 mm; a real grid difference is a fraction of a voxel or more.
+GRID_TOLERANCE_MM = 0.01
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """One training case: an image and the label source that goes with it.
+
+    Attributes:
+        case_id: identifier built from the dataset's own public subject/series IDs (for example
+            ``sub-gl003_dir-ax``); never a DICOM PatientName or other PHI.
+        image: file or DICOM series folder, anything :func:`spinelesion.io.load_scan` reads.
+        label: label file, folder of masks or DICOM SEG file (adapter-specific).
+        dataset: name of the adapter that made the case.
+        annotated_classes: schema v1 classes this case annotates; the others must be masked
+            out of the loss, not treated as background.
+        split: ``"train"``, ``"validation"`` or ``"test"`` where the dataset says; else None.
+        modality: ``"CT"`` or ``"MR"`` where the dataset says; None lets the loader decide.
+    """
+
+    case_id: str
+    image: Path
+    label: Path | None
+    dataset: str
+    annotated_classes: tuple[int, ...]
+    split: str | None = None
+    modality: str | None = None
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A public dataset's layout and label mapping."""
+
+    name: str
+    #: Classes the dataset annotates (a case may annotate fewer; see ``Case.annotated_classes``).
+    annotated_classes: tuple[int, ...]
+
+    def find_cases(self, root: Path) -> list[Case]:
+        """Every case under ``root``, sorted by case_id; raises SpinelesionError for a missing
+        root, an empty layout or a missing image or label file (naming the path)."""
+        ...
+
+    def load_labels(self, case: Case, *, like: Scan) -> np.ndarray:
+        """(X, Y, Z) uint8 schema v1 label map on ``like``'s exact grid.
+
+        Raises LabelMapError naming the file when the label's grid differs from ``like``'s or
+        it holds a value outside the dataset's mapping.
+        """
+        ...
+
+
+def annotated_mask(classes: tuple[int, ...]) -> np.ndarray:
+    """(NUM_CLASSES,) bool: True for each annotated class value."""
+    mask = np.zeros(NUM_CLASSES, dtype=bool)
+    for value in classes:
+        if not 0 <= value < NUM_CLASSES:
+            raise LabelMapError(f"annotated class {value} is outside schema v1 (0..{NUM_CLASSES - 1})")
+        mask[value] = True
+    return mask
+
+
+def require_root(root: Path, *, dataset: str) -> Path:
+    """``root`` as a Path, or a LabelMapError naming it when it is not a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LabelMapError(f"{root}: {dataset} dataset folder not found")
+    return root
+
+
+def require_file(path: Path, *, what: str) -> Path:
+    """``path`` if it exists, else a LabelMapError (labels) or ScanLoadError (images) naming it."""
+    if not path.exists():
+        error = ScanLoadError if what == "image" else LabelMapError
+        raise error(f"{path}: {what} not found")
+    return path
+
+
+def check_same_grid(*, shape: tuple[int, ...], affine: np.ndarray, like: Scan, path: Path) -> None:
+    """Raise LabelMapError naming ``path`` unless (shape, affine) is ``like``'s grid.
+
+    The grids match when the shapes are equal and every corner voxel maps to the same world
+    point within :data:`GRID_TOLERANCE_MM`.
+    """
+    if tuple(shape) != like.shape:
+        raise LabelMapError(f"{path}: label grid {tuple(shape)} differs from the image grid {like.shape}")
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)]).T
+    gap_mm = float(np.abs((np.asarray(affine) - like.affine) @ corners)[:3].max())
+    if gap_mm > GRID_TOLERANCE_MM:
+        raise LabelMapError(f"{path}: label and image grids differ (voxels up to {gap_mm:.3g} mm apart; "
+                            "resample the label onto the image first)")
+
+
+def place_on_grid(array: np.ndarray, *, affine: np.ndarray, like: Scan, path: Path) -> np.ndarray:
+    """Copy a label array onto ``like``'s grid when its voxels coincide with ``like``'s voxels.
+
+    The source may cover part of ``like``'s field of view and store its axes in another order or
+    direction (a DICOM SEG holding only the frames that have segments); voxels outside it are 0.
+
+    Args:
+        array: (I, J, K) source labels.
+        affine: (4, 4) source voxel -> RAS+ mm.
+
+    Returns:
+        (X, Y, Z) array of ``array``'s dtype on ``like``'s grid.
+
+    Raises:
+        LabelMapError naming ``path`` when the source voxel centres are not ``like``'s voxel
+        centres (other spacing, rotation or a sub-voxel shift).
+    """
+    # like voxel index -> source voxel index
+    to_source = np.linalg.inv(np.asarray(affine, dtype=np.float64)) @ like.affine
+    rotation, offset = to_source[:3, :3], to_source[:3, 3]
+    axis_of = np.argmax(np.abs(rotation), axis=0)  # source axis for each like axis
+    signs = np.sign(rotation[axis_of, range(3)])
+    expected = np.zeros((3, 3))
+    expected[axis_of, range(3)] = signs
+    corners = np.array([[i, j, k] for i in (0, like.shape[0] - 1) for j in (0, like.shape[1] - 1)
+                        for k in (0, like.shape[2] - 1)], dtype=np.float64).T
+    drift_voxels = np.abs(rotation @ corners + offset[:, None] - (expected @ corners + np.round(offset)[:, None]))
+    if sorted(axis_of.tolist()) != [0, 1, 2] or drift_voxels.max() * max(like.spacing_mm) > 10 * GRID_TOLERANCE_MM:
+        raise LabelMapError(f"{path}: label voxels do not lie on the image grid (other spacing, "
+                            "rotation or shift); resample the label onto the image first")
+    out = np.zeros(like.shape, dtype=array.dtype)
+    source = np.transpose(array, axis_of.tolist())
+    index, valid = [], []
+    for axis in range(3):
+        along = np.round(signs[axis] * np.arange(like.shape[axis]) + offset[axis_of[axis]]).astype(int)
+        inside = (along >= 0) & (along < source.shape[axis])
+        index.append(along[inside])
+        valid.append(np.flatnonzero(inside))
+    if all(v.size for v in valid):
+        out[np.ix_(*valid)] = source[np.ix_(*index)]
+    return out
+
+
+def read_label_volume(path: Path, *, like: Scan) -> np.ndarray:
+    """Read an integer label file (NIfTI, MHA, NRRD) that must lie on ``like``'s grid.
+
+    Returns:
+        (X, Y, Z) int32 array in ``like``'s voxel order.
+    """
+    from spinelesion.io.load import load_scan
+
+    require_file(path, what="label file")
+    try:
+        label = load_scan(path, modality="CT")  # modality given only to skip the guess
+    except ScanLoadError as err:
+        raise LabelMapError(str(err)) from None
+    check_same_grid(shape=label.shape, affine=label.affine, like=like, path=path)
+    array = label.array
+    if not np.array_equal(array, np.round(array)):
+        raise LabelMapError(f"{path}: label values must be integers")
+    return array.astype(np.int32)
+
+
+def map_values(array: np.ndarray, mapping: dict[int, int], *, path: Path | str) -> np.ndarray:
+    """Map each source value through ``mapping`` (source value -> schema v1 value).
+
+    Args:
+        array: (X, Y, Z) integer array of source label values.
+        mapping: every value the dataset may hold, including 0.
+
+    Returns:
+        (X, Y, Z) uint8 array of schema v1 values.
+
+    Raises:
+        LabelMapError naming ``path`` and the unknown values when the array holds any value
+        missing from ``mapping``.
+    """
+    values = np.unique(array)
+    unknown = [int(v) for v in values if int(v) not in mapping]
+    if unknown:
+        shown = ", ".join(str(v) for v in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise LabelMapError(f"{path}: label values {shown} are outside this dataset's mapping "
+                            f"(known: {_ranges(sorted(mapping))})")
+    table = np.zeros(int(values.max()) + 1 if values.size else 1, dtype=np.uint8)
+    for value in values:
+        table[int(value)] = mapping[int(value)]
+    return table[array]
+
+
+def check_values(array: np.ndarray, *, known: set[int], path: Path) -> None:
+    """LabelMapError naming ``path`` when ``array`` holds a nonzero value outside ``known``."""
+    unknown = sorted(int(v) for v in np.unique(array) if v != 0 and int(v) not in known)
+    if unknown:
+        raise LabelMapError(f"{path}: label values {unknown[:10]} are outside this dataset's mapping "
+                            f"(known: 0 and {sorted(known)})")
+
+
+def _ranges(values: list[int]) -> str:
+    """"0-25, 28" for [0, 1, ..., 25, 28]."""
+    parts: list[str] = []
+    start = prev = values[0]
+    for value in values[1:] + [None]:  # type: ignore[list-item]
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
