@@ -1,0 +1,428 @@
+"""Review outputs: overlays (geometry, orientation, aspect), summary.csv, report.html, colour tables.
+
+Synthetic cases are small box spines built here; real scans (``../shared/data/real``) check that
+overlays of a PSR MR and an RAS CT come out the right way up.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinelesion.errors import LabelMapError
+from spinelesion.io.scan import Scan
+from spinelesion.labels import LABEL_COLOURS, LABEL_NAMES
+from spinelesion.report import (summary_row, write_colour_tables, write_overlays, write_report_html,
+                                write_summary_csv)
+from spinelesion.report.html import _overlay_href
+from spinelesion.report.overlays import AXIAL_MAX_PX, CURVED_MAX_PX, LEGEND_PX, MARGIN_PX, build_views
+from spinelesion.report.tables import SUMMARY_COLUMNS, cohort_sort_key, flagged_vertebra_indices
+
+SPACING_MM = (0.8, 0.8, 3.0)
+LEVELS = ("L5", "L4", "L3", "L2", "L1")
+#: Bright markers (RAS voxel boxes) that show where anterior, superior and right end up.
+MARKER_SAGITTAL = (slice(36, 44), slice(94, 100), slice(45, 50))   # midline, anterior, superior
+MARKER_CORONAL = (slice(72, 79), slice(68, 82), slice(45, 50))     # right, mid-body depth, superior
+MARKER_AXIAL = (slice(70, 77), slice(90, 97), slice(21, 29))       # right, anterior, at vertebra 2
+
+
+def _ras_spine(modality: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y, Z) = (80, 100, 50) RAS image and schema-v1 labels of a five-level box spine.
+
+    Bodies at z 10k+1..10k+7, discs between, canal (sac and cord) behind the bodies, posterior
+    elements behind the canal; vertebra 2 holds a body lesion and an epidural lesion.
+    """
+    labels = np.zeros((80, 100, 50), np.uint8)
+    for k in range(5):
+        z = slice(10 * k + 1, 10 * k + 8)
+        labels[22:58, 58:92, z] = 1
+        labels[25:55, 20:30, z] = 2
+        labels[24:30, 30:58, z] = 2
+        labels[50:56, 30:58, z] = 2
+        labels[37:43, 5:20, z] = 2
+        labels[22:58, 58:92, 10 * k + 8:10 * k + 10] = 6
+    labels[31:49, 30:52, :] = 5
+    labels[35:45, 36:46, :] = 4
+    labels[26:44, 62:84, 22:27] = 3
+    labels[33:47, 48:55, 22:27] = 3
+    values = {"CT": {0: 40, 1: 300, 2: 500, 3: 30, 4: 40, 5: 5, 6: 90},
+              "MR": {0: 300, 1: 400, 2: 350, 3: 900, 4: 500, 5: 1500, 6: 800}}[modality]
+    lut = np.array([values[v] for v in range(7)], np.float32)
+    image = lut[labels] + np.random.default_rng(seed).normal(0, 10, labels.shape).astype(np.float32)
+    bright = 3000.0 if modality == "CT" else 5000.0
+    for marker in (MARKER_SAGITTAL, MARKER_CORONAL, MARKER_AXIAL):
+        image[marker] = bright
+    return image.astype(np.float32), labels
+
+
+def _reorient(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` on an RAS grid re-stored with voxel axes ``axcodes`` (same world positions)."""
+    ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
+                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
+    image = nib.Nifti1Image(array, affine).as_reoriented(ornt)
+    return np.asarray(image.dataobj), image.affine
+
+
+def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
+    """A hand-made design.md section 2 record whose centroids come from ``labels`` and ``affine``."""
+    ras_body = np.isin(labels, (1, 3))
+    vertebrae = []
+    for k, level in enumerate(LEVELS):
+        zs = np.zeros(labels.shape[2], bool)
+        zs[10 * k + 1:10 * k + 8] = True
+        ijk = np.argwhere(ras_body & zs[None, None, :])
+        centroid = (affine @ np.append(ijk.mean(axis=0), 1.0))[:3]
+        lesion = k == 2
+        vertebrae.append({
+            "index": k, "level": level, "centroid_mm": centroid.tolist(), "body_volume_ml": 8.5,
+            "lesion_volume_ml": 1.9 if lesion else 0.0, "body_destruction_pct": 22.0 if lesion else 0.0,
+            "height_anterior_mm": 21.0, "height_middle_mm": 21.0, "height_posterior_mm": 21.0,
+            "height_loss_pct": 0.0, "genant_grade": 0,
+            "sins_collapse": "no_collapse_over_50pct_involved" if lesion else "none",
+            "lesion_type": "lytic" if lesion and modality == "CT" else None, "posterolateral": "none"})
+    cord_mm = (affine @ np.array([39.5, 40.5, 24.5, 1.0]))[:3]
+    return {"schema_version": 1,
+            "scan": {"shape": list(labels.shape), "spacing_mm": list(SPACING_MM), "orientation": "RAS",
+                     "modality": modality},
+            "vertebrae": vertebrae,
+            "lesions": [{"id": 1, "volume_ml": 2.4, "centroid_mm": vertebrae[2]["centroid_mm"],
+                         "vertebra_index": 2, "epidural": True}],
+            "cord": {"mscc_pct": 31.0, "mcc_pct": 40.0, "worst_centroid_mm": cord_mm.tolist(),
+                     "bilsky_grade": "2", "compression_flag": True},
+            "flags": ["cord compression, Bilsky 2, at vertebra 2"]}
+
+
+def synthetic_case(*, modality: str = "CT", axcodes: str = "RAS", oblique_deg: float = 0.0):
+    """(scan, labels, record) of the box spine stored with voxel axes ``axcodes``.
+
+    ``oblique_deg`` rotates the grid about the superior axis (the record follows the rotation)."""
+    image, labels = _ras_spine(modality)
+    affine = np.diag([*SPACING_MM, 1.0])
+    affine[:3, 3] = (-30.0, -40.0, -75.0)
+    if oblique_deg:
+        c, s = np.cos(np.radians(oblique_deg)), np.sin(np.radians(oblique_deg))
+        rot = np.eye(4)
+        rot[:2, :2] = [[c, -s], [s, c]]
+        affine = rot @ affine
+    record = _record(labels, affine, modality)
+    stored_image, stored_affine = _reorient(image, affine, axcodes)
+    stored_labels, _ = _reorient(labels, affine, axcodes)
+    scan = Scan(array=stored_image.astype(np.float32), affine=stored_affine, modality=modality,
+                source="synthetic")
+    return scan, stored_labels.astype(np.uint8), record
+
+
+# ---------------------------------------------------------------- overlays: geometry
+
+
+@pytest.mark.parametrize("axcodes", ["LPS", "PSR", "SAL"])
+def test_views_do_not_depend_on_voxel_order(axcodes):
+    ras = build_views(**dict(zip(("scan", "labels", "record"), synthetic_case(axcodes="RAS"))))
+    other = build_views(**dict(zip(("scan", "labels", "record"), synthetic_case(axcodes=axcodes))))
+    assert [v.name for v in ras] == [v.name for v in other] == [
+        "sagittal", "coronal", "axial_v2", "axial_cord"]
+    for a, b in zip(ras, other):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.image, b.image)
+        np.testing.assert_allclose(a.spacing_mm, b.spacing_mm)
+        assert [m.text_at for m in a.marks] == pytest.approx([m.text_at for m in b.marks])
+
+
+def test_views_put_anatomy_where_the_display_convention_says():
+    scan, labels, record = synthetic_case(axcodes="PSR")
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    # Every view is drawn with its horizontal axis flipped (larger index on the viewer's left).
+    assert all(v.flip_h for v in views.values())
+    sag, cor, axial = views["sagittal"], views["coronal"], views["axial_v2"]
+    assert sag.letters == ("A", "P", "I", "S") and cor.letters == ("R", "L", "I", "S")
+    assert axial.letters == ("R", "L", "P", "A")
+    for view in (sag, cor, axial):   # the bright marker sits at large h (left) and large v (top)
+        h, v = np.unravel_index(np.argmax(view.image), view.image.shape)
+        assert h > 0.7 * view.image.shape[0] and v > 0.7 * view.image.shape[1], view.name
+    # Sagittal: bodies (class 1) anterior (larger h) of the cord; pixel spacing (y, z) in mm.
+    body_h = np.argwhere(sag.labels == 1)[:, 0].mean()
+    cord_h = np.argwhere(sag.labels == 4)[:, 0].mean()
+    assert body_h > cord_h
+    assert sag.spacing_mm == pytest.approx((0.8, 3.0)) and axial.spacing_mm == pytest.approx((0.8, 0.8))
+    # Level names beside their vertebrae, inferior (L5) to superior (L1); flagged L3 emphasised.
+    assert [m.text for m in sag.marks] == list(LEVELS)
+    heights = [m.anchor[1] for m in sag.marks]
+    assert heights == sorted(heights)
+    assert heights[2] == pytest.approx(24.0 * 3.0)
+    assert [m.emphasis for m in sag.marks] == [False, False, True, False, False]
+    assert all(m.text_at[0] > 91 * 0.8 for m in sag.marks)      # anterior of the bodies
+    assert all(m.text_at[0] < 22 * 0.8 for m in cor.marks)      # at the patient's left of them
+    # The axial slice at vertebra 2 cuts its lesion; the cord view holds the cord.
+    assert (axial.labels == 3).any() and (views["axial_cord"].labels == 4).any()
+
+
+def test_oblique_grid_still_reads():
+    scan, labels, record = synthetic_case(axcodes="LPS", oblique_deg=15.0)
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    assert set(views) == {"sagittal", "coronal", "axial_v2", "axial_cord"}
+    sag = views["sagittal"]
+    # The plane follows the canal: the cord runs through the whole column height.
+    rows_with_cord = (sag.labels == 4).any(axis=0)
+    assert rows_with_cord.mean() > 0.9
+    assert (views["axial_v2"].labels == 3).any()
+
+
+def test_curved_sagittal_follows_a_scoliotic_column():
+    image, labels = _ras_spine("CT")
+    shifted_labels, shifted_image = np.zeros_like(labels), np.zeros_like(image)
+    for z in range(labels.shape[2]):   # the column drifts 12 voxels to the right from bottom to top
+        shift = int(round(12 * z / (labels.shape[2] - 1)))
+        shifted_labels[shift:, :, z] = labels[:labels.shape[0] - shift, :, z]
+        shifted_image[shift:, :, z] = image[:labels.shape[0] - shift, :, z]
+    affine = np.diag([*SPACING_MM, 1.0])
+    scan = Scan(array=shifted_image, affine=affine, modality="CT")
+    views = build_views(scan=scan, labels=shifted_labels, record=_record(shifted_labels, affine, "CT"))
+    sag = views[0]
+    assert (sag.labels == 4).any(axis=0).mean() > 0.9   # a straight plane would leave the cord
+
+
+def test_write_overlays_pngs(tmp_path):
+    import matplotlib.image as mpimg
+
+    scan, labels, record = synthetic_case(modality="MR", axcodes="PSR")
+    paths = write_overlays(scan=scan, labels=labels, record=record, out_dir=tmp_path / "case")
+    assert [p.name for p in paths] == ["sagittal.png", "coronal.png", "axial_v2.png", "axial_cord.png"]
+    assert sorted(p.name for p in (tmp_path / "case").iterdir()) == sorted(p.name for p in paths)
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    for path in paths:
+        png = mpimg.imread(path)
+        view = views[path.stem]
+        h0, h1, v0, v1 = view.extent_mm()
+        max_w, max_h = CURVED_MAX_PX if path.stem in ("sagittal", "coronal") else AXIAL_MAX_PX
+        scale = min(max_w / (h1 - h0), max_h / (v1 - v0))
+        image_w = png.shape[1] - 2 * MARGIN_PX - LEGEND_PX
+        # The figure is sized so that one mm is as wide as it is tall (anisotropic voxels).
+        assert image_w == pytest.approx((h1 - h0) * scale, abs=1.5)
+        assert png.shape[0] >= (v1 - v0) * scale
+        grey = png[..., :3].mean(axis=2)
+        assert grey.std() > 0.05   # not blank
+    # Sagittal PNG: the anterior-superior marker lands in the top-left corner of the image area.
+    png = mpimg.imread(paths[0])[..., :3].mean(axis=2)
+    image_w = png.shape[1] - 2 * MARGIN_PX - LEGEND_PX
+    top = png.shape[0] - MARGIN_PX - int(round(image_w * (views["sagittal"].extent_mm()[3] - views[
+        "sagittal"].extent_mm()[2]) / (views["sagittal"].extent_mm()[1] - views["sagittal"].extent_mm()[0])))
+    corner = slice(MARGIN_PX + 2, MARGIN_PX + image_w // 8)
+    rows = slice(top + 2, top + 2 + image_w // 8)
+    far = slice(MARGIN_PX + image_w - image_w // 8, MARGIN_PX + image_w - 2)
+    assert png[rows, corner].mean() > png[rows, far].mean() + 0.2
+
+
+def test_write_overlays_rejects_mismatched_labels(tmp_path):
+    scan, labels, record = synthetic_case()
+    with pytest.raises(LabelMapError, match="shape"):
+        write_overlays(scan=scan, labels=labels[:-1], record=record, out_dir=tmp_path)
+
+
+def test_empty_labels_and_empty_record(tmp_path):
+    scan, labels, _ = synthetic_case(modality="MR")
+    paths = write_overlays(scan=scan, labels=np.zeros_like(labels), record={}, out_dir=tmp_path)
+    assert [p.name for p in paths] == ["sagittal.png", "coronal.png"]
+
+
+def test_overlays_on_real_scans_are_head_up(real_data, tmp_path):
+    """SCT T2 (PSR, healthy cord) and TotalSegmentator CT (RAS): levels stack the right way."""
+    from spinelesion.io.load import load_scan
+
+    t2 = load_scan(real_data / "sct_t2/t2.nii.gz")
+    assert t2.orientation == "PSR"
+    cord = np.asarray(nib.load(real_data / "sct_t2/t2_seg-manual.nii.gz").dataobj) > 0
+    levels = np.asarray(nib.load(real_data / "sct_t2/t2_seg-manual_labeled.nii.gz").dataobj).astype(int)
+    vertebrae = []
+    for index, value in enumerate((5, 4, 3, 2)):   # C5 (inferior) ... C2
+        centroid = (t2.affine @ np.append(np.argwhere(levels == value).mean(axis=0), 1.0))[:3]
+        vertebrae.append({"index": index, "level": f"C{value}", "centroid_mm": centroid.tolist()})
+    record = {"vertebrae": vertebrae, "cord": {"worst_centroid_mm": vertebrae[1]["centroid_mm"]}}
+    labels = np.where(cord, 4, 0).astype(np.uint8)
+    views = {v.name: v for v in build_views(scan=t2, labels=labels, record=record)}
+    heights = [m.anchor[1] for m in views["sagittal"].marks]
+    assert heights == sorted(heights)       # C5 below C2
+    assert (views["axial_cord"].labels == 4).sum() * 1.0 == pytest.approx(77, abs=15)  # ~69-85 mm2
+    paths = write_overlays(scan=t2, labels=labels, record=record, out_dir=tmp_path / "mr")
+    assert [p.name for p in paths] == ["sagittal.png", "coronal.png", "axial_cord.png"]
+
+    ct = load_scan(real_data / "totalseg_ct/example_ct.nii.gz")
+    total = np.asarray(nib.load(real_data / "totalseg_ct/example_ct_totalseg.nii.gz").dataobj).astype(int)
+    ct_labels = np.where((total >= 26) & (total <= 33), 1, 0).astype(np.uint8)
+    names = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11"}
+    ct_vertebrae = [{"index": i, "level": names[value], "lesion_volume_ml": 1.0 if i == 3 else 0.0,
+                     "centroid_mm": (ct.affine @ np.append(np.argwhere(total == value).mean(axis=0), 1))[:3].tolist()}
+                    for i, value in enumerate(range(26, 34))]
+    ct_views = build_views(scan=ct, labels=ct_labels, record={"vertebrae": ct_vertebrae})
+    assert [v.name for v in ct_views] == ["sagittal", "coronal", "axial_v3"]
+    sag_heights = [m.anchor[1] for m in ct_views[0].marks]
+    assert sag_heights == sorted(sag_heights)
+    assert ct_views[0].labels.any() and (ct_views[2].labels == 1).any()
+
+
+@pytest.mark.slow
+def test_overlays_on_an_oblique_phantom(tmp_path):
+    """A project phantom (oblique LPS CT, Bilsky 1b) with its truth record."""
+    phantoms = pytest.importorskip("spinelesion.data.phantoms")
+    phantom = phantoms.make_phantom(seed=5, modality="ct", bilsky="1b", orientation="LPS", oblique=True,
+                                    shape_limit_vox=80)
+    record = phantom.truth
+    views = {v.name: v for v in build_views(scan=phantom.scan, labels=phantom.labels, record=record)}
+    levels = [v["level"] for v in record["vertebrae"]]
+    marks = views["sagittal"].marks
+    assert [m.text for m in marks] == levels
+    assert [m.anchor[1] for m in marks] == sorted(m.anchor[1] for m in marks)   # inferior -> superior
+    for flag in record["flags"]:   # every vertebra a flag names gets its axial view
+        for vertebra in record["vertebrae"]:
+            if re.search(rf"\b{vertebra['level']}\b", flag):
+                assert f"axial_v{vertebra['index']}" in views
+    cord_view = views["axial_cord"]
+    assert (cord_view.labels == 4).any() and (cord_view.labels == 3).any()   # epidural tumour by the cord
+    paths = write_overlays(scan=phantom.scan, labels=phantom.labels, record=record, out_dir=tmp_path)
+    assert [p.stem for p in paths] == list(views)
+
+
+# ---------------------------------------------------------------- tables and CSV
+
+
+def test_flagged_vertebrae():
+    record = {"vertebrae": [{"index": i} for i in range(6)],
+              "lesions": [{"vertebra_index": 1}, {"vertebra_index": None}],
+              "flags": ["cord compression, Bilsky 2, at vertebra 4", "vertebra 99 unknown"]}
+    record["vertebrae"][3].update(body_destruction_pct=12.0)
+    record["vertebrae"][5].update(posterolateral="unilateral")
+    record["vertebrae"][0].update(genant_grade=0, posterolateral="none", lesion_volume_ml=0.0)
+    assert flagged_vertebra_indices(record) == [1, 3, 4, 5]
+    record["vertebrae"][2]["level"] = "T1"
+    record["vertebrae"][0]["level"] = "T11"
+    record["flags"] = ["T1: vertebral body collapse 43 % (Genant 3)"]
+    assert flagged_vertebra_indices(record) == [1, 2, 3, 5]
+
+
+def test_summary_rows_and_csv(tmp_path):
+    _, _, record = synthetic_case()
+    ok = summary_row(case="case_001", record=record, status="ok", error=None, input_label="a/b.nii.gz",
+                     seconds=3.14159)
+    failed = summary_row(case="=cmd|' /C calc'!A0", record=None, status="failed",
+                         error="b.dcm: missing slice\nbetween 3 and 5", input_label="b", seconds=0.2)
+    assert ok["n_vertebrae"] == 5 and ok["n_lesions"] == 1 and ok["worst_bilsky"] == "2"
+    assert ok["lesion_volume_ml"] == pytest.approx(2.4) and ok["max_body_destruction_pct"] == 22.0
+    assert ok["flags"] == "cord compression, Bilsky 2, at vertebra 2" and ok["compression_flag"] is True
+    path = write_summary_csv(rows=[ok, failed], path=tmp_path / "summary.csv")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
+    assert rows[0]["seconds"] == "3.14" and rows[0]["max_mscc_pct"] == "31.0"
+    assert rows[1]["status"] == "failed" and rows[1]["error"] == "b.dcm: missing slice between 3 and 5"
+    assert rows[1]["case"].startswith("'=") and rows[1]["n_vertebrae"] == ""
+    with pytest.raises(ValueError):
+        summary_row(case="x", record=None, status="done", error=None, input_label="x", seconds=1)
+    with pytest.raises(ValueError, match="unknown"):
+        write_summary_csv(rows=[{**ok, "patient_name": "x"}], path=tmp_path / "bad.csv")
+    assert not (tmp_path / "bad.csv").exists()
+
+
+def test_cohort_order():
+    def rec(flag, bilsky, destruction):
+        return {"cord": {"compression_flag": flag, "bilsky_grade": bilsky},
+                "vertebrae": [{"index": 0, "body_destruction_pct": destruction}]}
+    cases = {"failed": None, "clean": rec(False, None, 0.0), "b1c": rec(False, "1c", 10.0),
+             "b2": rec(True, "2", 5.0), "b3": rec(True, "3", 1.0), "b1c_more": rec(False, "1c", 40.0)}
+    order = sorted(cases, key=lambda c: cohort_sort_key(record=cases[c], status="ok", case=c))
+    assert order == ["b3", "b2", "b1c_more", "b1c", "clean", "failed"]
+
+
+# ---------------------------------------------------------------- HTML report
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.ids, self.links, self.cohort_rows, self._in_cohort = [], set(), [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a":
+            self.links.append(attrs.get("href"))
+        if tag == "table":
+            self._in_cohort = attrs.get("id") == "cohort"
+        if tag == "tr" and self._in_cohort:
+            self.cohort_rows.append(attrs.get("class"))
+
+
+def make_run(run_dir: Path) -> list[dict]:
+    """A run folder with three scans (two measured, one failed), overlays and a report."""
+    cases = []
+    for name, modality, axcodes, flagged in (("mr case <b>&</b>", "MR", "PSR", False),
+                                             ("ct_case", "CT", "LPS", True)):
+        scan, labels, record = synthetic_case(modality=modality, axcodes=axcodes)
+        if not flagged:
+            record["cord"].update(compression_flag=False, bilsky_grade="0", mscc_pct=2.0)
+            record["flags"] = []
+        case_dir = Path(re.sub(r"[^a-z_]", "", name) or "case")
+        overlays = write_overlays(scan=scan, labels=labels, record=record, out_dir=run_dir / case_dir)
+        (run_dir / case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
+        # Overlay paths as the caller may hold them: names inside case_dir, or absolute paths.
+        listed = [p.name for p in overlays] if modality == "MR" else overlays
+        cases.append({"case": name, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
+                      "overlays": listed, "seconds": 1.5})
+    cases.append({"case": "broken_scan", "status": "failed", "record": None, "case_dir": None,
+                  "overlays": [], "seconds": 0.1,
+                  "error": "broken.nii.gz: not an image <script>alert(1)</script>"})
+    write_report_html(run_dir=run_dir, cases=cases,
+                      run_info={"model": "demo.safetensors", "versions": {"spinelesion": "0.1.0"},
+                                "timings_s": {"network": 1.25, "total": 3.5}})
+    return cases
+
+
+def test_report_html(tmp_path):
+    make_run(tmp_path)
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "research tool, not for clinical use" in text.lower()
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "mr case &lt;b&gt;&amp;&lt;/b&gt;" in text
+    page = _Page()
+    page.feed(text)
+    assert len(page.images) == 8
+    for src in page.images:   # relative links to files that exist
+        assert not src.startswith(("/", "http", "file:")) and (tmp_path / src).is_file()
+    for href in page.links:   # in-page anchors and relative file links resolve
+        if href.startswith("#"):
+            assert href[1:] in page.ids
+        else:
+            assert (tmp_path / unquote(href)).is_file(), href
+    assert sum(h.endswith("measurements.json") for h in page.links) == 2
+    # Header row, then the flagged CT case first, the failed scan last.
+    assert page.cohort_rows == [None, "flagged", None, "failed"]
+    assert text.index("ct_case") < text.index("mr case") < text.index("Failed scans")
+    assert "demo.safetensors" in text and "1.25" in text
+    assert "not an image" in text
+    href = _overlay_href(run_dir=tmp_path, case_dir=Path("ct_case"), overlay=Path("ct_case/sagittal.png"))
+    assert href == "ct_case/sagittal.png"
+
+
+# ---------------------------------------------------------------- colour tables
+
+
+def test_colour_tables(tmp_path):
+    itksnap, slicer = write_colour_tables(out_dir=tmp_path)
+    entries = [line for line in itksnap.read_text().splitlines() if line and not line.startswith("#")]
+    parsed = {int(p[0]): (tuple(int(x) for x in p[1:4]), p[-1].strip('"')) for p in map(str.split, entries)}
+    assert parsed == {v: (LABEL_COLOURS[v], LABEL_NAMES[v]) for v in LABEL_NAMES}
+    lines = slicer.read_text().splitlines()
+    assert lines[0].startswith("# Color table file")
+    rows = [line.split() for line in lines if not line.startswith("#")]
+    assert {int(r[0]): (r[1], tuple(int(x) for x in r[2:5])) for r in rows} == {
+        v: (LABEL_NAMES[v], LABEL_COLOURS[v]) for v in LABEL_NAMES}
+    assert all(len(r) == 6 and 0 <= int(r[5]) <= 255 for r in rows)
