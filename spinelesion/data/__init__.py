@@ -1,0 +1,1 @@
+"""Datasets: synthetic phantoms (``spinelesion.data.phantoms``) and adapters for public datasets."""

@@ -1,0 +1,99 @@
+"""Write phantoms as an MSD-style dataset folder.
+
+Layout::
+
+    OUT/imagesTr/phantom_ct_0000.nii.gz   image (CT int16 HU, MR int16)
+    OUT/labelsTr/phantom_ct_0000.nii.gz   label map, schema v1, same grid
+    OUT/truth/phantom_ct_0000.json        measurement record (design.md section 2)
+    OUT/params/phantom_ct_0000.json       drawn parameters (render_phantom rebuilds the case)
+    OUT/dataset.json                      MSD datalist with a train / validation split
+
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from spinelesion.errors import ConfigError
+from spinelesion.io.atomic import atomic_path, write_text_atomic
+from spinelesion.io.save import save_labels
+from spinelesion.io.scan import Scan
+from spinelesion.labels import LABEL_NAMES
+
+
+def case_seed(seed: int, index: int) -> int:
+    """Seed of case ``index`` in a dataset made with ``seed`` (independent streams per case)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def write_image(scan: Scan, path: str | os.PathLike) -> Path:
+    """Write a phantom image as int16 NIfTI (sform and qform set), atomically."""
+    import nibabel as nib
+
+    path = Path(path)
+    data = np.clip(np.rint(scan.array), -32768, 32767).astype(np.int16)
+    img = nib.Nifti1Image(data, scan.affine)
+    img.set_sform(scan.affine, code=1)
+    img.set_qform(scan.affine, code=1)
+    img.header.set_xyzt_units("mm")
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: int,
+                  val_fraction: float = 0.2, progress: bool = True, shape_limit_vox: int = 160) -> Path:
+    """Make ``n`` phantoms of ``modality`` ("ct", "t1", "t2") and write them under ``out_dir``.
+
+    Returns the path of ``dataset.json``. The validation split holds round(n * val_fraction) cases
+    (at least one when n >= 2 and val_fraction > 0), chosen by ``seed``.
+    """
+    from tqdm import tqdm
+
+    from spinelesion.data.phantoms.phantom import MODALITIES, make_phantom
+
+    if modality not in MODALITIES:
+        raise ConfigError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    out = Path(out_dir)
+    entries = []
+    for i in tqdm(range(n), desc=f"phantoms ({modality})", unit="case", disable=not progress):
+        name = f"phantom_{modality}_{i:04d}"
+        ph = make_phantom(seed=case_seed(seed, i), modality=modality, shape_limit_vox=shape_limit_vox)
+        write_image(ph.scan, out / "imagesTr" / f"{name}.nii.gz")
+        save_labels(ph.labels, like=ph.scan, path=out / "labelsTr" / f"{name}.nii.gz")
+        write_text_atomic(out / "truth" / f"{name}.json", json.dumps(ph.truth, indent=1))
+        write_text_atomic(out / "params" / f"{name}.json", json.dumps(ph.params))
+        entries.append({"image": f"imagesTr/{name}.nii.gz", "label": f"labelsTr/{name}.nii.gz",
+                        "truth": f"truth/{name}.json"})
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n >= 2:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, n - 1)
+    order = np.random.default_rng(int(seed)).permutation(n)
+    val_idx = set(order[:n_val].tolist())
+    datalist = {
+        "name": f"spinelesion-phantoms-{modality}",
+        "description": "Synthetic spine phantoms with exact labels and measurement truth (no patient data)",
+        "reference": "spinelesion.data.phantoms",
+        "licence": "CC0-1.0",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT" if modality == "ct" else f"MR-{modality.upper()}"},
+        "labels": {str(k): v for k, v in LABEL_NAMES.items()},
+        "numTraining": n - n_val,
+        "numValidation": n_val,
+        "seed": int(seed),
+        "training": [e for i, e in enumerate(entries) if i not in val_idx],
+        "validation": [e for i, e in enumerate(entries) if i in val_idx],
+    }
+    path = out / "dataset.json"
+    write_text_atomic(path, json.dumps(datalist, indent=1))
+    return path
