@@ -1,0 +1,410 @@
+"""Training configuration: typed, read-only views over a YAML file, validated on load.
+
+A typo fails at load, not three hours into training (the nnU-Net ``ConfigurationManager`` idea):
+every key is a field of a frozen dataclass below; an unknown key, a wrong type or a value out of
+range raises :class:`~spinelesion.errors.ConfigError` naming the key path, e.g. ``optim.lr``.
+Every key is explained in ``configs/README.md``.
+
+Overrides (``--set key.sub=value``) are applied to the raw YAML before validation; list items are
+addressed by index (``data.sources.0.root=runs/phantoms``) and each value is parsed with
+``yaml.safe_load`` (so ``3``, ``1.0e-3``, ``true``, ``[64, 64, 64]`` and ``null`` work).
+Relative paths in a config are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from spinelesion.errors import ConfigError
+from spinelesion.labels import NUM_CLASSES
+
+ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets")
+
+
+class _Invalid(Exception):
+    """Raised by ``check()`` methods: (field name, message); the loader adds the key path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(key, message)
+        self.key, self.message = key, message
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSource:
+    adapter: str
+    root: str
+
+    def check(self) -> None:
+        if self.adapter not in ADAPTERS:
+            raise _Invalid("adapter", f"unknown adapter {self.adapter!r}; choose one of {', '.join(ADAPTERS)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    sources: tuple[DataSource, ...]
+    val_fraction: float = 0.2
+    cache: Literal["memory", "disk"] = "memory"
+    cache_dir: str | None = None
+    num_workers: int = 0
+
+    def check(self) -> None:
+        if not self.sources:
+            raise _Invalid("sources", "needs at least one data source")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise _Invalid("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        if self.cache == "disk" and not self.cache_dir:
+            raise _Invalid("cache_dir", "is required when data.cache is 'disk'")
+        if self.num_workers < 0:
+            raise _Invalid("num_workers", "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntensityConfig:
+    kind: Literal["ct_window", "mr_percentile"]
+    min_hu: float = -1000.0
+    max_hu: float = 1500.0
+    lower: float = 0.5
+    upper: float = 99.5
+
+    def check(self) -> None:
+        if self.kind == "ct_window" and not self.min_hu < self.max_hu:
+            raise _Invalid("max_hu", f"must be above min_hu ({self.min_hu}), got {self.max_hu}")
+        if self.kind == "mr_percentile" and not 0.0 <= self.lower < self.upper <= 100.0:
+            raise _Invalid("upper", f"need 0 <= lower < upper <= 100, got {self.lower}, {self.upper}")
+
+    def as_meta(self) -> dict:
+        """The checkpoint's ``preprocessing.intensity`` record (only the keys of this kind)."""
+        if self.kind == "ct_window":
+            return {"kind": "ct_window", "min_hu": self.min_hu, "max_hu": self.max_hu}
+        return {"kind": "mr_percentile", "lower": self.lower, "upper": self.upper}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessingConfig:
+    modality: Literal["CT", "MR"]
+    spacing_mm: tuple[float, float, float]
+    intensity: IntensityConfig
+
+    def check(self) -> None:
+        if any(s <= 0 for s in self.spacing_mm):
+            raise _Invalid("spacing_mm", f"must be positive, got {list(self.spacing_mm)}")
+        wanted = "ct_window" if self.modality == "CT" else "mr_percentile"
+        if self.intensity.kind != wanted:
+            raise _Invalid("intensity", f"kind {self.intensity.kind!r} does not suit modality "
+                                        f"{self.modality}; use {wanted!r}")
+
+    def as_meta(self) -> dict:
+        """The checkpoint's ``preprocessing`` record, which :func:`transforms.preprocess` takes."""
+        return {"orientation": "RAS", "spacing_mm": list(self.spacing_mm), "modality": self.modality,
+                "intensity": self.intensity.as_meta()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    samples_per_volume: int = 2
+    class_ratios: tuple[float, ...] = (1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0)
+
+    def check(self) -> None:
+        if self.samples_per_volume < 1:
+            raise _Invalid("samples_per_volume", "must be >= 1")
+        if len(self.class_ratios) != NUM_CLASSES or any(r < 0 for r in self.class_ratios):
+            raise _Invalid("class_ratios", f"needs {NUM_CLASSES} non-negative numbers (one per class)")
+        if sum(self.class_ratios) <= 0:
+            raise _Invalid("class_ratios", "must not all be zero")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    flip_prob: float = 0.5
+    flip_axes: tuple[int, ...] = (0,)
+    rotate_deg: float = 10.0
+    scale: float = 0.1
+    affine_prob: float = 0.2
+    intensity_scale: float = 0.1
+    intensity_shift: float = 0.1
+    intensity_prob: float = 0.5
+    gamma: tuple[float, float] = (0.7, 1.5)
+    gamma_prob: float = 0.15
+    noise_std: float = 0.02
+    noise_prob: float = 0.15
+
+    def check(self) -> None:
+        for name in ("flip_prob", "affine_prob", "intensity_prob", "gamma_prob", "noise_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
+        if any(a not in (0, 1, 2) for a in self.flip_axes):
+            raise _Invalid("flip_axes", f"axes are 0, 1, 2 (RAS), got {list(self.flip_axes)}")
+        if not 0 < self.gamma[0] <= self.gamma[1]:
+            raise _Invalid("gamma", f"needs 0 < low <= high, got {list(self.gamma)}")
+        for name in ("rotate_deg", "scale", "intensity_scale", "intensity_shift", "noise_std"):
+            if getattr(self, name) < 0:
+                raise _Invalid(name, "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    name: Literal["unet", "dynunet", "segresnet"]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    class_weights: tuple[float, ...] | None = None
+    mask_unannotated: bool = True
+
+    def check(self) -> None:
+        if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
+            raise _Invalid("dice_weight", "dice_weight and ce_weight must be >= 0, not both 0")
+        if self.class_weights is not None and (len(self.class_weights) != NUM_CLASSES
+                                               or any(w < 0 for w in self.class_weights)):
+            raise _Invalid("class_weights", f"needs {NUM_CLASSES} non-negative numbers or null")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.99
+    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_epochs: int = 0
+
+    def check(self) -> None:
+        if self.lr <= 0:
+            raise _Invalid("lr", f"must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise _Invalid("weight_decay", "weight_decay and warmup_epochs must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    epochs: int
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    amp: bool = True
+    grad_clip_norm: float | None = 12.0
+    deterministic: bool = False
+    tensorboard: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise _Invalid("epochs", "epochs and batch_size must be >= 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise _Invalid("steps_per_epoch", "must be >= 1 or null (one pass over the data)")
+        if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
+            raise _Invalid("grad_clip_norm", "must be > 0 or null (no clipping)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationConfig:
+    interval: int = 1
+    metric: Literal["mean_dice", "lesion_dice", "lesion_sensitivity"] = "mean_dice"
+    sw_batch_size: int = 2
+    overlap: float = 0.25
+
+    def check(self) -> None:
+        if self.interval < 1 or self.sw_batch_size < 1:
+            raise _Invalid("interval", "interval and sw_batch_size must be >= 1")
+        if not 0.0 <= self.overlap < 1.0:
+            raise _Invalid("overlap", f"must be in [0, 1), got {self.overlap}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """One training experiment. Shapes and units are in the field names; see configs/README.md."""
+
+    output_dir: str
+    seed: int = 0
+    data: DataConfig
+    preprocessing: PreprocessingConfig
+    patch_size: tuple[int, int, int]
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    network: NetworkConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def check(self) -> None:
+        if any(p < 8 for p in self.patch_size):
+            raise _Invalid("patch_size", f"each side must be >= 8 voxels, got {list(self.patch_size)}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON/YAML-ready dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def load_config(path: str | os.PathLike, *, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, override and validate a YAML config.
+
+    Args:
+        path: the YAML file.
+        overrides: ``"key.sub=value"`` strings applied in order before validation.
+
+    Raises:
+        ConfigError: missing/unreadable file, bad YAML, bad override, unknown key, wrong type,
+            out-of-range value or network parameter; the message names the file or key path.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    for item in overrides:
+        apply_override(raw, item)
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict, *, source: str = "config") -> Config:
+    """Validate a plain dict (as read from YAML, or a checkpoint's ``meta["config"]``)."""
+    config = _build(Config, raw, "", source)
+    from spinelesion.model import check_network  # the network's own parameter names and patch rules
+
+    try:
+        check_network(name=config.network.name, params=config.network.params, patch_size=config.patch_size)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return config
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``key.sub=value`` override to ``raw`` in place (value parsed by yaml.safe_load)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r}") from None
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {here!r} is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])!r} is not a section")
+
+
+# --- generic dict -> frozen dataclass builder -------------------------------------------------
+
+def _build(cls: type, raw: Any, path: str, source: str) -> Any:
+    where = path or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {_show(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {_join(path, near[0])!r}?" if near else ""
+            raise ConfigError(f"{source}: unknown config key {_join(path, str(key))!r}{hint}")
+    values = {}
+    for name, f in fields.items():
+        key_path = _join(path, name)
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], key_path, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing config key {key_path!r}")
+    obj = cls(**values)
+    if hasattr(obj, "check"):
+        try:
+            obj.check()
+        except _Invalid as bad:
+            raise ConfigError(f"{source}: {_join(path, bad.key)}: {bad.message}") from None
+    return obj
+
+
+def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path, source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {path}: must be one of {', '.join(map(str, args))}; "
+                              f"got {_show(value)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {path}: expected a list, got {_show(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{path}.{i}", source) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {path}: expected a list of {len(args)}, got {len(value)} items")
+        return tuple(_convert(a, v, f"{path}.{i}", source) for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {path}: expected a mapping, got {_show(value)}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {path}: expected true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {path}: expected an integer, got {_show(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {path}: expected a number, got {_show(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {path}: expected text, got {_show(value)}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"config type {tp!r} at {path} is not supported")  # a bug here, not user error
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

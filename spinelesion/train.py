@@ -1,0 +1,407 @@
+"""Training loop: data from adapters, cached MONAI pipeline, AMP, DDP, validation, checkpoints.
+
+``train(config=..., resume=...)`` is what ``spinelesion train`` and ``scripts/train.py`` call.
+Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DistributedDataParallel: NCCL on CUDA, gloo on
+CPU; rank 0 writes checkpoints and logs. Outputs in ``config.output_dir``:
+
+- ``best.safetensors`` / ``last.safetensors``: weights + meta (see :mod:`spinelesion.checkpoint`)
+- ``resume.pt``: optimiser, scheduler, scaler, epoch, RNG and model state for ``--resume``
+- ``metrics.csv``: one row per epoch; ``config.yaml``: the resolved config; ``tensorboard/``
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spinelesion import __version__
+from spinelesion.config import Config
+from spinelesion.errors import ConfigError, LabelMapError, ScanLoadError, SpinelesionError
+from spinelesion.io.atomic import write_text_atomic
+from spinelesion.labels import LABEL_NAMES, NUM_CLASSES
+
+CSV_COLUMNS = ["epoch", "train_loss", "lr", "epoch_seconds",
+               *[f"dice_{LABEL_NAMES[c]}" for c in range(1, NUM_CLASSES)],
+               "mean_dice", "lesion_sensitivity", "lesion_fp_per_scan", "lesions_truth", "val_cases"]
+
+
+def find_cases(config: Config) -> tuple[list, list]:
+    """(training cases, validation cases) from every data source; checks the files exist.
+
+    Validation cases are the sources' own ``validation`` split when any source has one, else a
+    seeded random ``val_fraction`` of the cases. Cases without a label map are not used.
+    """
+    from spinelesion.data.adapters import get_adapter
+
+    cases = []
+    for i, source in enumerate(config.data.sources):
+        root = Path(source.root)
+        if not root.exists():
+            raise ConfigError(f"data.sources.{i}.root: {root}: no such file or folder")
+        found = [c for c in get_adapter(source.adapter).find_cases(root) if c.label is not None]
+        if not found:
+            raise ConfigError(f"data.sources.{i}: {root}: no labelled cases for adapter {source.adapter!r}")
+        for case in found:
+            if not Path(case.image).exists():
+                raise ScanLoadError(f"{case.image}: image of case {case.case_id} not found")
+            if not Path(case.label).exists():
+                raise LabelMapError(f"{case.label}: label map of case {case.case_id} not found")
+        cases += found
+    val = [c for c in cases if c.split == "validation"]
+    train = [c for c in cases if c.split != "validation"]
+    if not val and config.data.val_fraction > 0 and len(train) > 1:
+        order = np.random.default_rng(config.seed).permutation(len(train))
+        n_val = min(len(train) - 1, max(1, round(config.data.val_fraction * len(train))))
+        val = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    if not train:
+        raise ConfigError("data.sources: no training cases left after the validation split")
+    return train, val
+
+
+def spinelesion_error_in(err: BaseException) -> SpinelesionError | None:
+    """The SpinelesionError that MONAI wrapped (``applying transform ...``), if any."""
+    while err is not None:
+        if isinstance(err, SpinelesionError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def make_datasets(config: Config, train_cases, val_cases, *, rank: int = 0, world: int = 1,
+                  dist_on: bool = False):
+    """(training dataset, this rank's share of the validation dataset), cached as configured.
+
+    Every case is loaded and checked (grid, label values) here, before training starts.
+    """
+    from monai.data import CacheDataset, PersistentDataset
+
+    from spinelesion.transforms import case_item, train_transforms, val_transforms
+
+    prep = config.preprocessing.as_meta()
+    train_tf = train_transforms(preprocessing=prep, patch_size=config.patch_size,
+                                sampling=config.sampling, augment=config.augment)
+    val_tf = val_transforms(preprocessing=prep)
+    train_items = [case_item(c) for c in train_cases]
+    val_items = [case_item(c) for c in val_cases][rank::world]
+    workers = max(1, config.data.num_workers)
+    try:
+        if config.data.cache == "memory":
+            train_ds = CacheDataset(train_items, transform=train_tf, num_workers=workers, progress=rank == 0)
+            val_ds = CacheDataset(val_items, transform=val_tf, num_workers=workers, progress=False)
+        else:
+            import hashlib
+            import json
+
+            key = hashlib.sha1(json.dumps(prep, sort_keys=True).encode()).hexdigest()[:12]
+            cache_dir = Path(config.data.cache_dir) / key  # new preprocessing -> new cache
+            train_ds = PersistentDataset(train_items, transform=train_tf, cache_dir=cache_dir / "train")
+            val_ds = PersistentDataset(val_items, transform=val_tf, cache_dir=cache_dir / "val")
+            if rank == 0 or not dist_on:  # fill the cache (and check every case) before training
+                for i in range(len(train_ds)):
+                    train_ds[i]
+            if dist_on:
+                torch.distributed.barrier()
+            for i in range(len(val_ds)):
+                val_ds[i]
+    except Exception as err:
+        found = spinelesion_error_in(err)
+        if found is not None:
+            raise found from None
+        raise
+    return train_ds, val_ds
+
+
+def make_loader(config: Config, train_ds, *, rank: int = 0, world: int = 1, pin_memory: bool = False):
+    """(DataLoader, DistributedSampler or None, torch.Generator) over the training dataset.
+
+    Each batch holds ``batch_size * samples_per_volume`` patches: image (N, 1, *patch) float32,
+    label (N, 1, *patch), annotated (N, NUM_CLASSES) bool.
+    """
+    from monai.data import DataLoader, list_data_collate
+
+    sampler = (torch.utils.data.distributed.DistributedSampler(train_ds, num_replicas=world, rank=rank,
+                                                               shuffle=True, seed=config.seed)
+               if world > 1 else None)
+    generator = torch.Generator()
+    loader = DataLoader(train_ds, batch_size=config.train.batch_size, shuffle=sampler is None,
+                        sampler=sampler, num_workers=config.data.num_workers, collate_fn=list_data_collate,
+                        generator=generator, drop_last=False, pin_memory=pin_memory,
+                        persistent_workers=config.data.num_workers > 0)
+    return loader, sampler, generator
+
+
+def make_step(config: Config, *, model, network, loss_fn, optimizer, scheduler, scaler, amp: bool, device):
+    """A function ``step(batch) -> loss (float)``: one optimiser step with AMP and gradient clipping.
+
+    ``model`` is what runs forward (the DDP wrapper when distributed), ``network`` the bare module.
+    """
+    mask = config.loss.mask_unannotated
+    clip = config.train.grad_clip_norm
+
+    def step(batch: dict) -> float:
+        image = batch["image"].to(device, non_blocking=True)
+        label = batch["label"].to(device, non_blocking=True)
+        annotated = batch["annotated"].to(device) if mask else None
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(image)
+        loss = loss_fn(logits, label, annotated)  # computed in float32
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        return float(loss.detach())
+
+    return step
+
+
+def _lr_lambda(config: Config, total_steps: int, steps_per_epoch: int):
+    warmup = config.optim.warmup_epochs * steps_per_epoch
+    kind = config.optim.schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        if kind == "poly":
+            return (1.0 - t) ** 0.9
+        return 1.0
+
+    return factor
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _read_csv_rows(path: Path, up_to_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= up_to_epoch]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def train(*, config: Config, resume: bool = False, device: str = "auto", command: str = "") -> dict:
+    """Train the network described by ``config``; returns a summary dict (rank 0's view).
+
+    Raises SpinelesionError subclasses before the first step for missing files, label values
+    outside the schema, image/label grid mismatches and an output folder that already holds a
+    run (without ``resume``).
+    """
+    import yaml
+    from monai.data import DataLoader
+    from tqdm import tqdm
+
+    from spinelesion.checkpoint import load_resume, save_checkpoint, save_resume
+    from spinelesion.losses import MaskedDiceCELoss
+    from spinelesion.model import build_network
+    from spinelesion.validation import summarise, validate
+
+    start_time = time.monotonic()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    dist_on = world > 1
+    if dist_on and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    out = Path(config.output_dir)
+    try:
+        if not resume and (out / "resume.pt").exists():
+            raise ConfigError(f"output_dir: {out} already holds a training run; pass --resume to "
+                              f"continue it or choose another output_dir")
+        _seed(config.seed + rank)
+        torch.backends.cudnn.benchmark = use_cuda and not config.train.deterministic
+        if config.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        train_cases, val_cases = find_cases(config)
+        train_ds, val_ds = make_datasets(config, train_cases, val_cases, rank=rank, world=world, dist_on=dist_on)
+
+        loader, sampler, generator = make_loader(config, train_ds, rank=rank, world=world, pin_memory=use_cuda)
+        val_loader = DataLoader(val_ds, batch_size=1, num_workers=0)
+        steps = config.train.steps_per_epoch or len(loader)
+
+        network = build_network(name=config.network.name, params=config.network.params).to(dev)
+        model = (torch.nn.parallel.DistributedDataParallel(network, device_ids=[local_rank] if use_cuda else None)
+                 if dist_on else network)
+        loss_fn = MaskedDiceCELoss(
+            num_classes=NUM_CLASSES, class_weights=config.loss.class_weights,
+            dice_weight=config.loss.dice_weight, ce_weight=config.loss.ce_weight).to(dev)
+        if config.optim.name == "adamw":
+            optimizer = torch.optim.AdamW(network.parameters(), lr=config.optim.lr,
+                                          weight_decay=config.optim.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(network.parameters(), lr=config.optim.lr, nesterov=True,
+                                        momentum=config.optim.momentum, weight_decay=config.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(config, config.train.epochs * steps, steps))
+        amp = config.train.amp and use_cuda
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        step = make_step(config, model=model, network=network, loss_fn=loss_fn, optimizer=optimizer,
+                         scheduler=scheduler, scaler=scaler, amp=amp, device=dev)
+
+        start_epoch, best, seconds_before = 1, {"value": None, "epoch": None}, 0.0
+        if resume:
+            state = load_resume(out / "resume.pt")
+            if state["network"] != {"name": config.network.name, "params": config.network.params}:
+                raise ConfigError(f"network: differs from the run being resumed in {out}")
+            network.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+            start_epoch, best, seconds_before = state["epoch"] + 1, state["best"], state["seconds"]
+    except BaseException:
+        if dist_on:
+            torch.distributed.destroy_process_group()
+        raise
+
+    writer = None
+    rows = _read_csv_rows(out / "metrics.csv", start_epoch - 1) if resume else []
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if config.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed; logging to metrics.csv only")
+        print(f"training on {dev} x{world}: {len(train_cases)} training and {len(val_cases)} validation "
+              f"cases, {steps} steps/epoch, epochs {start_epoch}..{config.train.epochs}")
+
+    meta_base = {
+        "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
+        "config": config.to_dict(),
+        "network": {"name": config.network.name, "params": config.network.params},
+        "preprocessing": config.preprocessing.as_meta(),
+        "patch_size": list(config.patch_size),
+    }
+    val_metrics: dict = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.train.epochs + 1):
+        epoch_start = time.monotonic()
+        # seeding per epoch makes a resumed run draw the same crops/augmentations as an unbroken one
+        _seed(config.seed + 1009 * epoch + rank)
+        train_ds.transform.set_random_state(seed=(config.seed + 7919 * epoch + rank) % 2**32)
+        generator.manual_seed(config.seed + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{config.train.epochs}", disable=rank != 0,
+                   dynamic_ncols=True, leave=False)
+        batches = _cycle(loader)
+        for _ in range(steps):
+            batch = next(batches)
+            loss = step(batch)
+            total, count = total + loss, count + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.update(1)
+        bar.close()
+        mean_loss = torch.tensor([total, count], dtype=torch.float64, device=dev)
+        if dist_on:
+            torch.distributed.all_reduce(mean_loss)
+        train_loss = float(mean_loss[0] / mean_loss[1])
+
+        val_metrics = {}
+        is_val_epoch = epoch % config.validation.interval == 0 or epoch == config.train.epochs
+        if is_val_epoch and len(val_cases):
+            stats = validate(network, val_loader, device=dev, patch_size=config.patch_size,
+                             sw_batch_size=config.validation.sw_batch_size,
+                             overlap=config.validation.overlap, amp=amp)
+            if dist_on:
+                gathered = [None] * world
+                torch.distributed.all_gather_object(gathered, stats)
+                stats = [s for part in gathered for s in part]
+            val_metrics = summarise(stats)
+
+        epoch_seconds = time.monotonic() - epoch_start
+        if rank == 0:
+            seconds = seconds_before + time.monotonic() - start_time
+            row = {"epoch": epoch, "train_loss": round(train_loss, 6),
+                   "lr": scheduler.get_last_lr()[0], "epoch_seconds": round(epoch_seconds, 2), **val_metrics}
+            rows.append(row)
+            _write_csv(out / "metrics.csv", rows)
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, epoch)
+                writer.flush()
+            meta = {**meta_base, "epoch": epoch, "metrics": val_metrics,
+                    "training": {"command": command, "data": [vars(s) for s in config.data.sources],
+                                 "seconds": round(seconds, 1), "spinelesion_version": __version__,
+                                 "device": str(dev.type), "world_size": world}}
+            state_dict = network.state_dict()
+            save_checkpoint(out / "last.safetensors", state_dict=state_dict, meta=meta)
+            value = val_metrics.get(config.validation.metric)
+            if not len(val_cases) or (value is not None and (best["value"] is None or value > best["value"])):
+                best = {"value": value, "epoch": epoch}
+                save_checkpoint(out / "best.safetensors", state_dict=state_dict, meta=meta)
+            save_resume(out / "resume.pt", {
+                "epoch": epoch, "model": state_dict, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(),
+                "best": best, "seconds": seconds,
+                "network": {"name": config.network.name, "params": config.network.params}})
+            remaining = (config.train.epochs - epoch) * epoch_seconds
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in val_metrics.items()
+                              if isinstance(v, float) and k in ("mean_dice", "lesion_dice", "lesion_sensitivity",
+                                                                "lesion_fp_per_scan"))
+            print(f"epoch {epoch}/{config.train.epochs}: loss {train_loss:.4f}"
+                  f"{', ' + shown if shown else ''} ({epoch_seconds:.1f} s, ETA {remaining / 60:.1f} min)",
+                  flush=True)
+        if dist_on:
+            torch.distributed.barrier()
+
+    if writer is not None:
+        writer.close()
+    if dist_on:
+        torch.distributed.destroy_process_group()
+    return {"rank": rank, "output_dir": str(out), "epochs": epoch, "best_epoch": best["epoch"],
+            "best_value": best["value"], "metric": config.validation.metric, "last_metrics": val_metrics,
+            "seconds": round(seconds_before + time.monotonic() - start_time, 1)}
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
