@@ -193,3 +193,17 @@ def ct_series(tmp_path):
     folder = tmp_path / "series"
     write_ct_series(folder, volume, OBLIQUE_AFFINE)
     return folder, volume, OBLIQUE_AFFINE
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where no CUDA GPU is usable."""
+    if not any("gpu" in item.keywords for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run scripts/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -78,13 +78,15 @@ class Predictor:
     """
 
     def __init__(self, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
-                 overlap: float = 0.5, sw_batch_size: int = 2, keep_probabilities: bool = False) -> None:
+                 overlap: float = 0.5, sw_batch_size: int = 2, keep_probabilities: bool = False,
+                 amp: bool = True) -> None:
         self.paths = model_paths(model)
         self.device = resolve_device(device)
         self.tta = tta
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.keep_probabilities = keep_probabilities
+        self.amp = amp
         self._loaded: dict[Path, tuple[object, dict]] = {}
 
     def checkpoint_for(self, modality: str | None) -> Path:
@@ -137,7 +139,7 @@ class Predictor:
                                        overlap=self.overlap, mode="gaussian", padding_mode="constant")
         x = image[None].to(self.device)
         flips = [()] + ([(2,), (3,), (4,)] if self.tta else [])
-        use_amp = self.device.startswith("cuda")
+        use_amp = self.amp and self.device.startswith("cuda")
         total = None
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):
             for dims in flips:
