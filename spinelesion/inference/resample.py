@@ -7,13 +7,16 @@ import torch
 
 
 def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
-                   target_shape: tuple[int, int, int], slab_voxels: int = 2_000_000) -> np.ndarray:
-    """Resample class probabilities trilinearly onto another grid, then take the argmax.
+                   target_shape: tuple[int, int, int], slab_voxels: int = 4_000_000) -> np.ndarray:
+    """Trilinearly interpolate class probabilities at each target voxel, then take the argmax.
 
     Each target voxel's world position (``target_affine``) is mapped into the source grid
-    (inverse of ``source_affine``) and the (C, X, Y, Z) probabilities are interpolated there;
-    voxels outside the source grid get background (class 0). Works slab by slab along the
-    target's last axis so a 512x512x600 CT never needs all class probabilities at full size.
+    (inverse of ``source_affine``). The result equals interpolating all C probabilities
+    everywhere, but is computed cheaply: inside a source cell whose 8 corners share one argmax
+    class c, every convex combination of the corners also has argmax c (p_c >= p_k at each corner
+    implies it for any weighted sum), so those voxels take c directly; only voxels in cells
+    straddling a class boundary, or within one voxel of the source edge, are interpolated.
+    Voxels more than one voxel outside the source grid are background (class 0).
 
     Args:
         probabilities: (C, X, Y, Z) float tensor on the network grid (any device).
@@ -24,26 +27,58 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     Returns:
         (X, Y, Z) uint8 label map on the target grid.
     """
-    src_shape = torch.tensor(probabilities.shape[1:], dtype=torch.float64)
-    target_to_source = np.linalg.inv(source_affine) @ target_affine
-    matrix = torch.as_tensor(target_to_source, dtype=torch.float64, device=probabilities.device)
-    volume = probabilities[None].float()  # (1, C, X, Y, Z): grid_sample reads it as (N, C, D, H, W)
-    out = np.zeros(target_shape, dtype=np.uint8)
+    device = probabilities.device
+    probabilities = probabilities.float()
+    src_shape = torch.tensor(probabilities.shape[1:], device=device)
+    labels_src = probabilities.argmax(dim=0).to(torch.uint8)
+    uniform = _uniform_cells(labels_src)  # (X-1, Y-1, Z-1) bool
+    matrix = torch.as_tensor(np.linalg.inv(source_affine) @ target_affine, dtype=torch.float32, device=device)
     nx, ny, nz = target_shape
+    out = np.zeros(target_shape, dtype=np.uint8)
+    ii, jj = torch.meshgrid(torch.arange(nx, dtype=torch.float32, device=device),
+                            torch.arange(ny, dtype=torch.float32, device=device), indexing="ij")
     k_step = max(1, slab_voxels // max(1, nx * ny))
-    ii, jj = torch.meshgrid(torch.arange(nx, dtype=torch.float64, device=probabilities.device),
-                            torch.arange(ny, dtype=torch.float64, device=probabilities.device), indexing="ij")
-    scale = 2.0 / (src_shape.to(probabilities.device) - 1).clamp(min=1)
     for k0 in range(0, nz, k_step):
-        k1 = min(nz, k0 + k_step)
-        kk = torch.arange(k0, k1, dtype=torch.float64, device=probabilities.device)
-        # source index = M[:3,:3] @ (i, j, k) + M[:3, 3], computed per axis to save memory
-        idx = [matrix[a, 0] * ii[..., None] + matrix[a, 1] * jj[..., None] + matrix[a, 2] * kk[None, None, :]
-               + matrix[a, 3] for a in range(3)]
-        # grid_sample wants (x=W, y=H, z=D) = (source axis 2, 1, 0), normalised to [-1, 1]
-        grid = torch.stack([idx[2] * scale[2] - 1, idx[1] * scale[1] - 1, idx[0] * scale[0] - 1], dim=-1)
-        sampled = torch.nn.functional.grid_sample(volume, grid[None].float(), mode="bilinear",
-                                                  padding_mode="zeros", align_corners=True)[0]
-        # outside the source grid every class samples 0 -> argmax gives 0 (background)
-        out[:, :, k0:k1] = sampled.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        kk = torch.arange(k0, min(nz, k0 + k_step), dtype=torch.float32, device=device)
+        # (nx, ny, nk, 3) source positions of the target voxels
+        pos = torch.stack([matrix[a, 0] * ii[..., None] + matrix[a, 1] * jj[..., None]
+                           + matrix[a, 2] * kk[None, None, :] + matrix[a, 3] for a in range(3)], dim=-1)
+        cell = pos.floor().long()
+        in_cell = ((cell >= 0) & (cell <= src_shape - 2)).all(dim=-1)
+        near = ((pos > -1) & (pos < src_shape.float())).all(dim=-1)
+        slab = torch.zeros(pos.shape[:3], dtype=torch.uint8, device=device)
+        c = cell[in_cell]
+        flat_uniform = uniform[c[:, 0], c[:, 1], c[:, 2]]
+        values = torch.zeros(len(c), dtype=torch.uint8, device=device)
+        values[flat_uniform] = labels_src[c[flat_uniform, 0], c[flat_uniform, 1], c[flat_uniform, 2]]
+        slab[in_cell] = values
+        mixed = near.clone()
+        mixed[in_cell] = ~flat_uniform
+        if bool(mixed.any()):
+            slab[mixed] = _interpolate_argmax(probabilities, pos[mixed])
+        out[:, :, k0:k0 + len(kk)] = slab.cpu().numpy()
     return out
+
+
+def _uniform_cells(labels: torch.Tensor) -> torch.Tensor:
+    """(X-1, Y-1, Z-1) bool: True where the 8 corners of the cell starting at that voxel agree."""
+    base = labels[:-1, :-1, :-1]
+    same = torch.ones_like(base, dtype=torch.bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                if dx or dy or dz:
+                    same &= labels[dx:labels.shape[0] - 1 + dx, dy:labels.shape[1] - 1 + dy,
+                                   dz:labels.shape[2] - 1 + dz] == base
+    return same
+
+
+def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """argmax of trilinearly interpolated (C, X, Y, Z) probabilities at (N, 3) source positions;
+    outside the grid the probabilities fall off to 0 (background where all vanish)."""
+    size = torch.tensor(probabilities.shape[1:], dtype=torch.float32, device=points.device)
+    norm = points * (2.0 / (size - 1).clamp(min=1)) - 1  # align_corners=True convention
+    grid = norm[:, [2, 1, 0]].reshape(1, 1, 1, -1, 3)  # grid_sample wants (W, H, D) order
+    sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
+                                              padding_mode="zeros", align_corners=True)
+    return sampled.reshape(probabilities.shape[0], -1).argmax(dim=0).to(torch.uint8)

@@ -1,0 +1,203 @@
+"""Per-vertebra body measurements: volumes, destruction, heights, height loss, Genant, SINS.
+
+Definitions (design.md §2):
+- Destroyed fraction: lesion voxels inside the body / (body voxels + those lesion voxels) x 100.
+  A lesion voxel is inside the body when it lies in front of the body's posterior wall (the
+  canal's anterior wall) in the vertebra's own frame.
+- Heights anterior / middle / posterior: measured on the vertebra's own mid-sagittal plane
+  (through the body centroid, spanned by its superior and anterior axes, not the image axes),
+  as the extent along its superior axis of the body (bone + lesion inside it) in bands at 10 %,
+  50 % and 90 % of the body's depth (anterior and posterior heights 0.4 depth from the middle,
+  clear of the rounded corners).
+- Height loss: the largest of the three relative reductions against the heights expected from
+  normal neighbours (Genant et al., J Bone Miner Res 1993;8:1137-48, semiquantitative method):
+  grade 0 under 20 %, 1 for 20-25 %, 2 for 25-40 %, 3 over 40 %.
+- SINS vertebral body collapse and posterolateral involvement, bone lesion quality (Fisher et
+  al., Spine 2010;35:E1221-9): over 50 % collapse; under 50 %; no collapse with over 50 % of the
+  body involved; none. Lytic / blastic / mixed from CT numbers inside the lesion against normal
+  marrow of the same scan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinelesion.measure import geometry as G
+from spinelesion.measure.settings import MeasureSettings
+from spinelesion.measure.vertebrae import Vertebra
+
+
+def lesion_in_body(v: Vertebra, lesion_pts: np.ndarray, body_pts: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of the vertebra's (N, 3) lesion points lie inside its body."""
+    if len(lesion_pts) == 0:
+        return np.zeros(0, bool)
+    if v.canal_centre_mm is not None and v.body_back_rel_mm is not None:
+        return (lesion_pts - v.canal_centre_mm) @ v.anterior > v.body_back_rel_mm
+    if len(body_pts):
+        return lesion_pts @ v.anterior >= np.percentile(body_pts @ v.anterior, 1)
+    return np.ones(len(lesion_pts), bool)
+
+
+def in_canal(v: Vertebra, lesion_pts: np.ndarray) -> np.ndarray:
+    """(N,) bool: lesion points inside the vertebra's canal (behind the body, within the canal's
+    width and about as far behind the canal centre as its anterior wall is in front)."""
+    if len(lesion_pts) == 0 or v.canal_centre_mm is None or v.body_back_rel_mm is None:
+        return np.zeros(len(lesion_pts), bool)
+    rel = lesion_pts - v.canal_centre_mm
+    a = rel @ v.anterior
+    return (a <= v.body_back_rel_mm) & (a > -abs(v.body_back_rel_mm)) & (np.abs(rel @ v.right) < v.canal_half_width_mm)
+
+
+def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, int],
+                    affine: np.ndarray) -> tuple[float, float, float] | None:
+    """Anterior, middle and posterior heights (mm) of a body.
+
+    Args:
+        flat_idx: flat indices (into an array of ``shape``) of the body's voxels, bone and lesion.
+
+    Each height is the extent along the vertebra's superior axis of the voxel centres in a band
+    of the mid-sagittal slab (0.5 / 99.5 percentiles when the band holds over 200 voxels), plus
+    the mean voxel step along that axis.
+    """
+    if flat_idx.size < 30:
+        return None
+    pts = G.world_points(flat_idx, shape, affine)
+    step_s = G.step_along_mm(v.superior, affine)
+    step_a = G.step_along_mm(v.anterior, affine)
+    rel = pts - pts.mean(axis=0)
+    r = rel @ v.right
+    slab = np.abs(r - np.median(r)) <= max(1.5, 1.01 * G.step_along_mm(v.right, affine))
+    if slab.sum() < 10:
+        return None
+    a, s = rel[slab] @ v.anterior, rel[slab] @ v.superior
+    a_lo, a_hi = np.percentile(a, [0.5, 99.5])
+    depth = a_hi - a_lo + step_a
+    half_w = max(0.05 * depth, 0.51 * step_a, 1.0)
+    heights = []
+    for frac in (0.9, 0.5, 0.1):  # anterior, middle, posterior
+        band = s[np.abs(a - (a_lo - step_a / 2 + frac * depth)) <= half_w]
+        if band.size < 3:
+            return None
+        lo, hi = (np.percentile(band, [0.5, 99.5]) if band.size > 200 else (band.min(), band.max()))
+        heights.append(float(hi - lo + step_s))
+    return tuple(heights)  # type: ignore[return-value]
+
+
+def reference_vertebrae(heights: list[tuple[float, float, float] | None], destruction: list[float | None],
+                        settings: MeasureSettings) -> list[bool]:
+    """Which vertebrae serve as normal references for the expected heights.
+
+    A vertebra with heights qualifies unless its destruction exceeds
+    ``reference_max_destruction_pct`` or it is collapsed: its smallest height under
+    ``normal_min_height_ratio`` of what the other references predict for it (leave-one-out,
+    :func:`expected_heights`), repeated until the set is stable. A lesion without collapse keeps
+    the body's height, so by default lesions do not exclude a vertebra; collapse does.
+    """
+    ok = [h is not None and (d or 0.0) <= settings.reference_max_destruction_pct for h, d in zip(heights, destruction)]
+    excluded: set[int] = set()
+    for _ in range(5):
+        ref = [o and i not in excluded for i, o in enumerate(ok)]
+        if sum(ref) < 2:
+            break
+        expected, _ = expected_heights(heights, ref)
+        new = {i for i, (h, e) in enumerate(zip(heights, expected))
+               if ok[i] and h is not None and e is not None
+               and min(x / max(y, 1e-6) for x, y in zip(h, e)) < settings.normal_min_height_ratio}
+        if new == excluded:
+            break
+        excluded = new
+    return [o and i not in excluded for i, o in enumerate(ok)]
+
+
+def expected_heights(heights: list[tuple[float, float, float] | None], normal: list[bool],
+                     ) -> tuple[list[tuple[float, float, float] | None], list[str]]:
+    """Expected (anterior, middle, posterior) height of each vertebra from normal vertebrae.
+
+    Per position, a line through the normal vertebrae's heights against their index, fitted by
+    least squares weighted 1 / (1 + distance)^2 so near neighbours count most: it follows the
+    size trend along the column and averages out one neighbour's own variation. Diseased
+    neighbours are skipped, so a run of diseased vertebrae borrows from the nearest normal ones.
+    With one normal vertebra its heights are used; with none, the vertebra's own largest height
+    (this sees wedging, not a uniform crush) and a note says so. The prediction is kept within
+    +-15 % of the nearest normal vertebra's height.
+    """
+    idx = np.array([i for i in range(len(heights)) if normal[i] and heights[i] is not None])
+    notes: list[str] = []
+    out: list[tuple[float, float, float] | None] = []
+    h_normal = np.array([heights[j] for j in idx], float).reshape(-1, 3)
+    for i, h in enumerate(heights):
+        if h is None:
+            out.append(None)
+            continue
+        if idx.size == 0:
+            out.append((max(h),) * 3)
+            if not notes:
+                notes.append("no normal vertebra to compare heights with: height loss from the "
+                             "vertebra's own tallest height (wedging only)")
+            continue
+        others = idx != i
+        j, hj = (idx[others], h_normal[others]) if others.any() else (idx, h_normal)
+        nearest = hj[np.argmin(np.abs(j - i))]
+        if j.size == 1:
+            exp = hj[0]
+        else:
+            w = 1.0 / (1.0 + np.abs(j - i)) ** 2
+            x = np.stack([np.ones(j.size), j - i], axis=1)
+            coef = np.linalg.lstsq(x * np.sqrt(w)[:, None], hj * np.sqrt(w)[:, None], rcond=None)[0]
+            exp = np.clip(coef[0], 0.85 * nearest, 1.15 * nearest)
+        out.append(tuple(float(x) for x in exp))
+    return out, notes
+
+
+def height_loss_pct(height: tuple[float, float, float] | None, expected) -> float | None:
+    """Largest relative reduction (%) of the three heights against the expected ones, >= 0."""
+    if height is None or expected is None:
+        return None
+    loss = [100.0 * (1.0 - h / e) for h, e in zip(height, expected) if e > 0]
+    return float(max(0.0, max(loss))) if loss else None
+
+
+def genant_grade(loss_pct: float | None) -> int | None:
+    """Genant 1993 semiquantitative grade from a height loss in %."""
+    if loss_pct is None:
+        return None
+    return 0 if loss_pct < 20 else 1 if loss_pct < 25 else 2 if loss_pct <= 40 else 3
+
+
+def sins_collapse(loss_pct: float | None, destruction_pct: float | None, settings: MeasureSettings) -> str | None:
+    """SINS vertebral body collapse category (Fisher 2010)."""
+    if loss_pct is None and destruction_pct is None:
+        return None
+    loss = loss_pct or 0.0
+    if loss >= 50:
+        return "over_50pct"
+    if loss >= settings.collapse_min_pct:
+        return "under_50pct"
+    if (destruction_pct or 0.0) > 50:
+        return "no_collapse_over_50pct_involved"
+    return "none"
+
+
+def lesion_type(lesion_hu: np.ndarray, marrow_hu: float | None, settings: MeasureSettings) -> str | None:
+    """Lytic, blastic or mixed from the HU of a lesion's voxels against normal marrow (CT only)."""
+    if marrow_hu is None or lesion_hu.size == 0:
+        return None
+    lytic = float(np.mean(lesion_hu < marrow_hu - settings.lytic_hu_below_marrow))
+    blastic = float(np.mean(lesion_hu > marrow_hu + settings.blastic_hu_above_marrow))
+    if min(lytic, blastic) >= settings.mixed_min_fraction:
+        return "mixed"
+    median = float(np.median(lesion_hu))
+    return "blastic" if median > marrow_hu else "lytic"
+
+
+def posterolateral(v: Vertebra, lesion_pts: np.ndarray, voxel_mm3: float, settings: MeasureSettings) -> str:
+    """SINS posterolateral involvement: lesion behind the body and lateral to the canal, per side."""
+    if len(lesion_pts) == 0 or v.canal_centre_mm is None or v.body_back_rel_mm is None:
+        return "none"
+    rel = lesion_pts - v.canal_centre_mm
+    behind = rel @ v.anterior <= v.body_back_rel_mm
+    r = rel @ v.right
+    lateral = np.abs(r) > v.canal_half_width_mm
+    sides = [np.sum(behind & lateral & (r > 0)), np.sum(behind & lateral & (r < 0))]
+    involved = sum(count * voxel_mm3 >= settings.posterolateral_min_mm3 for count in sides)
+    return ("none", "unilateral", "bilateral")[involved]

@@ -1,0 +1,252 @@
+"""Cord compression: centreline, cross-sections, MSCC / MCC and the Bilsky grade.
+
+- The centreline follows the canal (cord + thecal sac): canal centroids in thin slabs along the
+  canal's long axis, smoothed with a low-order polynomial. Cross-sections are taken in planes
+  perpendicular to it; the AP direction points from the canal to the nearest vertebral body
+  (RAS anterior where there is no bone). Area = voxel volume in the slab x cos(tilt) / slab
+  thickness; width W = 4 x the standard deviation across (left-right). The AP diameter is the
+  mean of two estimates that are exact for an ellipse: 4 x the standard deviation along AP, and
+  4 area / (pi W). Both pool every voxel of the cross-section, so they are far less sensitive to
+  the voxel grid than an extent, and their errors are partly independent.
+- MSCC = (1 - di / ((da + db) / 2)) x 100 (Fehlings et al., Spine 1999;24:605-13), di the AP
+  diameter at the compressed slice, da and db the mean AP diameters over normal cord above and
+  below, in windows of ``mscc_window_length_mm`` (20 mm) starting ``mscc_window_start_mm`` (10 mm)
+  from that slice, as the Spinal Cord Toolbox's ``sct_compute_compression`` does (``-extent``,
+  ``-distance``). Where only one window lies inside the cord, it alone is used. Diameters are
+  first averaged over ``smoothing_mm`` (5 mm) of centreline. The reported MSCC is the largest
+  over the slices where epidural tumour fills most of the canal (at least 80 % of its largest
+  cross-section there), or over the whole cord when there is none.
+  MCC is the same on the dural canal (cord + thecal sac).
+- Bilsky epidural spinal cord compression grade (Bilsky et al., J Neurosurg Spine 2010;13:324-8)
+  at the slice of worst compression near epidural tumour: 0 bone only; 1a epidural tumour,
+  thecal sac not deformed; 1b sac deformed, cord not touched; 1c sac deformed and touching the
+  cord, cord not compressed; 2 cord compressed, CSF visible around it; 3 cord compressed, no
+  CSF visible.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import ndimage
+
+from spinelesion import labels as L
+from spinelesion.measure import geometry as G
+from spinelesion.measure.settings import MeasureSettings
+from spinelesion.measure.vertebrae import Vertebra
+
+NULL_CORD = {"mscc_pct": None, "mcc_pct": None, "worst_centroid_mm": None, "bilsky_grade": None,
+             "compression_flag": False}
+
+
+def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra], axis: np.ndarray,
+                 epidural_mask: np.ndarray, has_lesion: bool, settings: MeasureSettings,
+                 border_touch: np.ndarray | None = None) -> tuple[dict, list[str], dict]:
+    """Cord part of the record, notes on what could not be measured, and extras (worst vertebra, profile)."""
+    cord = classes == L.SPINAL_CORD
+    sac = classes == L.THECAL_SAC
+    notes: list[str] = []
+    extra: dict = {"worst_vertebra_index": None}
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    if cord.sum() * voxel_mm3 < 100:
+        notes.append("no spinal cord labelled: MSCC, MCC and Bilsky grade not measured")
+        record = dict(NULL_CORD)
+        if has_lesion and not epidural_mask.any():
+            record["bilsky_grade"] = "0"
+        return record, notes, extra
+    if not sac.any():
+        notes.append("no thecal sac labelled: MCC not measured, Bilsky 1a/1b and 2/3 told apart without CSF")
+    canal = cord | sac
+    flat = np.flatnonzero(canal)
+    pts = G.world_points(flat, classes.shape, affine)
+    is_cord = cord.ravel()[flat]
+    prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings)
+    ok = prof["valid"]
+    if border_touch is not None:  # cross-sections cut by the image border are partial
+        cut = np.unique(_bin_of(G.world_points(flat[border_touch.ravel()[flat]], classes.shape, affine), prof))
+        cut = cut[(cut >= 0) & (cut < len(ok))]
+        if cut.size:
+            hit = np.zeros(len(ok), bool)
+            hit[cut] = True
+            ok &= ~ndimage.binary_dilation(hit, iterations=max(int(np.ceil(2.0 / prof["step"])), 1))
+    cord_ap, canal_ap = prof["cord_ap"], prof["canal_ap"]
+    window = max(int(round(settings.smoothing_mm / prof["step"])), 1)
+    mscc = _compression(_smooth(cord_ap, ok, window), prof["s"], ok, settings)
+    mcc = (_compression(_smooth(canal_ap, ok, window), prof["s"], ok, settings) if sac.any()
+           else np.full(len(ok), np.nan))
+    record = dict(NULL_CORD)
+
+    near = np.zeros(len(ok), bool)
+    if epidural_mask.any():
+        e_pts = G.mask_points(epidural_mask, affine)
+        e_bin = _bin_of(e_pts, prof)
+        keep = (e_bin >= 0) & (e_bin < len(ok))
+        e_pts, e_bin = e_pts[keep], e_bin[keep]
+        rel = e_pts - prof["centre"][e_bin]
+        rel -= np.einsum("ij,ij->i", rel, prof["tangent"][e_bin])[:, None] * prof["tangent"][e_bin]
+        e_bin = e_bin[np.linalg.norm(rel, axis=1) <= prof["canal_radius_mm"] + 2.0]  # in or at the canal
+        near[np.unique(e_bin)] = True
+        reach = int(np.ceil(5.0 / prof["step"]))
+        near = ndimage.binary_dilation(near, iterations=reach) if reach else near
+        # the site: slices where the tumour fills most of the canal (its deepest part)
+        fill = np.bincount(e_bin, minlength=len(ok)).astype(float)
+        site = ndimage.binary_dilation(fill >= 0.8 * fill.max()) if fill.max() > 0 else near
+        candidates = np.flatnonzero(site & np.isfinite(mscc))
+    else:
+        candidates = np.flatnonzero(np.isfinite(mscc))
+    worst = int(candidates[np.argmax(mscc[candidates])]) if candidates.size else None
+    if not has_lesion:
+        record["bilsky_grade"] = None
+    elif not epidural_mask.any():
+        record["bilsky_grade"] = "0"
+    else:
+        compressed = [i for i in np.flatnonzero(near) if np.isfinite(mscc[i]) and mscc[i] >= settings.cord_compressed_mscc_pct]
+        if compressed:
+            worst = max(compressed, key=lambda i: mscc[i])
+            csf = prof["sac_area"][worst] / max(prof["canal_area"][worst], 1e-9)
+            no_csf = (csf < settings.csf_visible_min_fraction) if sac.any() else bool(_touch(cord, epidural_mask, affine, prof, worst).any())
+            record["bilsky_grade"] = "3" if no_csf else "2"
+        elif _touch(cord, epidural_mask, affine, prof, near).any():
+            record["bilsky_grade"] = "1c"
+        elif (sac.any() and _touch(sac, epidural_mask, affine, prof, near).any()
+              and np.nanmax(np.where(near, mcc, np.nan), initial=-np.inf) >= settings.sac_deformed_mcc_pct):
+            record["bilsky_grade"] = "1b"
+        else:
+            record["bilsky_grade"] = "1a"
+    if worst is not None:
+        record["mscc_pct"] = None if not np.isfinite(mscc[worst]) else round(float(mscc[worst]), 1)
+        pool = candidates[np.isfinite(mcc[candidates])]
+        if pool.size:
+            record["mcc_pct"] = round(float(np.max(mcc[pool])), 1)
+        record["worst_centroid_mm"] = [round(float(x), 2) for x in prof["centre"][worst]]
+        if vertebrae:
+            d = [np.linalg.norm(v.centroid_mm - prof["centre"][worst]) for v in vertebrae]
+            extra["worst_vertebra_index"] = int(np.argmin(d))
+        extra["worst_mscc_pct"] = None if not np.isfinite(mscc[worst]) else round(float(mscc[worst]), 1)
+    flag = record["bilsky_grade"] in settings.compression_bilsky_grades
+    if settings.compression_mscc_pct is not None and record["mscc_pct"] is not None:
+        flag |= record["mscc_pct"] >= settings.compression_mscc_pct
+    record["compression_flag"] = bool(flag)
+    extra["profile"] = {"s_mm": prof["s"][ok].round(1).tolist(), "cord_ap_mm": cord_ap[ok].round(2).tolist(),
+                        "cord_area_mm2": prof["cord_area"][ok].round(1).tolist()}
+    return record, notes, extra
+
+
+def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
+    """Per-slab cross-section statistics along the canal centreline."""
+    u0 = G.orient_like(G.principal_axis(pts), axis)
+    origin = pts.mean(axis=0)
+    t = (pts - origin) @ u0
+    step = max(settings.cross_section_step_mm, G.step_along_mm(u0, affine))
+    t0 = t.min()
+    b = np.floor((t - t0) / step).astype(np.int64)
+    nb = int(b.max()) + 1
+    tc = t0 + (np.arange(nb) + 0.5) * step
+    count = np.bincount(b, minlength=nb).astype(float)
+    mean = np.stack([np.bincount(b, weights=pts[:, k], minlength=nb) for k in range(3)], axis=1)
+    has = count > 0
+    mean[has] /= count[has, None]
+    offset = mean - origin - tc[:, None] * u0
+    deg = int(np.clip((np.ptp(tc[has]) if has.sum() > 1 else 0) // 40, 1, 4))
+    if has.sum() > deg + 1:
+        coefs = [np.polyfit(tc[has], offset[has, k], deg, w=np.sqrt(count[has])) for k in range(3)]
+        offset = np.stack([np.polyval(c, tc) for c in coefs], axis=1)
+        slope = np.stack([np.polyval(np.polyder(c), tc) for c in coefs], axis=1)
+    else:
+        slope = np.zeros((nb, 3))
+    offset -= (offset @ u0)[:, None] * u0
+    slope -= (slope @ u0)[:, None] * u0
+    centre = origin + tc[:, None] * u0 + offset
+    tangent = u0 + slope
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    ant = np.empty((nb, 3))
+    for i in range(nb):
+        hint = G.ANTERIOR
+        if vertebrae:
+            near = min(vertebrae, key=lambda v: np.linalg.norm(v.centroid_mm - centre[i]))
+            if near.canal_centre_mm is not None:
+                hint = near.anterior
+        ant[i] = G.perpendicular(hint, tangent[i])
+    right = np.cross(ant, tangent)
+    rel = pts - centre[b]
+    a, r = np.einsum("ij,ij->i", rel, ant[b]), np.einsum("ij,ij->i", rel, right[b])
+    cos_tilt = np.abs(tangent @ u0)
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+
+    def ap_and_area(sel):
+        n = np.bincount(b[sel], minlength=nb).astype(float)
+        area = n * voxel_mm3 * cos_tilt / step
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = {}
+            for name, x in (("a", a), ("r", r)):
+                s1 = np.bincount(b[sel], weights=x[sel], minlength=nb)
+                s2 = np.bincount(b[sel], weights=x[sel] ** 2, minlength=nb)
+                sd[name] = np.sqrt(np.clip(s2 / n - (s1 / n) ** 2, 0, None))
+            width = 4.0 * sd["r"]
+            ap = 0.5 * (4.0 * sd["a"] + 4.0 * area / (np.pi * width))
+        return np.where((n >= 3) & (width > 0), ap, np.nan), area
+
+    cord_ap, cord_area = ap_and_area(is_cord)
+    canal_ap, canal_area = ap_and_area(np.ones(len(pts), bool))
+    _, sac_area = ap_and_area(~is_cord)
+    seg = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centre, axis=0), axis=1))])
+    canal_radius = float(np.percentile(np.hypot(a, r), 98))
+    valid = np.isfinite(cord_ap)
+    if valid.any():
+        edge = int(np.ceil(3.0 / step))
+        idx = np.flatnonzero(valid)
+        valid[idx[:edge]] = False
+        valid[idx[len(idx) - edge:]] = False
+        valid &= cord_area >= 0.5 * np.median(cord_area[idx])
+    return {"s": seg, "step": step, "centre": centre, "tangent": tangent, "u0": u0, "origin": origin,
+            "t0": t0, "nb": nb, "cord_ap": cord_ap, "canal_ap": canal_ap, "cord_area": cord_area,
+            "canal_area": canal_area, "sac_area": sac_area, "valid": valid, "canal_radius_mm": canal_radius}
+
+
+def _smooth(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
+    """Running mean over ``window`` slices of the valid values (NaN elsewhere)."""
+    v = np.where(valid, values, 0.0)
+    w = valid.astype(float)
+    kernel = np.ones(window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.convolve(v, kernel, mode="same") / np.convolve(w, kernel, mode="same")
+    return np.where(valid, out, np.nan)
+
+
+def _bin_of(points: np.ndarray, prof: dict) -> np.ndarray:
+    return np.floor(((points - prof["origin"]) @ prof["u0"] - prof["t0"]) / prof["step"]).astype(np.int64)
+
+
+def _compression(ap: np.ndarray, s: np.ndarray, valid: np.ndarray, settings: MeasureSettings) -> np.ndarray:
+    """Per-slice (1 - ap_i / mean of the normal windows' means) x 100; NaN where no window."""
+    out = np.full(len(ap), np.nan)
+    idx = np.flatnonzero(valid & np.isfinite(ap))
+    if idx.size == 0:
+        return out
+    start, length = settings.mscc_window_start_mm, settings.mscc_window_length_mm
+    ds = s[idx][None, :] - s[idx][:, None]  # (i, j): arc distance from slice i to slice j
+    step = np.median(np.diff(s)) if len(s) > 1 else 1.0
+    refs = []
+    for sign in (1, -1):
+        win = (sign * ds >= start) & (sign * ds <= start + length)
+        n = win.sum(axis=1)
+        mean = (win * ap[idx][None, :]).sum(axis=1) / np.maximum(n, 1)
+        refs.append(np.where(n * step >= 0.25 * length, mean, np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmean(np.stack(refs), axis=0)
+        out[idx] = 100.0 * (1.0 - ap[idx] / ref)
+    return out
+
+
+def _touch(tissue: np.ndarray, epidural: np.ndarray, affine, prof, where) -> np.ndarray:
+    """Slices (bool per bin, limited to ``where``) where epidural tumour touches ``tissue`` (6-neighbourhood)."""
+    contact = ndimage.binary_dilation(tissue) & epidural
+    hit = np.zeros(prof["nb"], bool)
+    if contact.any():
+        bins = _bin_of(G.mask_points(contact, affine), prof)
+        hit[np.clip(bins, 0, prof["nb"] - 1)] = True
+    mask = np.zeros(prof["nb"], bool)
+    mask[where] = True
+    return hit & mask

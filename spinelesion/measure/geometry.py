@@ -1,0 +1,82 @@
+"""World-space helpers: voxel indices -> RAS+ mm, principal axes, local anatomical frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: RAS+ world directions.
+SUPERIOR = np.array([0.0, 0.0, 1.0])
+ANTERIOR = np.array([0.0, 1.0, 0.0])
+
+
+def world_points(flat_idx: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """(N,) flat voxel indices of an array of ``shape`` -> (N, 3) float64 RAS+ mm."""
+    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1).astype(np.float64)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def mask_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool mask -> (N, 3) RAS+ mm of its voxels."""
+    return world_points(np.flatnonzero(mask), mask.shape, affine)
+
+
+def step_along_mm(direction: np.ndarray, affine: np.ndarray) -> float:
+    """Mean spacing of voxel centres along a world ``direction`` (unit vector), in mm.
+
+    For an axis-aligned direction it is that axis' spacing; oblique directions see a denser grid.
+    """
+    inv = np.linalg.inv(affine[:3, :3])
+    return float(1.0 / max(np.linalg.norm(inv @ direction), 1e-9))
+
+
+def principal_axis(points: np.ndarray, *, max_points: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Unit direction of largest variance of (N, 3) points (sign arbitrary)."""
+    return _eig(points, max_points, seed)[1][:, -1]
+
+
+def smallest_axis(points: np.ndarray, *, max_points: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Unit direction of smallest variance of (N, 3) points (a plate's normal)."""
+    return _eig(points, max_points, seed)[1][:, 0]
+
+
+def _eig(points: np.ndarray, max_points: int, seed: int):
+    if len(points) > max_points:
+        points = points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
+    centred = points - points.mean(axis=0)
+    return np.linalg.eigh(centred.T @ centred / max(len(points), 1))
+
+
+def orient_like(vector: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``vector`` or its negation, whichever points along ``reference``."""
+    return -vector if float(vector @ reference) < 0 else vector
+
+
+def perpendicular(vector: np.ndarray, axis: np.ndarray, *, fallback: np.ndarray = ANTERIOR) -> np.ndarray:
+    """Unit component of ``vector`` perpendicular to unit ``axis`` (``fallback`` if degenerate)."""
+    v = vector - (vector @ axis) * axis
+    n = np.linalg.norm(v)
+    if n < 1e-6:
+        if fallback is vector:
+            other = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+            return perpendicular(other, axis, fallback=other)
+        return perpendicular(fallback, axis, fallback=fallback)
+    return v / n
+
+
+def crop_box(mask: np.ndarray, *, margin: int = 2) -> tuple[slice, ...] | None:
+    """Bounding box (slices) of a 3D mask's True voxels, grown by ``margin``; None if empty."""
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        if hits.size == 0:
+            return None
+        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
+    return tuple(box)
+
+
+def cropped_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """Affine of the sub-array ``array[box]``."""
+    out = affine.copy()
+    out[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box], float) + affine[:3, 3]
+    return out

@@ -1,0 +1,248 @@
+"""Assemble the measurement record (design.md §2, schema_version 1) from a label map."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from spinelesion import labels as L
+from spinelesion.errors import LabelMapError
+from spinelesion.measure import body as B
+from spinelesion.measure import geometry as G
+from spinelesion.measure.cord import NULL_CORD, measure_cord
+from spinelesion.measure.label_maps import apply_label_map, load_label_map
+from spinelesion.measure.lesions import find_lesions
+from spinelesion.measure.settings import MeasureSettings
+from spinelesion.measure.vertebrae import LEVEL_ORDER, Vertebra, find_vertebrae
+
+RECORD_SCHEMA_VERSION = 1
+
+
+def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None,
+                   modality: str | None = None, label_map: str | dict | Path | None = None,
+                   lowest_level: str | None = None, settings: MeasureSettings | None = None) -> dict:
+    """Measure vertebrae, lesions and cord compression from a label map.
+
+    Args:
+        labels: (X, Y, Z) integer label map in any voxel orientation.
+        affine: (4, 4) voxel -> RAS+ mm.
+        image: (X, Y, Z) scan on the same grid (CT in HU gives the lytic/blastic type), or None.
+        modality: "CT" or "MR" (also "t1"/"t2"/"mri"), or None.
+        label_map: the labels' schema: None/"schema" (ours), "vertebra", "totalsegmentator",
+            a JSON file or a dict (see :mod:`spinelesion.measure.label_maps`).
+        lowest_level: level of the most inferior vertebra (e.g. "L5") to name levels when the
+            labels do not.
+        settings: thresholds; defaults of :class:`MeasureSettings` if None.
+
+    Returns:
+        The record of design.md §2 (JSON-serialisable dict). Coordinates are RAS+ mm.
+
+    Raises:
+        LabelMapError: labels not 3D/integer, image on another grid, unknown schema or level.
+    """
+    settings = settings or MeasureSettings()
+    labels, affine = _check_inputs(labels, affine, image, lowest_level)
+    label_map = load_label_map(label_map)  # a bad schema fails even on an empty map
+    modality = _modality(modality)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    record = {"schema_version": RECORD_SCHEMA_VERSION,
+              "scan": {"shape": [int(s) for s in labels.shape], "spacing_mm": [round(float(s), 4) for s in spacing],
+                       "orientation": "".join(__import__("nibabel").aff2axcodes(affine)), "modality": modality},
+              "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "flags": []}
+    box = G.crop_box(labels != 0, margin=2)
+    if box is None:
+        record["flags"].append("empty label map: nothing could be measured (no vertebrae, lesions or cord)")
+        return record
+    mapped = apply_label_map(labels[box], label_map)
+    classes, aff = mapped.classes, G.cropped_affine(affine, box)
+    img = None if image is None else np.asarray(image)[box]
+    notes = []
+    if mapped.ignored_values:
+        notes.append(f"label values {list(mapped.ignored_values)} are not in label map {mapped.name!r}: ignored")
+    border = _border(classes.shape, box, labels.shape)
+    column = find_vertebrae(classes=classes, levels=mapped.levels, level_names=mapped.level_names, affine=aff,
+                            border_touch=border, lowest_level=lowest_level, settings=settings)
+    lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings)
+    has_lesion = bool((classes == L.LESION).any())
+    cord, cord_notes, cord_extra = measure_cord(classes=classes, affine=aff, vertebrae=column.vertebrae,
+                                                axis=column.axis, epidural_mask=epidural, has_lesion=has_lesion,
+                                                settings=settings, border_touch=border)
+    verts, vert_notes = _vertebra_records(column.vertebrae, classes, aff, img, modality, settings)
+    record.update(vertebrae=verts, lesions=lesions, cord=cord)
+    record["column"] = {"split_method": column.method, "axis": [round(float(x), 4) for x in column.axis],
+                        "label_map": mapped.name}
+    record["cord_profile"] = cord_extra.get("profile")
+    if not column.vertebrae:
+        notes.append("no vertebrae found: vertebral measurements not available")
+    record["flags"] = _flags(record, cord_extra) + notes + cord_notes + vert_notes
+    return record
+
+
+def _check_inputs(labels, affine, image, lowest_level):
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=np.float64)
+    if labels.ndim != 3:
+        raise LabelMapError(f"label map must be 3D, got shape {labels.shape}")
+    if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise LabelMapError("label map affine must be a finite, invertible 4x4 matrix")
+    if not np.issubdtype(labels.dtype, np.integer):
+        rounded = np.rint(labels)
+        if not np.array_equal(rounded, labels):
+            raise LabelMapError("label map holds non-integer values")
+        labels = rounded.astype(np.int32)
+    if image is not None and np.shape(image) != labels.shape:
+        raise LabelMapError(f"label map shape {labels.shape} differs from the image's {np.shape(image)}")
+    if lowest_level is not None and lowest_level not in LEVEL_ORDER:
+        raise LabelMapError(f"lowest_level {lowest_level!r} is not a level ({LEVEL_ORDER[0]}..{LEVEL_ORDER[-1]})")
+    return labels, affine
+
+
+def _modality(modality: str | None) -> str | None:
+    if modality is None:
+        return None
+    m = modality.strip().upper()
+    return "CT" if m == "CT" else "MR" if m in ("MR", "MRI", "T1", "T2", "STIR") else None
+
+
+def _border(crop_shape, box, full_shape) -> np.ndarray:
+    touch = np.zeros(crop_shape, bool)
+    for axis, (sl, n) in enumerate(zip(box, full_shape)):
+        index = [slice(None)] * 3
+        if sl.start == 0:
+            index[axis] = 0
+            touch[tuple(index)] = True
+        if sl.stop == n:
+            index[axis] = -1
+            touch[tuple(index)] = True
+    return touch
+
+
+#: Levels whose bodies are not shaped like their neighbours': no height loss is computed for them.
+ATYPICAL_LEVELS = ("C1", "C2", "S1", "S2", "S3", "S4", "S5")
+
+
+def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modality, settings):
+    """Per-vertebra record entries (design.md §2) and notes on what was not measured.
+
+    Height loss is not computed for C1, C2 and sacral levels (their bodies are not comparable with
+    their neighbours'; S1's heights are reported as measured), nor for bodies cut by the image
+    border or with under 40 % of the median body volume inside the label map.
+    """
+    shape = classes.shape
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    notes: list[str] = []
+    rows = []
+    for v in vertebrae:
+        body_pts = G.world_points(v.body_idx, shape, affine)
+        les_pts = G.world_points(v.lesion_idx, shape, affine)
+        inb = B.lesion_in_body(v, les_pts, body_pts)
+        n_total = v.body_idx.size + int(inb.sum())
+        pts = np.concatenate([body_pts, les_pts[inb]])
+        rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "inb": inb, "les_pts": les_pts,
+                     "centroid": pts.mean(axis=0) if n_total else v.centroid_mm,
+                     "body_ml": n_total * voxel_mm3 / 1000.0,
+                     "destruction": 100.0 * inb.sum() / n_total if n_total else None})
+    median_ml = float(np.median([r["body_ml"] for r in rows])) if rows else 0.0
+    for r in rows:
+        v = r["v"]
+        partial = len(rows) >= 3 and r["body_ml"] < 0.4 * median_ml
+        if partial or v.truncated:
+            v.truncated = True
+            notes.append(f"{v.level or f'vertebra {v.index}'}: body cut by the field of view "
+                         f"({r['body_ml']:.1f} ml inside): heights not measured")
+        r["heights"] = None if v.truncated else B.body_heights_mm(v, r["idx"], shape, affine)
+        r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
+    normal = B.reference_vertebrae([r["heights"] if r["comparable"] else None for r in rows],
+                                   [r["destruction"] for r in rows], settings)
+    expected, exp_notes = B.expected_heights([r["heights"] if r["comparable"] else None for r in rows], normal)
+    notes += exp_notes
+    for r in rows:
+        if r["heights"] is not None and not r["comparable"]:
+            notes.append(f"{r['v'].level}: atypical level, height loss not assessed")
+    marrow = None
+    if modality == "CT" and image is not None:
+        idx = np.concatenate([r["v"].body_idx for r, n in zip(rows, normal) if n] or [np.zeros(0, np.int64)])
+        marrow = float(np.median(image.ravel()[idx])) if idx.size >= 50 else None
+    out = []
+    for r, exp, is_normal in zip(rows, expected, normal):
+        v, h = r["v"], r["heights"]
+        loss = B.height_loss_pct(h, exp)
+        bony = r["inb"] | ~B.in_canal(v, r["les_pts"])  # intraosseous lesion voxels
+        lesion_hu = image.ravel()[v.lesion_idx[bony]] if (marrow is not None and v.lesion_idx.size) else np.zeros(0)
+        out.append({
+            "index": v.index, "level": v.level,
+            "centroid_mm": [round(float(x), 2) for x in r["centroid"]],
+            "body_volume_ml": round(float(r["body_ml"]), 3),
+            "lesion_volume_ml": round(float(v.lesion_idx.size * voxel_mm3 / 1000.0), 3),
+            "lesion_in_body_ml": round(float(r["inb"].sum() * voxel_mm3 / 1000.0), 3),
+            "body_destruction_pct": None if r["destruction"] is None else round(float(r["destruction"]), 1),
+            "height_anterior_mm": None if h is None else round(h[0], 1),
+            "height_middle_mm": None if h is None else round(h[1], 1),
+            "height_posterior_mm": None if h is None else round(h[2], 1),
+            "expected_heights_mm": None if exp is None else [round(x, 1) for x in exp],
+            "height_loss_pct": None if loss is None else round(loss, 1),
+            "genant_grade": B.genant_grade(loss),
+            "sins_collapse": B.sins_collapse(loss, r["destruction"], settings),
+            "lesion_type": B.lesion_type(lesion_hu, marrow, settings) if modality == "CT" else None,
+            "posterolateral": B.posterolateral(v, r["les_pts"], voxel_mm3, settings),
+            "reference_normal": is_normal,
+            "truncated": v.truncated,
+            "canal_source": v.canal_source,
+        })
+    return out, notes
+
+
+def _name(v: dict) -> str:
+    return v["level"] or f"vertebra {v['index']}"
+
+
+def _flags(record: dict, cord_extra: dict) -> list[str]:
+    flags = []
+    cord = record["cord"]
+    verts = record["vertebrae"]
+    where = ""
+    if cord_extra.get("worst_vertebra_index") is not None and verts:
+        where = f", at {_name(verts[cord_extra['worst_vertebra_index']])}"
+    mscc = "" if cord_extra.get("worst_mscc_pct") is None else f", MSCC {cord_extra['worst_mscc_pct']:.0f} %"
+    if cord["compression_flag"]:
+        flags.append(f"cord compression, Bilsky {cord['bilsky_grade']}{mscc}{where}")
+    elif cord["bilsky_grade"] in ("1a", "1b", "1c"):
+        flags.append(f"epidural tumour without cord compression, Bilsky {cord['bilsky_grade']}{where}")
+    for v in verts:
+        parts = []
+        if (v["body_destruction_pct"] or 0) >= 5:
+            kind = f" ({v['lesion_type']})" if v["lesion_type"] else ""
+            parts.append(f"{v['body_destruction_pct']:.0f} % of the body destroyed{kind}")
+        if (v["genant_grade"] or 0) >= 1:
+            parts.append(f"height loss {v['height_loss_pct']:.0f} % (Genant {v['genant_grade']})")
+        if v["sins_collapse"] not in (None, "none"):
+            parts.append(f"SINS collapse: {v['sins_collapse'].replace('_', ' ')}")
+        if v["posterolateral"] != "none":
+            parts.append(f"{v['posterolateral']} posterolateral involvement")
+        if parts:
+            flags.append(f"{_name(v)}: " + "; ".join(parts))
+    return flags
+
+
+def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLike,
+                  label_map: str | dict | Path | None = None, lowest_level: str | None = None,
+                  settings: MeasureSettings | None = None) -> dict:
+    """Load a scan and its label map (any format ``load_scan`` reads) and measure them.
+
+    Raises:
+        LabelMapError: the label map is not on the image's grid (shape or affine differ).
+        ScanLoadError: either file cannot be read.
+    """
+    from spinelesion.io.load import load_scan
+
+    scan = load_scan(image_path)
+    seg = load_scan(labels_path)
+    tol = 1e-3 * max(float(np.min(scan.spacing_mm)), 1e-3) + 1e-4
+    if seg.shape != scan.shape or not np.allclose(seg.affine, scan.affine, atol=max(tol, 1e-3)):
+        raise LabelMapError(f"{labels_path}: label map grid (shape {seg.shape}, orientation {seg.orientation}) "
+                            f"differs from the image's {image_path} (shape {scan.shape}, orientation "
+                            f"{scan.orientation}); resample the labels onto the image grid first")
+    return measure_labels(labels=seg.array, affine=scan.affine, image=scan.array, modality=scan.modality,
+                          label_map=label_map, lowest_level=lowest_level, settings=settings)

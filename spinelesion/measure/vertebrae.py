@@ -1,0 +1,378 @@
+"""Split the column into vertebrae, give each its own anatomical frame, split body from posterior.
+
+Works in world millimetres on any voxel orientation. The column is split by, in order of
+preference: per-level vertebra labels, disc planes (each disc's own normal), or connected
+components of the vertebral bodies. Each vertebra gets a frame: ``superior`` along the line
+through its neighbours' body centroids, ``anterior`` from the canal centre towards its body
+(the canal from cord/thecal-sac labels, else from the hole the bony ring leaves in an axial
+projection, else RAS anterior), ``right`` completing it. Bone that merges body and posterior
+elements is split at the canal's anterior wall: the body lies in front of the canal (design.md §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from spinelesion import labels as L
+from spinelesion.measure import geometry as G
+from spinelesion.measure.label_maps import MERGED_VERTEBRA
+from spinelesion.measure.settings import MeasureSettings
+
+#: Levels from inferior to superior, used to name vertebrae from an anchor (``lowest_level``).
+LEVEL_ORDER = ([f"S{i}" for i in range(5, 0, -1)] + [f"L{i}" for i in range(5, 0, -1)]
+               + [f"T{i}" for i in range(12, 0, -1)] + [f"C{i}" for i in range(7, 0, -1)])
+DEFAULT_CANAL_HALF_WIDTH_MM = 8.0
+
+
+@dataclass
+class Vertebra:
+    """One vertebra in a cropped label volume. Index arrays are flat indices into that volume;
+    frame vectors are unit RAS+ directions; ``*_rel_mm`` are anterior offsets from the canal centre."""
+
+    index: int
+    level: str | None
+    body_idx: np.ndarray
+    posterior_idx: np.ndarray
+    lesion_idx: np.ndarray
+    superior: np.ndarray
+    anterior: np.ndarray
+    right: np.ndarray
+    centroid_mm: np.ndarray
+    canal_centre_mm: np.ndarray | None = None
+    canal_source: str = "none"
+    canal_half_width_mm: float = DEFAULT_CANAL_HALF_WIDTH_MM
+    canal_front_rel_mm: float | None = None
+    body_back_rel_mm: float | None = None
+    truncated: bool = False
+
+
+@dataclass
+class Column:
+    vertebrae: list[Vertebra]
+    axis: np.ndarray
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_names: tuple[str, ...],
+                   affine: np.ndarray, border_touch: np.ndarray, lowest_level: str | None,
+                   settings: MeasureSettings) -> Column:
+    """Find the vertebrae of a cropped (X, Y, Z) class map (values of schema v1 + MERGED_VERTEBRA).
+
+    ``border_touch`` is an (X, Y, Z) bool mask of voxels on the original image's border.
+    Vertebrae come back ordered inferior -> superior.
+    """
+    shape = classes.shape
+    bone_flat = np.flatnonzero(np.isin(classes, (L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS, MERGED_VERTEBRA)))
+    lesion_flat = np.flatnonzero(classes == L.LESION)
+    canal_flat = np.flatnonzero((classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC))
+    axis = _column_axis(classes, affine)
+    if bone_flat.size == 0:
+        return Column([], axis, "none", ["no vertebral bone labelled"])
+    pts = {name: G.world_points(flat, shape, affine)
+           for name, flat in (("bone", bone_flat), ("lesion", lesion_flat), ("canal", canal_flat))}
+
+    if levels is not None and levels.any():
+        method = "levels"
+        level_of_bone = levels.ravel()[bone_flat].astype(np.int64)
+        ids = [k for k in np.unique(level_of_bone) if k > 0]
+        centroids = np.array([pts["bone"][level_of_bone == k].mean(axis=0) for k in ids])
+        order = np.argsort(centroids @ axis)
+        ids, centroids = [ids[i] for i in order], centroids[order]
+        planes = _mid_planes(centroids, axis)
+        bone_slab = np.full(bone_flat.size, -1)
+        for slab, k in enumerate(ids):
+            bone_slab[level_of_bone == k] = slab
+        names = [level_names[k - 1] for k in ids]
+    else:
+        planes, method = _disc_planes(classes, affine, axis, settings)
+        if not planes:
+            planes, method = _body_component_planes(classes, affine, axis, settings), "components"
+        bone_slab = _slab_index(pts["bone"], planes)
+        names = None
+    lesion_slab = _slab_index(pts["lesion"], planes)
+    canal_slab = _slab_index(pts["canal"], planes)
+
+    n_slabs = len(planes) + 1
+    cls_bone = classes.ravel()[bone_flat]
+    anterior_bone = cls_bone != L.POSTERIOR_ELEMENTS
+    amount = (np.bincount(bone_slab[anterior_bone], minlength=n_slabs)
+              + np.bincount(lesion_slab, minlength=n_slabs)).astype(float)
+    keep = amount > 0
+    if method != "levels" and keep.sum() > 1:  # named levels are kept whatever their size
+        keep &= amount >= settings.min_vertebra_fraction * np.median(amount[amount > 0])
+        # beyond the outermost separators only real body bone makes a vertebra (not a lesion alone)
+        bodies = np.bincount(bone_slab[anterior_bone], minlength=n_slabs).astype(float)
+        floor = settings.min_vertebra_fraction * np.median(bodies[bodies > 0]) if (bodies > 0).any() else 0
+        for end in (0, n_slabs - 1):
+            keep[end] &= bodies[end] >= floor
+    notes = [f"column split by {method}"]
+    vertebrae: list[Vertebra] = []
+    border = border_touch.ravel()
+    for slab in np.flatnonzero(keep):
+        in_bone = bone_slab == slab
+        level = names[slab] if names is not None else None
+        body = bone_flat[in_bone & (cls_bone == L.VERTEBRAL_BODY)]
+        post = bone_flat[in_bone & (cls_bone == L.POSTERIOR_ELEMENTS)]
+        merged = bone_flat[in_bone & (cls_bone == MERGED_VERTEBRA)]
+        les = lesion_flat[lesion_slab == slab]
+        rough = np.concatenate([pts["bone"][in_bone & anterior_bone], pts["lesion"][lesion_slab == slab]])
+        v = Vertebra(index=len(vertebrae), level=level, body_idx=body, posterior_idx=post, lesion_idx=les,
+                     superior=axis.copy(), anterior=G.perpendicular(G.ANTERIOR, axis), right=np.zeros(3),
+                     centroid_mm=rough.mean(axis=0) if len(rough) else pts["bone"][in_bone].mean(axis=0))
+        v._merged = merged  # type: ignore[attr-defined]
+        v._canal_pts = pts["canal"][canal_slab == slab]  # type: ignore[attr-defined]
+        v._bone_pts = pts["bone"][in_bone]  # type: ignore[attr-defined]
+        vertebrae.append(v)
+    _set_frames(vertebrae, axis)
+    for v in vertebrae:
+        _find_canal(v, affine)
+    _check_rings(vertebrae, affine)
+    _split_merged(vertebrae, shape, affine)
+    _body_back_walls(vertebrae, shape, affine)
+    for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
+        body_pts = G.world_points(v.body_idx, shape, affine)
+        les_pts = G.world_points(v.lesion_idx, shape, affine)
+        if v.canal_centre_mm is not None and v.body_back_rel_mm is not None and len(les_pts):
+            les_pts = les_pts[(les_pts - v.canal_centre_mm) @ v.anterior > v.body_back_rel_mm]
+        both = np.concatenate([body_pts, les_pts])
+        if len(both):
+            v.centroid_mm = both.mean(axis=0)
+    _set_frames(vertebrae, axis)
+    for v in vertebrae:  # the body (with its lesion) cut by the image border
+        v.truncated = bool(border[v.body_idx].any() or border[v.lesion_idx].any())
+    if names is None and lowest_level is not None:
+        _name_from_anchor(vertebrae, lowest_level, notes)
+    for v in vertebrae:
+        for attr in ("_merged", "_canal_pts", "_bone_pts", "_label_centre"):
+            v.__dict__.pop(attr, None)
+    return Column(vertebrae, axis, method, notes)
+
+
+def _column_axis(classes: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Superior-pointing long axis of the column (anterior column first, else any foreground)."""
+    for values in ((L.VERTEBRAL_BODY, L.DISC, MERGED_VERTEBRA, L.LESION),
+                   (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
+        mask = np.isin(classes, values)
+        if mask.sum() >= 10:
+            points = G.mask_points(mask, affine)
+            if len(points) > 200_000:
+                points = points[np.random.default_rng(0).choice(len(points), 200_000, replace=False)]
+            centred = points - points.mean(axis=0)
+            w, vecs = np.linalg.eigh(centred.T @ centred)
+            axis = vecs[:, -1]
+            if w[-1] < 1.5 * w[-2] and abs(vecs[:, -2] @ G.SUPERIOR) > abs(axis @ G.SUPERIOR):
+                axis = vecs[:, -2]  # ambiguous shape (short column): take the one nearer RAS superior
+            return G.orient_like(axis, G.SUPERIOR)
+    return G.SUPERIOR.copy()
+
+
+def _disc_planes(classes, affine, axis, settings):
+    disc = classes == L.DISC
+    if not disc.any():
+        return [], "none"
+    comps, n = cc3d.connected_components(disc, connectivity=26, return_N=True)
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    counts = np.bincount(comps.ravel())
+    planes = []
+    for k in range(1, n + 1):
+        if counts[k] * voxel_mm3 < settings.min_disc_mm3:
+            continue
+        p = G.mask_points(comps == k, affine) if n < 40 else None
+        if p is None:
+            continue
+        normal = G.orient_like(G.smallest_axis(p), axis)
+        planes.append((p.mean(axis=0), normal))
+    planes.sort(key=lambda pl: float(pl[0] @ axis))
+    return planes, "discs"
+
+
+def _body_component_planes(classes, affine, axis, settings):
+    bodies = np.isin(classes, (L.VERTEBRAL_BODY, MERGED_VERTEBRA))
+    comps, n = cc3d.connected_components(bodies, connectivity=6, return_N=True)
+    if n <= 1:
+        return []
+    counts = np.bincount(comps.ravel())[1:]
+    big = np.flatnonzero(counts >= settings.min_vertebra_fraction * np.median(counts[counts >= 0.1 * counts.max()])) + 1
+    flat = np.flatnonzero(comps)
+    lab = comps.ravel()[flat]
+    pts = G.world_points(flat, classes.shape, affine)
+    centroids = np.array([pts[lab == k].mean(axis=0) for k in big])
+    centroids = centroids[np.argsort(centroids @ axis)]
+    return _mid_planes(centroids, axis)
+
+
+def _mid_planes(centroids: np.ndarray, axis: np.ndarray):
+    """Planes half way between consecutive centroids, normal along the line joining them."""
+    planes = []
+    for lo, hi in zip(centroids[:-1], centroids[1:]):
+        d = hi - lo
+        normal = d / np.linalg.norm(d) if np.linalg.norm(d) > 1e-6 else axis
+        planes.append(((lo + hi) / 2, normal))
+    return planes
+
+
+def _slab_index(points: np.ndarray, planes) -> np.ndarray:
+    """Number of planes each (N, 3) point lies above: its slab, 0 = below every plane."""
+    index = np.zeros(len(points), np.int64)
+    for centre, normal in planes:
+        index += ((points - centre) @ normal) > 0
+    return index
+
+
+def _set_frames(vertebrae: list[Vertebra], axis: np.ndarray) -> None:
+    """Superior axis of each vertebra from its neighbours' centroids; anterior kept perpendicular."""
+    c = [v.centroid_mm for v in vertebrae]
+    for i, v in enumerate(vertebrae):
+        if len(vertebrae) >= 2:
+            lo, hi = c[max(i - 1, 0)], c[min(i + 1, len(c) - 1)]
+            d = hi - lo
+            sup = G.orient_like(d / np.linalg.norm(d), axis) if np.linalg.norm(d) > 1e-6 else axis
+        else:
+            sup = axis
+        v.superior = sup
+        v.anterior = G.perpendicular(v.anterior, sup)
+        v.right = np.cross(v.anterior, sup)
+
+
+def _find_canal(v: Vertebra, affine: np.ndarray) -> None:
+    """Canal centre, half-width and anterior wall, then the anterior direction (body side).
+
+    The bony ring (hole in the bone's axial projection) is preferred: it does not move when an
+    epidural mass displaces the thecal sac. Cord/sac labels are the fallback.
+    """
+    canal, bone = v._canal_pts, v._bone_pts  # type: ignore[attr-defined]
+    v._label_centre = canal.mean(axis=0) if len(canal) >= 20 else None  # type: ignore[attr-defined]
+    centre, pixels = _canal_from_hole(bone, v.superior, affine, v._label_centre)  # type: ignore[attr-defined]
+    if centre is not None:
+        canal, v.canal_source = pixels, "ring"
+    elif len(canal) >= 20:
+        centre, v.canal_source = canal.mean(axis=0), "labels"
+    else:
+        v.canal_source = "none"
+        return
+    v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
+    v.right = np.cross(v.anterior, v.superior)
+    rel = canal - centre
+    v.canal_centre_mm = centre
+    q = 100 if v.canal_source == "ring" else 98  # the hole is a clean 2D image; labels may be noisy
+    v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), q)) + 0.5 * G.step_along_mm(v.right, affine)
+    v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, q)) + 0.5 * G.step_along_mm(v.anterior, affine)
+
+
+def _check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
+    """Reject a ring whose canal reaches far further forward than the others' (a lesion through
+    the body's posterior wall merges with the canal): use the cord/sac labels there instead, or
+    the typical anterior wall when there are none."""
+    fronts = [v.canal_front_rel_mm for v in vertebrae if v.canal_source == "ring"]
+    if len(fronts) < 2:
+        return
+    typical = float(np.median(fronts))
+    for v in vertebrae:
+        if v.canal_source != "ring" or v.canal_front_rel_mm <= typical + max(3.0, 0.25 * typical):
+            continue
+        canal = v._canal_pts  # type: ignore[attr-defined]
+        if len(canal) >= 20:
+            centre = canal.mean(axis=0)
+            v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
+            v.right = np.cross(v.anterior, v.superior)
+            rel = canal - centre
+            v.canal_centre_mm, v.canal_source = centre, "labels"
+            v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), 98)) + 0.5 * G.step_along_mm(v.right, affine)
+            v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, 98)) + 0.5 * G.step_along_mm(v.anterior, affine)
+        else:
+            v.canal_front_rel_mm = typical
+
+
+def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray, label_centre=None):
+    """The vertebral foramen as a hole in the bone's projection along ``superior``.
+
+    The hole that holds the cord/sac labels' centre (``label_centre``, world mm) when given,
+    else the largest (a lesion through the whole body height also leaves a hole).
+    Returns (centre (3,), (M, 3) hole pixel centres in world mm), or (None, None).
+    """
+    if len(bone) < 50:
+        return None, None
+    e1 = G.perpendicular(G.ANTERIOR, superior)
+    e2 = np.cross(superior, e1)
+    origin = bone.mean(axis=0)
+    uv = (bone - origin) @ np.stack([e1, e2], axis=1)
+    pixel = max(min(G.step_along_mm(e1, affine), G.step_along_mm(e2, affine)), 0.5)
+    ij = np.floor((uv - uv.min(axis=0)) / pixel).astype(int)
+    image = np.zeros(tuple(ij.max(axis=0) + 1), bool)
+    image[ij[:, 0], ij[:, 1]] = True
+    for closing in (0, 1):  # a ring with a pinhole gap is closed by one pixel of closing
+        img = ndimage.binary_closing(np.pad(image, 2), iterations=closing)[2:-2, 2:-2] if closing else image
+        holes, n = ndimage.label(ndimage.binary_fill_holes(img) & ~img)
+        if n:
+            sizes = np.bincount(holes.ravel())[1:]
+            k = int(np.argmax(sizes)) + 1
+            if label_centre is not None:
+                lij = np.floor(((label_centre - origin) @ np.stack([e1, e2], axis=1) - uv.min(axis=0)) / pixel).astype(int)
+                inside = all(0 <= lij[d] < holes.shape[d] for d in range(2))
+                k = int(holes[lij[0], lij[1]]) if inside else 0
+            if k and sizes[k - 1] * pixel * pixel >= 20.0:
+                break
+    else:
+        return None, None
+    if closing:  # give the pixel that closing took back to the hole
+        holes = ndimage.binary_dilation(holes == k) & ~image
+        k = True
+    hi, hj = np.nonzero(holes == k)
+    huv = np.stack([hi, hj], axis=1) * pixel + pixel / 2 + uv.min(axis=0)
+    hole_pts = origin + huv[:, :1] * e1 + huv[:, 1:] * e2
+    return hole_pts.mean(axis=0), hole_pts
+
+
+def _split_merged(vertebrae: list[Vertebra], shape, affine) -> None:
+    """Merged bone: body where it lies in front of the canal's anterior wall, else posterior."""
+    for v in vertebrae:
+        merged = v._merged  # type: ignore[attr-defined]
+        if merged.size == 0:
+            continue
+        pts = G.world_points(merged, shape, affine)
+        if v.canal_centre_mm is not None:
+            a = (pts - v.canal_centre_mm) @ v.anterior
+            is_body = a > v.canal_front_rel_mm
+        else:  # no canal found: the front 55 % of the vertebra's depth
+            a = pts @ v.anterior
+            lo, hi = np.percentile(a, [1, 99])
+            is_body = a > lo + 0.45 * (hi - lo)
+        v.body_idx = np.concatenate([v.body_idx, merged[is_body]])
+        v.posterior_idx = np.concatenate([v.posterior_idx, merged[~is_body]])
+
+
+def _body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
+    """Posterior wall of each body (anterior offset from the canal centre).
+
+    From the bony ring it is the canal's anterior wall. Where the ring is open (the body's wall
+    destroyed) and the canal comes from cord/sac labels, the wall is placed where the intact
+    vertebrae have it relative to their cord/sac centre (median), else at the body's own
+    most posterior voxels.
+    """
+    offsets = [float((v.canal_centre_mm + v.canal_front_rel_mm * v.anterior - v._label_centre) @ v.anterior)
+               for v in vertebrae if v.canal_source == "ring" and v._label_centre is not None]  # type: ignore[attr-defined]
+    for v in vertebrae:
+        if v.canal_source == "ring":
+            v.body_back_rel_mm = v.canal_front_rel_mm
+        elif v.canal_source == "labels":
+            if offsets:
+                v.body_back_rel_mm = float(np.median(offsets))
+            elif v.body_idx.size >= 20:
+                rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
+                v.body_back_rel_mm = float(np.percentile(rel @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
+            else:
+                v.body_back_rel_mm = v.canal_front_rel_mm
+
+
+def _name_from_anchor(vertebrae: list[Vertebra], lowest_level: str, notes: list[str]) -> None:
+    """Name levels upward from the lowest vertebra's level (e.g. "L5")."""
+    start = LEVEL_ORDER.index(lowest_level)
+    for v in vertebrae:
+        k = start + v.index
+        v.level = LEVEL_ORDER[k] if k < len(LEVEL_ORDER) else None
+    notes.append(f"levels named from lowest_level={lowest_level}")

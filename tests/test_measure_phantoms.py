@@ -1,0 +1,105 @@
+"""Measurement accuracy against phantom truth (issue 4 targets), over varied seeds and orientations.
+
+The phantoms (spinelesion.data.phantoms) carry the record of design.md §2 from their generation
+parameters. Targets: compression flag right on every case; Bilsky exact on >= 90 % and never
+more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
+count exact; height loss within 5 points. The MSCC and height-loss targets are not met on every
+case: ``*_issue_target`` tests are strict xfails that say so (and fail once the targets are met,
+so the marks come off), next to looser checks that must pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+phantoms = pytest.importorskip("spinelesion.data.phantoms")
+
+from spinelesion.measure import measure_labels  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+GRADES = ("0", "1a", "1b", "1c", "2", "3")
+CASES = [
+    dict(seed=101, bilsky="0", orientation="RAS"),
+    dict(seed=102, bilsky="1a", orientation="LPS"),
+    dict(seed=103, bilsky="1b", orientation="PSR"),
+    dict(seed=104, bilsky="1c", orientation="RAS", oblique=True),
+    dict(seed=105, bilsky="2", orientation="LPS"),
+    dict(seed=106, bilsky="3", orientation="PSR", oblique=True),
+    dict(seed=107, bilsky="2", orientation="RAS", oblique=True),
+    dict(seed=108, bilsky="3", orientation="LPS"),
+    dict(seed=109, healthy=True, orientation="PSR"),
+    dict(seed=110, bilsky="1c", orientation="LPS", oblique=True),
+    dict(seed=111, bilsky="2", modality="t2", orientation="PSR"),
+    dict(seed=112, bilsky="1b", modality="t1", oblique=True),
+]
+
+
+@pytest.fixture(scope="module")
+def results():
+    out = []
+    for case in CASES:
+        ph = phantoms.make_phantom(**case)
+        record = measure_labels(labels=ph.labels, affine=ph.scan.affine, image=ph.scan.array,
+                                modality=ph.scan.modality)
+        out.append((case, record, ph.truth))
+    return out
+
+
+def test_vertebra_count_and_flags(results):
+    for case, r, t in results:
+        assert len(r["vertebrae"]) == len(t["vertebrae"]), case
+        assert r["cord"]["compression_flag"] == t["cord"]["compression_flag"], case
+
+
+def test_bilsky(results):
+    pairs = [(r["cord"]["bilsky_grade"], t["cord"]["bilsky_grade"]) for _, r, t in results]
+    exact = sum(a == b for a, b in pairs)
+    assert exact >= 0.9 * len(pairs), pairs
+    for a, b in pairs:
+        assert (a is None) == (b is None), pairs
+        if a is not None:
+            assert abs(GRADES.index(a) - GRADES.index(b)) <= 1, pairs
+
+
+def test_mscc(results):
+    for case, r, t in results:
+        assert r["cord"]["mscc_pct"] == pytest.approx(t["cord"]["mscc_pct"], abs=7), case
+
+
+@pytest.mark.xfail(strict=True, reason="issue target not met: seed 105 (Bilsky 2, 1.63 mm slices) "
+                   "measures MSCC 30.2 against 24.3; see the measure report")
+def test_mscc_issue_target(results):
+    for case, r, t in results:
+        assert r["cord"]["mscc_pct"] == pytest.approx(t["cord"]["mscc_pct"], abs=5), case
+
+
+def test_destroyed_fraction(results):
+    for case, r, t in results:
+        for a, b in zip(r["vertebrae"], t["vertebrae"]):
+            assert a["body_destruction_pct"] == pytest.approx(b["body_destruction_pct"], abs=5), (case, b["level"])
+
+
+def _height_loss_errors(results):
+    return np.abs([a["height_loss_pct"] - b["height_loss_pct"]
+                   for _, r, t in results for a, b in zip(r["vertebrae"], t["vertebrae"])])
+
+
+def test_height_loss(results):
+    """Collapsed bodies: loss within 10 points and Genant within one grade; all vertebrae: at
+    least 75 % within 5 points."""
+    for case, r, t in results:
+        for a, b in zip(r["vertebrae"], t["vertebrae"]):
+            if b["genant_grade"] >= 1:
+                assert abs(a["height_loss_pct"] - b["height_loss_pct"]) <= 10, (case, b["level"])
+                assert abs(a["genant_grade"] - b["genant_grade"]) <= 1, (case, b["level"])
+    errors = _height_loss_errors(results)
+    assert np.mean(errors <= 5) >= 0.75, np.round(errors, 1)
+
+
+@pytest.mark.xfail(strict=True, reason="issue target not met: on 1.5-2 mm slices one slice is ~10 % of a "
+                   "small body's height (labels carry no sub-voxel information), and the phantom's epidural "
+                   "mass leaves lesion voxels outside the body next to its posterior wall; see the report")
+def test_height_loss_issue_target(results):
+    assert _height_loss_errors(results).max() <= 5

@@ -1,0 +1,173 @@
+"""Measurement on small synthetic label maps with known geometry (tests/measure_synth.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import measure_synth as S  # noqa: E402
+
+from spinelesion.errors import ConfigError, LabelMapError  # noqa: E402
+from spinelesion.measure import MeasureSettings, measure_files, measure_labels, settings_from_dict  # noqa: E402
+
+
+def _measure(orientation="RAS", rotation=None, spacing=(1.0, 1.0, 1.0), label_map=None, **kw):
+    affine, shape = S.grid(orientation=orientation, rotation_matrix=rotation, spacing_mm=spacing)
+    labels = S.column(affine, shape, merged=label_map == "vertebra", **kw)
+    return measure_labels(labels=labels, affine=affine, label_map=label_map)
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return _measure()
+
+
+def test_healthy_column(healthy):
+    r = healthy
+    assert len(r["vertebrae"]) == 5
+    for v in r["vertebrae"]:
+        for key in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm"):
+            assert v[key] == pytest.approx(S.BODY_HEIGHT_MM, abs=1.0)
+        assert v["body_destruction_pct"] == 0
+        assert v["height_loss_pct"] < 5 and v["genant_grade"] == 0 and v["sins_collapse"] == "none"
+        assert v["posterolateral"] == "none"
+    z = [v["centroid_mm"][2] for v in r["vertebrae"]]
+    assert np.allclose(np.diff(z), S.BODY_HEIGHT_MM + S.DISC_MM, atol=0.5)  # inferior -> superior
+    assert r["cord"]["bilsky_grade"] is None and not r["cord"]["compression_flag"]
+    assert abs(r["cord"]["mscc_pct"]) < 5
+    assert not any("compression" in f for f in r["flags"])
+    json.dumps(r)  # serialisable
+
+
+@pytest.mark.parametrize("orientation,rotation,spacing", [
+    ("LPS", None, (1.0, 1.0, 1.0)),
+    ("PSR", None, (0.9, 1.0, 1.2)),
+    ("RAS", S.rotation(12, -8, 20), (1.0, 1.0, 1.0)),
+])
+def test_orientation_does_not_change_results(healthy, orientation, rotation, spacing):
+    r = _measure(orientation=orientation, rotation=rotation, spacing=spacing)
+    assert len(r["vertebrae"]) == 5
+    for a, b in zip(r["vertebrae"], healthy["vertebrae"]):
+        assert np.allclose(a["centroid_mm"], b["centroid_mm"], atol=0.7)
+        assert a["height_middle_mm"] == pytest.approx(b["height_middle_mm"], abs=1.0)
+        assert a["body_volume_ml"] == pytest.approx(b["body_volume_ml"], rel=0.05)
+
+
+def test_lesion_fraction_and_crush():
+    r = _measure(heights=[20, 20, 12, 20, 20], lesion=(2, 0.5))
+    v = r["vertebrae"][2]
+    assert v["body_destruction_pct"] == pytest.approx(50, abs=3)
+    assert v["height_loss_pct"] == pytest.approx(40, abs=5)
+    assert v["genant_grade"] in (2, 3) and v["sins_collapse"] == "under_50pct"
+    assert all(o["height_loss_pct"] < 5 for i, o in enumerate(r["vertebrae"]) if i != 2)
+    assert len(r["lesions"]) == 1 and r["lesions"][0]["vertebra_index"] == 2
+    assert not r["lesions"][0]["epidural"]
+    assert r["cord"]["bilsky_grade"] == "0" and not r["cord"]["compression_flag"]
+
+
+@pytest.mark.parametrize("ap_mm,no_csf,grade", [(4.0, True, "3"), (4.5, False, "2")])
+def test_cord_compression(ap_mm, no_csf, grade):
+    r = _measure(compression={"vertebra": 2, "cord_ap_mm": ap_mm, "no_csf": no_csf})
+    c = r["cord"]
+    assert c["bilsky_grade"] == grade and c["compression_flag"]
+    assert c["mscc_pct"] == pytest.approx(100 * (1 - ap_mm / 7.0), abs=5)
+    assert c["worst_centroid_mm"][2] == pytest.approx(2 * (S.BODY_HEIGHT_MM + S.DISC_MM), abs=6)
+    assert any(f.startswith(f"cord compression, Bilsky {grade}") for f in r["flags"])
+    assert any(les["epidural"] for les in r["lesions"])
+
+
+def test_merged_vertebra_class_is_split():
+    r = _measure(label_map="vertebra", heights=[20, 20, 12, 20, 20], lesion=(2, 0.5))
+    assert len(r["vertebrae"]) == 5
+    v = r["vertebrae"][2]
+    assert v["body_destruction_pct"] == pytest.approx(50, abs=5)
+    assert v["height_loss_pct"] == pytest.approx(40, abs=6)
+    assert r["vertebrae"][0]["height_middle_mm"] == pytest.approx(20, abs=1.0)
+
+
+def test_column_without_discs_split_by_components():
+    r = _measure(discs=False)
+    assert len(r["vertebrae"]) == 5
+    assert r["column"]["split_method"] == "components"
+
+
+def test_lowest_level_names_levels():
+    affine, shape = S.grid()
+    r = measure_labels(labels=S.column(affine, shape), affine=affine, lowest_level="L3")
+    assert [v["level"] for v in r["vertebrae"]] == ["L3", "L2", "L1", "T12", "T11"]
+    with pytest.raises(LabelMapError):
+        measure_labels(labels=S.column(affine, shape), affine=affine, lowest_level="X9")
+
+
+def test_no_cord_gives_nulls_and_flag():
+    r = _measure(cord=False, sac=False)
+    assert r["cord"]["mscc_pct"] is None and r["cord"]["bilsky_grade"] is None
+    assert any("no spinal cord" in f for f in r["flags"])
+    assert len(r["vertebrae"]) == 5
+
+
+def test_empty_label_map():
+    r = measure_labels(labels=np.zeros((20, 20, 20), np.uint8), affine=np.eye(4))
+    assert r["vertebrae"] == [] and r["lesions"] == []
+    assert r["cord"]["mscc_pct"] is None and r["cord"]["compression_flag"] is False
+    assert any("empty" in f for f in r["flags"])
+
+
+def test_bad_inputs():
+    with pytest.raises(LabelMapError):
+        measure_labels(labels=np.zeros((4, 4)), affine=np.eye(4))
+    with pytest.raises(LabelMapError):
+        measure_labels(labels=np.full((4, 4, 4), 0.5), affine=np.eye(4))
+    with pytest.raises(LabelMapError):
+        measure_labels(labels=np.zeros((4, 4, 4), np.uint8), affine=np.eye(4), image=np.zeros((4, 4, 5)))
+    with pytest.raises(LabelMapError):
+        measure_labels(labels=np.zeros((4, 4, 4), np.uint8), affine=np.eye(4), label_map="nonexistent")
+
+
+def test_settings_validation():
+    with pytest.raises(ConfigError):
+        MeasureSettings(min_lesion_mm3=-1)
+    with pytest.raises(ConfigError):
+        MeasureSettings(compression_bilsky_grades=("4",))
+    with pytest.raises(ConfigError):
+        settings_from_dict({"min_lesion_mm": 5})
+    assert settings_from_dict({"min_lesion_mm3": 5}).min_lesion_mm3 == 5
+
+
+def test_min_lesion_size_drops_small_components():
+    affine, shape = S.grid()
+    labels = S.column(affine, shape)
+    centre = np.round(np.linalg.inv(affine) @ np.array([0, 0, 0, 1.0])).astype(int)[:3]
+    labels[tuple(centre)] = 3  # one 1 mm^3 lesion voxel
+    r = measure_labels(labels=labels, affine=affine)
+    assert r["lesions"] == []
+    r = measure_labels(labels=labels, affine=affine, settings=MeasureSettings(min_lesion_mm3=0.5))
+    assert len(r["lesions"]) == 1
+
+
+def test_files_and_cli(tmp_path):
+    from spinelesion.cli import main
+
+    affine, shape = S.grid()
+    labels = S.column(affine, shape, compression={"vertebra": 2, "cord_ap_mm": 4.0, "no_csf": True})
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "seg.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), affine), tmp_path / "img.nii.gz")
+    other = affine.copy()
+    other[:3, 3] += 5.0
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), other), tmp_path / "moved.nii.gz")
+    with pytest.raises(LabelMapError):
+        measure_files(image_path=tmp_path / "moved.nii.gz", labels_path=tmp_path / "seg.nii.gz")
+    out = tmp_path / "out" / "record.json"
+    assert main(["measure", "--image", str(tmp_path / "img.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+                 "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["schema_version"] == 1 and record["cord"]["compression_flag"] is True
+    assert main(["measure", "--image", str(tmp_path / "moved.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
