@@ -75,11 +75,13 @@ class Predictor:
     Sliding-window inference with Gaussian blending (MONAI), AMP on CUDA, optional mirror
     test-time augmentation, preprocessing taken from the checkpoint's metadata, and the result
     resampled (trilinear on probabilities, then argmax) onto the input's exact grid and affine.
+    Foreground islands farther than ``spine_margin_mm`` from the column are removed first
+    (:func:`~spinelesion.inference.postprocess.keep_spine_structure`; None keeps everything).
     """
 
     def __init__(self, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
                  overlap: float = 0.5, sw_batch_size: int = 2, keep_probabilities: bool = False,
-                 amp: bool = True) -> None:
+                 amp: bool = True, spine_margin_mm: float | None = 10.0) -> None:
         self.paths = model_paths(model)
         self.device = resolve_device(device)
         self.tta = tta
@@ -87,6 +89,7 @@ class Predictor:
         self.sw_batch_size = sw_batch_size
         self.keep_probabilities = keep_probabilities
         self.amp = amp
+        self.spine_margin_mm = spine_margin_mm
         self._loaded: dict[Path, tuple[object, dict]] = {}
 
     def checkpoint_for(self, modality: str | None) -> Path:
@@ -122,6 +125,11 @@ class Predictor:
         probabilities = self.sliding_window(net, image, patch_size=meta["patch_size"])
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
+        if self.spine_margin_mm is not None:
+            from spinelesion.inference.postprocess import keep_spine_structure
+
+            probabilities = keep_spine_structure(probabilities, spacing_mm=meta["preprocessing"]["spacing_mm"],
+                                                 margin_mm=self.spine_margin_mm)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
         kept = None
