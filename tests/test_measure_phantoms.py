@@ -3,9 +3,15 @@
 The phantoms (spinelesion.data.phantoms) carry the record of design.md §2 from their generation
 parameters. Targets: compression flag right on every case; Bilsky exact on >= 90 % and never
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
-count exact; height loss within 5 points. The MSCC and height-loss targets are not met on every
-case: ``*_issue_target`` tests are strict xfails that say so (and fail once the targets are met,
-so the marks come off), next to looser checks that must pass.
+count exact; height loss within 5 points.
+
+All are met here except height loss on every vertebra. Heights themselves come out within about
+1 mm (sd 0.3 mm middle, 0.5 mm anterior/posterior, 1-1.7 mm slices), but height loss compares a
+body with heights expected from its neighbours, which carry the same voxel error; where an
+endplate lies parallel to the slices the label map fixes it only to one slice (~8 % of a
+cervical body on 1.5 mm slices). So ``test_height_loss`` asserts the bound reached (every
+vertebra within 12 points, at least 80 % within 5, Genant within one grade on collapsed bodies),
+and the strict xfail ``test_height_loss_issue_target`` keeps the target in view.
 """
 
 from __future__ import annotations
@@ -65,13 +71,6 @@ def test_bilsky(results):
 
 def test_mscc(results):
     for case, r, t in results:
-        assert r["cord"]["mscc_pct"] == pytest.approx(t["cord"]["mscc_pct"], abs=7), case
-
-
-@pytest.mark.xfail(strict=True, reason="issue target not met: seed 105 (Bilsky 2, 1.63 mm slices) "
-                   "measures MSCC 30.2 against 24.3; see the measure report")
-def test_mscc_issue_target(results):
-    for case, r, t in results:
         assert r["cord"]["mscc_pct"] == pytest.approx(t["cord"]["mscc_pct"], abs=5), case
 
 
@@ -87,19 +86,18 @@ def _height_loss_errors(results):
 
 
 def test_height_loss(results):
-    """Collapsed bodies: loss within 10 points and Genant within one grade; all vertebrae: at
-    least 75 % within 5 points."""
+    """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 80 %
+    within 5 (the issue's 5 points on every vertebra is not reached, see the module docstring)."""
     for case, r, t in results:
         for a, b in zip(r["vertebrae"], t["vertebrae"]):
             if b["genant_grade"] >= 1:
-                assert abs(a["height_loss_pct"] - b["height_loss_pct"]) <= 10, (case, b["level"])
                 assert abs(a["genant_grade"] - b["genant_grade"]) <= 1, (case, b["level"])
     errors = _height_loss_errors(results)
-    assert np.mean(errors <= 5) >= 0.75, np.round(errors, 1)
+    assert errors.max() <= 12, np.round(errors, 1)
+    assert np.mean(errors <= 5) >= 0.8, np.round(errors, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not met: on 1.5-2 mm slices one slice is ~10 % of a "
-                   "small body's height (labels carry no sub-voxel information), and the phantom's epidural "
-                   "mass leaves lesion voxels outside the body next to its posterior wall; see the report")
+@pytest.mark.xfail(strict=True, reason="issue target not met: height loss against neighbours' heights "
+                   "carries their voxel error too (1-1.7 mm slices); worst ~11 points; see the module docstring")
 def test_height_loss_issue_target(results):
     assert _height_loss_errors(results).max() <= 5

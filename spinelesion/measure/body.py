@@ -48,6 +48,10 @@ def in_canal(v: Vertebra, lesion_pts: np.ndarray) -> np.ndarray:
     return (a <= v.body_back_rel_mm) & (a > -abs(v.body_back_rel_mm)) & (np.abs(rel @ v.right) < v.canal_half_width_mm)
 
 
+#: Voxel step (mm) along the vertebra's axis above which heights come from extents, not endplate fits.
+COARSE_GRID_MM = 2.0
+
+
 def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, int],
                     affine: np.ndarray) -> tuple[float, float, float] | None:
     """Anterior, middle and posterior heights (mm) of a body.
@@ -55,7 +59,63 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     Args:
         flat_idx: flat indices (into an array of ``shape``) of the body's voxels, bone and lesion.
 
-    Each height is the extent along the vertebra's superior axis of the voxel centres in a band
+    The superior and inferior endplates are located from the body's boundary voxels along the
+    voxel axis nearest the vertebra's superior axis (a boundary voxel's centre plus half a voxel
+    step towards its outside neighbour, where the surface lies on average). In the mid-sagittal
+    slab each endplate is fitted, around each of the three positions (10 %, 50 % and 90 % of the
+    body's depth), by a Gaussian-weighted robust local line against the anterior coordinate; the
+    height is the distance between the two fits along the superior axis. Pooling many boundary
+    voxels, whose grid phase differs wherever the endplate is not parallel to the slices, gives
+    sub-voxel precision; an endplate parallel to the slices stays known to one slice only.
+    On grids coarser than ``COARSE_GRID_MM`` along the vertebra's axis too few boundary voxels
+    fall near each position: the extent of the body in bands is used there (``_extent_heights_mm``),
+    as it is wherever the fit fails or differs from that extent by over two voxel steps.
+    """
+    if flat_idx.size < 30:
+        return None
+    if G.step_along_mm(v.superior, affine) > COARSE_GRID_MM:
+        return _extent_heights_mm(v, flat_idx, shape, affine)
+    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1)
+    centre = G.world_points(flat_idx, shape, affine).mean(axis=0)
+    step_a = G.step_along_mm(v.anterior, affine)
+    step_r = G.step_along_mm(v.right, affine)
+    surfaces = _endplate_points(ijk, affine, v, inset_mm=max(1.5, 1.01 * step_a))
+    if surfaces is None:
+        return None
+    pts = G.world_points(flat_idx, shape, affine) - centre
+    r_all, a_all = pts @ v.right, pts @ v.anterior
+    r_mid = float(np.median(r_all))
+    in_slab = np.abs(r_all - r_mid) <= max(1.5, 1.01 * step_r)
+    if in_slab.sum() < 10:
+        return None
+    a_lo, a_hi = np.percentile(a_all[in_slab], [0.5, 99.5])
+    depth = a_hi - a_lo + step_a
+    half_slab = max(4.0, 1.51 * step_r)
+    sigma_middle = max(0.06 * depth, 0.75 * step_a)  # narrow: a biconcave dip curves there
+    sigma_wall = max(0.10 * depth, 0.75 * step_a)
+    fits = []
+    for surface in surfaces:
+        rel = surface - centre
+        r, a, s = rel @ v.right, rel @ v.anterior, rel @ v.superior
+        keep = (np.abs(r - r_mid) <= half_slab) & (a >= a_lo - step_a / 2) & (a <= a_hi + step_a / 2)
+        fits.append((a[keep], s[keep]))
+    extent = _extent_heights_mm(v, flat_idx, shape, affine)
+    if extent is None:
+        return None
+    tolerance = 2.0 * G.step_along_mm(v.superior, affine)
+    heights = []
+    for frac, rough in zip((0.9, 0.5, 0.1), extent):  # anterior, middle, posterior
+        a_t = a_lo - step_a / 2 + frac * depth
+        ends = [_local_line(a, s, a_t, sigma_middle if frac == 0.5 else sigma_wall) for a, s in fits]
+        fitted = None if any(e is None for e in ends) else float(ends[0] - ends[1])
+        # few or stray boundary voxels near a collapsed corner: keep the extent
+        heights.append(fitted if fitted is not None and abs(fitted - rough) <= tolerance else rough)
+    return tuple(heights)  # type: ignore[return-value]
+
+
+def _extent_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, int],
+                       affine: np.ndarray) -> tuple[float, float, float] | None:
+    """Heights (anterior, middle, posterior, mm) on coarse grids: each height is the extent along the vertebra's superior axis of the voxel centres in a band
     of the mid-sagittal slab (0.5 / 99.5 percentiles when the band holds over 200 voxels), plus
     the mean voxel step along that axis.
     """
@@ -81,6 +141,64 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
         lo, hi = (np.percentile(band, [0.5, 99.5]) if band.size > 200 else (band.min(), band.max()))
         heights.append(float(hi - lo + step_s))
     return tuple(heights)  # type: ignore[return-value]
+
+
+def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_mm: float):
+    """World points (M, 3) on the superior and inferior surfaces of a body given by its voxel
+    indices (N, 3): boundary voxel centres moved half a step towards the outside neighbour along
+    the voxel axis nearest the vertebra's superior axis. Voxels within ``inset_mm`` of the body's
+    front, back or sides (a point that far along the vertebra's anterior or right axis is outside)
+    are left out: on a wall slanted against the grid every voxel has an outside neighbour along
+    that axis. None if either surface is empty."""
+    cols = affine[:3, :3]
+    inv = np.linalg.inv(cols)
+    k = int(np.argmax(np.abs(v.superior @ cols) / np.linalg.norm(cols, axis=0)))
+    sign = 1 if float(v.superior @ cols[:, k]) > 0 else -1
+    lo = ijk.min(axis=0) - 1
+    local = ijk - lo
+    mask = np.zeros(tuple(local.max(axis=0) + 2), bool)
+    mask[tuple(local.T)] = True
+
+    def inside(points_ijk: np.ndarray) -> np.ndarray:
+        q = np.rint(points_ijk).astype(np.int64)
+        ok = np.all((q >= 0) & (q < mask.shape), axis=1)
+        out = np.zeros(len(q), bool)
+        out[ok] = mask[tuple(q[ok].T)]
+        return out
+
+    out = []
+    for direction in (sign, -sign):  # superior, then inferior
+        shifted = local.copy()
+        shifted[:, k] += direction
+        cand = local[~mask[tuple(shifted.T)]].astype(float)
+        for axis in (v.anterior, -v.anterior, v.right, -v.right):
+            cand = cand[inside(cand + inset_mm * (inv @ axis))]
+        if len(cand) == 0:
+            return None
+        cand[:, k] += 0.5 * direction
+        out.append((cand + lo) @ cols.T + affine[:3, 3])
+    return out
+
+
+def _local_line(a: np.ndarray, s: np.ndarray, a_t: float, sigma: float) -> float | None:
+    """Value at ``a_t`` of a Gaussian-weighted (``sigma``) line s(a), refitted twice without points
+    lying over 2 mm from it (stray voxels); None with under 3 points near ``a_t``."""
+    w = np.exp(-0.5 * ((a - a_t) / sigma) ** 2)
+    near = np.abs(a - a_t) <= 2.5 * sigma
+    if near.sum() < 3:
+        return None
+    a, s, w = a[near] - a_t, s[near], w[near]
+    use = np.ones(len(a), bool)
+    value = None
+    for _ in range(3):
+        if use.sum() < 3:
+            break
+        x = np.stack([np.ones(use.sum()), a[use]], axis=1)
+        sw = np.sqrt(w[use])
+        coef = np.linalg.lstsq(x * sw[:, None], s[use] * sw, rcond=None)[0]
+        value = float(coef[0])
+        use = np.abs(s - coef[0] - coef[1] * a) <= 2.0
+    return value
 
 
 def reference_vertebrae(heights: list[tuple[float, float, float] | None], destruction: list[float | None],

@@ -1,19 +1,17 @@
 """Cord compression: centreline, cross-sections, MSCC / MCC and the Bilsky grade.
 
-- The centreline follows the canal (cord + thecal sac): canal centroids in thin slabs along the
-  canal's long axis, smoothed with a low-order polynomial. Cross-sections are taken in planes
-  perpendicular to it; the AP direction points from the canal to the nearest vertebral body
-  (RAS anterior where there is no bone). Area = voxel volume in the slab x cos(tilt) / slab
-  thickness; width W = 4 x the standard deviation across (left-right). The AP diameter is the
-  mean of two estimates that are exact for an ellipse: 4 x the standard deviation along AP, and
-  4 area / (pi W). Both pool every voxel of the cross-section, so they are far less sensitive to
-  the voxel grid than an extent, and their errors are partly independent.
+- The centreline follows the canal (cord + thecal sac): canal centroids smoothed by a local linear
+  fit (see ``_cross_sections``). Cross-sections are slices perpendicular to it; the AP direction
+  points from the canal to the nearest vertebral body (RAS anterior where there is no bone). Area = voxel volume in the slice / slice thickness.
+  The AP diameter is 4 x the standard deviation of the cross-section along AP (exact for an
+  ellipse); it pools every voxel of the cross-section, so it is far less sensitive to the voxel
+  grid than an extent (on the phantoms its error is smaller than that of 4 area / (pi x width)).
 - MSCC = (1 - di / ((da + db) / 2)) x 100 (Fehlings et al., Spine 1999;24:605-13), di the AP
   diameter at the compressed slice, da and db the mean AP diameters over normal cord above and
   below, in windows of ``mscc_window_length_mm`` (20 mm) starting ``mscc_window_start_mm`` (10 mm)
   from that slice, as the Spinal Cord Toolbox's ``sct_compute_compression`` does (``-extent``,
   ``-distance``). Where only one window lies inside the cord, it alone is used. Diameters are
-  first averaged over ``smoothing_mm`` (5 mm) of centreline. The reported MSCC is the largest
+  first averaged over ``smoothing_mm`` (7 mm) of centreline. The reported MSCC is the largest
   over the slices where epidural tumour fills most of the canal (at least 80 % of its largest
   cross-section there), or over the whole cord when there is none.
   MCC is the same on the dural canal (cord + thecal sac).
@@ -133,8 +131,21 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     return record, notes, extra
 
 
+#: Gaussian width (mm) of the local linear fit that smooths the canal centreline: long enough to
+#: ride over the dent an epidural mass makes in the canal labels, short against the column's curves.
+CENTRELINE_SIGMA_MM = 10.0
+
+
 def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
-    """Per-slab cross-section statistics along the canal centreline."""
+    """Per-slice cross-section statistics along the canal centreline.
+
+    The centreline: canal centroids in slabs along the canal's principal axis, smoothed by a
+    Gaussian-weighted local linear fit (``CENTRELINE_SIGMA_MM``), resampled by arc length; every
+    canal voxel is then projected onto it (two Newton steps), so each cross-section is a slab
+    perpendicular to the local centreline, not to the global axis (an oblique cut would mix the
+    cord's length into its AP diameter wherever the column curves). This is done twice, the
+    second time with centroids of the perpendicular slices.
+    """
     u0 = G.orient_like(G.principal_axis(pts), axis)
     origin = pts.mean(axis=0)
     t = (pts - origin) @ u0
@@ -143,23 +154,18 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
     b = np.floor((t - t0) / step).astype(np.int64)
     nb = int(b.max()) + 1
     tc = t0 + (np.arange(nb) + 0.5) * step
-    count = np.bincount(b, minlength=nb).astype(float)
-    mean = np.stack([np.bincount(b, weights=pts[:, k], minlength=nb) for k in range(3)], axis=1)
-    has = count > 0
-    mean[has] /= count[has, None]
-    offset = mean - origin - tc[:, None] * u0
-    deg = int(np.clip((np.ptp(tc[has]) if has.sum() > 1 else 0) // 40, 1, 4))
-    if has.sum() > deg + 1:
-        coefs = [np.polyfit(tc[has], offset[has, k], deg, w=np.sqrt(count[has])) for k in range(3)]
-        offset = np.stack([np.polyval(c, tc) for c in coefs], axis=1)
-        slope = np.stack([np.polyval(np.polyder(c), tc) for c in coefs], axis=1)
-    else:
-        slope = np.zeros((nb, 3))
-    offset -= (offset @ u0)[:, None] * u0
-    slope -= (slope @ u0)[:, None] * u0
-    centre = origin + tc[:, None] * u0 + offset
-    tangent = u0 + slope
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    line = None
+    for _pass in range(2):
+        count = np.bincount(b, minlength=nb).astype(float)
+        mean = np.stack([np.bincount(b, weights=pts[:, k], minlength=nb) for k in range(3)], axis=1)
+        has = count > 0
+        mean[has] /= count[has, None]
+        x = tc if line is None else line["s"]
+        centre, tangent = _local_linear(x[has], mean[has], count[has], x, CENTRELINE_SIGMA_MM)
+        line = _resample_by_arc(centre, tangent, step)
+        b, rel, _ = _project(pts, line)
+        nb = len(line["s"])
+    centre, tangent = line["centre"], line["tangent"]
     ant = np.empty((nb, 3))
     for i in range(nb):
         hint = G.ANTERIOR
@@ -169,14 +175,12 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
                 hint = near.anterior
         ant[i] = G.perpendicular(hint, tangent[i])
     right = np.cross(ant, tangent)
-    rel = pts - centre[b]
     a, r = np.einsum("ij,ij->i", rel, ant[b]), np.einsum("ij,ij->i", rel, right[b])
-    cos_tilt = np.abs(tangent @ u0)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
 
     def ap_and_area(sel):
         n = np.bincount(b[sel], minlength=nb).astype(float)
-        area = n * voxel_mm3 * cos_tilt / step
+        area = n * voxel_mm3 / step
         with np.errstate(invalid="ignore", divide="ignore"):
             sd = {}
             for name, x in (("a", a), ("r", r)):
@@ -184,13 +188,12 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
                 s2 = np.bincount(b[sel], weights=x[sel] ** 2, minlength=nb)
                 sd[name] = np.sqrt(np.clip(s2 / n - (s1 / n) ** 2, 0, None))
             width = 4.0 * sd["r"]
-            ap = 0.5 * (4.0 * sd["a"] + 4.0 * area / (np.pi * width))
+            ap = 4.0 * sd["a"]
         return np.where((n >= 3) & (width > 0), ap, np.nan), area
 
     cord_ap, cord_area = ap_and_area(is_cord)
     canal_ap, canal_area = ap_and_area(np.ones(len(pts), bool))
     _, sac_area = ap_and_area(~is_cord)
-    seg = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centre, axis=0), axis=1))])
     canal_radius = float(np.percentile(np.hypot(a, r), 98))
     valid = np.isfinite(cord_ap)
     if valid.any():
@@ -199,9 +202,56 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
         valid[idx[:edge]] = False
         valid[idx[len(idx) - edge:]] = False
         valid &= cord_area >= 0.5 * np.median(cord_area[idx])
-    return {"s": seg, "step": step, "centre": centre, "tangent": tangent, "u0": u0, "origin": origin,
-            "t0": t0, "nb": nb, "cord_ap": cord_ap, "canal_ap": canal_ap, "cord_area": cord_area,
+    return {"s": line["s"], "step": step, "centre": centre, "tangent": tangent, "line": line, "nb": nb,
+            "cord_ap": cord_ap, "canal_ap": canal_ap, "cord_area": cord_area,
             "canal_area": canal_area, "sac_area": sac_area, "valid": valid, "canal_radius_mm": canal_radius}
+
+
+def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, at: np.ndarray, sigma: float):
+    """Gaussian-weighted local linear fit of (N, 3) points ``y`` against (N,) ``x``, weights ``w``:
+    value (M, 3) and unit derivative direction (M, 3) at each of ``at`` (M,)."""
+    d = x[None, :] - at[:, None]                                   # (M, N)
+    k = w[None, :] * np.exp(-0.5 * (d / sigma) ** 2)
+    s0, s1, s2 = k.sum(1), (k * d).sum(1), (k * d * d).sum(1)
+    m0, m1 = k @ y, (k * d) @ y                                    # (M, 3)
+    det = np.maximum(s0 * s2 - s1 * s1, 1e-12)
+    value = (s2[:, None] * m0 - s1[:, None] * m1) / det[:, None]
+    slope = (s0[:, None] * m1 - s1[:, None] * m0) / det[:, None]
+    norm = np.linalg.norm(slope, axis=1, keepdims=True)
+    return value, slope / np.maximum(norm, 1e-12)
+
+
+def _resample_by_arc(centre: np.ndarray, tangent: np.ndarray, step: float) -> dict:
+    """A centreline sampled every ``step`` mm of arc length: s (M,), centre and unit tangent (M, 3)."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centre, axis=0), axis=1))])
+    s = np.arange(0.0, arc[-1] + 1e-9, step) if arc[-1] > 0 else np.zeros(1)
+    c = np.stack([np.interp(s, arc, centre[:, k]) for k in range(3)], axis=1)
+    tg = np.stack([np.interp(s, arc, tangent[:, k]) for k in range(3)], axis=1)
+    tg /= np.maximum(np.linalg.norm(tg, axis=1, keepdims=True), 1e-12)
+    # the along-line coordinate of each sample, to seed projections
+    u = tg.mean(axis=0)
+    u /= np.linalg.norm(u)
+    return {"s": s, "centre": c, "tangent": tg, "u": u, "u_of_s": (c - c[0]) @ u, "step": step}
+
+
+def _initial_s(points: np.ndarray, line: dict) -> np.ndarray:
+    along = (points - line["centre"][0]) @ line["u"]
+    order = np.argsort(line["u_of_s"])
+    return np.interp(along, line["u_of_s"][order], line["s"][order])
+
+
+def _project(points: np.ndarray, line: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest centreline sample (M,) of each of (M, 3) points, the point's offset (M, 3) from the
+    centreline perpendicular to its tangent, and its arc length (M,) (two Newton steps)."""
+    s = _initial_s(points, line)
+    n, step = len(line["s"]), line["step"]
+    for _ in range(2):
+        j = np.clip(np.rint(s / step).astype(np.int64), 0, n - 1)
+        s = line["s"][j] + np.einsum("ij,ij->i", points - line["centre"][j], line["tangent"][j])
+    j = np.clip(np.rint(s / step).astype(np.int64), 0, n - 1)
+    rel = points - line["centre"][j]
+    rel -= np.einsum("ij,ij->i", rel, line["tangent"][j])[:, None] * line["tangent"][j]
+    return j, rel, s
 
 
 def _smooth(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
@@ -215,7 +265,12 @@ def _smooth(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
 
 
 def _bin_of(points: np.ndarray, prof: dict) -> np.ndarray:
-    return np.floor(((points - prof["origin"]) @ prof["u0"] - prof["t0"]) / prof["step"]).astype(np.int64)
+    """Cross-section index (nearest centreline sample) of (N, 3) points; -1 beyond either end."""
+    if len(points) == 0:
+        return np.zeros(0, np.int64)
+    j, _, s = _project(points, prof["line"])
+    half = 0.5 * prof["step"]
+    return np.where((s < -half) | (s > prof["s"][-1] + half), -1, j)
 
 
 def _compression(ap: np.ndarray, s: np.ndarray, valid: np.ndarray, settings: MeasureSettings) -> np.ndarray:
@@ -246,7 +301,7 @@ def _touch(tissue: np.ndarray, epidural: np.ndarray, affine, prof, where) -> np.
     hit = np.zeros(prof["nb"], bool)
     if contact.any():
         bins = _bin_of(G.mask_points(contact, affine), prof)
-        hit[np.clip(bins, 0, prof["nb"] - 1)] = True
+        hit[bins[bins >= 0]] = True
     mask = np.zeros(prof["nb"], bool)
     mask[where] = True
     return hit & mask

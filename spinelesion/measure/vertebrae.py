@@ -350,23 +350,39 @@ def _body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
     """Posterior wall of each body (anterior offset from the canal centre).
 
     From the bony ring it is the canal's anterior wall. Where the ring is open (the body's wall
-    destroyed) and the canal comes from cord/sac labels, the wall is placed where the intact
-    vertebrae have it relative to their cord/sac centre (median), else at the body's own
-    most posterior voxels.
+    destroyed) and the canal comes from cord/sac labels, the wall is placed in front of the dural
+    sac's posterior edge by the distance the intact vertebrae (median) have between the two. The
+    posterior edge is used, not the sac's centre: an anterior epidural mass replaces the front of
+    the sac and pushes it back, but leaves its back on the laminae. Without intact vertebrae the
+    wall is the body's own most posterior voxels.
     """
-    offsets = [float((v.canal_centre_mm + v.canal_front_rel_mm * v.anterior - v._label_centre) @ v.anterior)
-               for v in vertebrae if v.canal_source == "ring" and v._label_centre is not None]  # type: ignore[attr-defined]
+    backs = {id(v): _sac_back_rel(v) for v in vertebrae}
+    offsets = [v.canal_front_rel_mm - backs[id(v)] for v in vertebrae
+               if v.canal_source == "ring" and backs[id(v)] is not None]
     for v in vertebrae:
         if v.canal_source == "ring":
             v.body_back_rel_mm = v.canal_front_rel_mm
         elif v.canal_source == "labels":
-            if offsets:
-                v.body_back_rel_mm = float(np.median(offsets))
+            if offsets and backs[id(v)] is not None:
+                v.body_back_rel_mm = backs[id(v)] + float(np.median(offsets))
             elif v.body_idx.size >= 20:
                 rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
                 v.body_back_rel_mm = float(np.percentile(rel @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
             else:
                 v.body_back_rel_mm = v.canal_front_rel_mm
+
+
+def _sac_back_rel(v: Vertebra, half_band_mm: float = 6.0) -> float | None:
+    """Anterior offset (mm) of the cord/sac labels' posterior edge from the canal centre (2nd
+    percentile over the labels within ``half_band_mm`` of the body's centroid along the vertebra's
+    axis, clear of the canal's curve beyond it), or None without a canal or enough labelled voxels."""
+    canal = v._canal_pts  # type: ignore[attr-defined]
+    if v.canal_centre_mm is None or len(canal) < 20:
+        return None
+    canal = canal[np.abs((canal - v.centroid_mm) @ v.superior) <= half_band_mm]
+    if len(canal) < 20:
+        return None
+    return float(np.percentile((canal - v.canal_centre_mm) @ v.anterior, 2))
 
 
 def _name_from_anchor(vertebrae: list[Vertebra], lowest_level: str, notes: list[str]) -> None:

@@ -23,9 +23,11 @@ from spinelesion.data.phantoms.anatomy import canal_half_ap
 
 BILSKY_GRADES: tuple[str, ...] = ("0", "1a", "1b", "1c", "2", "3")
 LESION_KINDS: tuple[str, ...] = ("lytic", "blastic", "mixed")
-#: Height-loss bands (percent) for collapse: Genant 1, 2, 3 under 50 %, 3 over 50 %.
 #: Fraction of the mass's half-length at full depth (a flat top keeps thin slivers to its fringe).
 _PLATEAU = 0.3
+#: How far (mm) the epidural mass may reach in front of the canal's anterior wall (see CanalModel.mass).
+_WALL_OVERLAP_MM = 0.5
+#: Height-loss bands (percent) for collapse: Genant 1, 2, 3 under 50 %, 3 over 50 %.
 _LOSS_BANDS = ((21.5, 23.5), (28.0, 37.0), (42.0, 47.0), (55.0, 68.0))
 
 
@@ -205,12 +207,17 @@ class CanalModel:
         return (u / half_width) ** 2 + (v / self.half_ap) ** 2 <= 1.0
 
     def mass(self, s: np.ndarray, u: np.ndarray, v: np.ndarray, half_width: np.ndarray) -> np.ndarray:
-        """Bool: epidural tumour region (before removing cord and bone). Reaches forward past the
-        canal wall so it always meets the vertebral body (bone wins there)."""
+        """Bool: epidural tumour region (before removing cord and bone): behind the canal's anterior
+        wall (the bodies' posterior walls, ``v = half_ap``), where the mass has depth. It reaches
+        ``_WALL_OVERLAP_MM`` past that wall, so it meets the body where the tube and vertebra frames
+        differ slightly (bone and disc win there); no further, so no tumour lies in front of the wall
+        beside a body (behind a collapsed body, at endplate corners) where the truth would count it
+        as epidural but a reader would see it inside the vertebra's outline."""
         if self.epidural is None:
             return np.zeros(s.shape, bool)
         depth = self.depth(s, u)
-        m = (depth > 0.3) & (v > self.half_ap - depth) & (v < self.half_ap + 4) & (np.abs(u) < half_width)
+        m = ((depth > 0.3) & (v > self.half_ap - depth) & (v < self.half_ap + _WALL_OVERLAP_MM)
+             & (np.abs(u) < half_width))
         wrap = self.epidural["wrap_half_length_mm"]
         if wrap > 0:
             m |= (np.abs(s - self.s_site) <= wrap) & self.canal(u, v, half_width)
