@@ -182,3 +182,23 @@ def test_torchrun_shards_cases_across_two_processes(tmp_path, tiny_model):
     assert run["world_size"] == 2 and run["n_ok"] == 4
     with open(out / "summary.csv", newline="") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4
+
+
+def test_probabilities_are_saved_on_the_input_grid(tmp_path, tiny_model):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    affine = _oblique_lps_affine()
+    _nifti(inputs / "p.nii.gz", ct_volume((26, 22, 12)), affine)
+    run_batch(input_path=inputs, out_dir=tmp_path / "out", model=tiny_model, device="cpu", progress=False,
+              overlays=False, save_probabilities=True)
+    img = nib.load(str(tmp_path / "out" / "p" / "probabilities.nii.gz"))
+    assert img.shape == (26, 22, 12, NUM_CLASSES)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+    probs = np.asarray(img.dataobj, dtype=np.float32)  # nibabel applies scl_slope (1/255)
+    labels = np.asarray(nib.load(str(tmp_path / "out" / "p" / "labels.nii.gz")).dataobj)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=0.05)  # every voxel, edges included
+    # the saved labels are the argmax of the saved probabilities where 8-bit rounding cannot swap them
+    top2 = np.sort(probs, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 0.02
+    assert clear.mean() > 0.3
+    assert (probs.argmax(axis=-1)[clear] == labels[clear]).mean() > 0.99

@@ -171,5 +171,5 @@ def _probabilities_on_grid(probabilities, *, source_affine: np.ndarray, scan: Sc
     src = (target_to_source @ coords)[:3]
     probs = probabilities.float().cpu().numpy()
     for c in range(probs.shape[0]):
-        out[c] = map_coordinates(probs[c], src, order=1, mode="constant", cval=0.0).reshape(scan.shape)
+        out[c] = map_coordinates(probs[c], src, order=1, mode="nearest").reshape(scan.shape)
     return out
