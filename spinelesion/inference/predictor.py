@@ -156,6 +156,8 @@ class Predictor:
                 prob = torch.softmax(logits.float(), dim=1)
                 prob = torch.flip(prob, dims) if dims else prob
                 total = prob if total is None else total + prob
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()  # so the per-stage timings split where the work really ends
         return (total / len(flips))[0]
 
 
