@@ -16,7 +16,9 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     class c, every convex combination of the corners also has argmax c (p_c >= p_k at each corner
     implies it for any weighted sum), so those voxels take c directly; only voxels in cells
     straddling a class boundary, or within one voxel of the source edge, are interpolated.
-    Voxels more than one voxel outside the source grid are background (class 0).
+    Voxels more than one voxel outside the source grid are background (class 0), and so is
+    everything outside the target box that covers the source's foreground cells: the work scales
+    with the size of the spine, not of the scan.
 
     Args:
         probabilities: (C, X, Y, Z) float tensor on the network grid (any device).
@@ -33,13 +35,17 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     labels_src = probabilities.argmax(dim=0).to(torch.uint8)
     uniform = _uniform_cells(labels_src)  # (X-1, Y-1, Z-1) bool
     matrix = torch.as_tensor(np.linalg.inv(source_affine) @ target_affine, dtype=torch.float32, device=device)
-    nx, ny, nz = target_shape
     out = np.zeros(target_shape, dtype=np.uint8)
-    ii, jj = torch.meshgrid(torch.arange(nx, dtype=torch.float32, device=device),
-                            torch.arange(ny, dtype=torch.float32, device=device), indexing="ij")
-    k_step = max(1, slab_voxels // max(1, nx * ny))
-    for k0 in range(0, nz, k_step):
-        kk = torch.arange(k0, min(nz, k0 + k_step), dtype=torch.float32, device=device)
+    box = _target_box(labels_src, target_to_source=np.linalg.inv(source_affine) @ target_affine,
+                      target_shape=target_shape)
+    if box is None:
+        return out
+    (x0, y0, z0), (x1, y1, z1) = box
+    ii, jj = torch.meshgrid(torch.arange(x0, x1, dtype=torch.float32, device=device),
+                            torch.arange(y0, y1, dtype=torch.float32, device=device), indexing="ij")
+    k_step = max(1, slab_voxels // max(1, (x1 - x0) * (y1 - y0)))
+    for k0 in range(z0, z1, k_step):
+        kk = torch.arange(k0, min(z1, k0 + k_step), dtype=torch.float32, device=device)
         # (nx, ny, nk, 3) source positions of the target voxels
         pos = torch.stack([matrix[a, 0] * ii[..., None] + matrix[a, 1] * jj[..., None]
                            + matrix[a, 2] * kk[None, None, :] + matrix[a, 3] for a in range(3)], dim=-1)
@@ -56,8 +62,34 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
         mixed[in_cell] = ~flat_uniform
         if bool(mixed.any()):
             slab[mixed] = _interpolate_argmax(probabilities, pos[mixed])
-        out[:, :, k0:k0 + len(kk)] = slab.cpu().numpy()
+        out[x0:x1, y0:y1, k0:k0 + len(kk)] = slab.cpu().numpy()
     return out
+
+
+def _target_box(labels_src: torch.Tensor, *, target_to_source: np.ndarray, target_shape):
+    """Target index box ((lo), (hi)) holding every voxel that can get a foreground label, or None.
+
+    A target voxel can only be foreground if one of the 8 source voxels around its position is;
+    the box is the target-grid hull of the source foreground's bounding box grown by one voxel.
+    """
+    import itertools
+
+    foreground = labels_src > 0
+    if not bool(foreground.any()):
+        return None
+    lo_hi = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = torch.nonzero(foreground.any(dim=others[1]).any(dim=others[0])).flatten()
+        lo_hi.append((int(hits.min()) - 1, int(hits.max()) + 1))
+    corners = np.array([[*c, 1.0] for c in itertools.product(*lo_hi)]).T  # (4, 8) source indices
+    target = (np.linalg.inv(target_to_source) @ corners)[:3]
+    shape = np.array(target_shape)
+    lo = np.clip(np.floor(target.min(axis=1)).astype(int), 0, shape)
+    hi = np.clip(np.ceil(target.max(axis=1)).astype(int) + 1, 0, shape)
+    if np.any(hi <= lo):
+        return None
+    return tuple(int(v) for v in lo), tuple(int(v) for v in hi)
 
 
 def _uniform_cells(labels: torch.Tensor) -> torch.Tensor:
