@@ -171,3 +171,24 @@ def test_files_and_cli(tmp_path):
     assert main(["measure", "--image", str(tmp_path / "moved.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
                  "--out", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_expected_heights_follow_size_trend_to_end_vertebrae():
+    """One size per normal vertebra, a distance-weighted line along the column: the end vertebrae
+    get the extrapolated trend, a crushed body is excluded from the references and compared with
+    its neighbours' trend, a lone normal vertebra is the only reference."""
+    from spinelesion.measure import body as B
+
+    sizes = [24.0, 23.0, 22.0, 21.0, 20.0, 19.0]  # inferior -> superior, 1 mm per level
+    heights = [(s + 0.3, s - 0.2, s - 0.1) for s in sizes]
+    heights[2] = (13.0, 13.2, 13.1)  # uniform crush of ~40 %
+    normal = B.reference_vertebrae(heights, [0.0] * 6, MeasureSettings())
+    assert normal == [True, True, False, True, True, True]
+    expected, notes = B.expected_heights(heights, normal)
+    assert not notes
+    for i in (0, 5):
+        assert expected[i] == pytest.approx((sizes[i],) * 3, abs=0.3)
+    assert expected[2][0] == pytest.approx(22.0, abs=0.3)
+    assert B.height_loss_pct(heights[2], expected[2]) == pytest.approx(100 * (1 - 13.0 / 22.0), abs=1.5)
+    lone, _ = B.expected_heights(heights, [False, True, False, False, False, False])
+    assert lone[5] == pytest.approx((23.0,) * 3)

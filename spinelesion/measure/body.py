@@ -9,8 +9,9 @@ Definitions (design.md §2):
   as the extent along its superior axis of the body (bone + lesion inside it) in bands at 10 %,
   50 % and 90 % of the body's depth (anterior and posterior heights 0.4 depth from the middle,
   clear of the rounded corners).
-- Height loss: the largest of the three relative reductions against the heights expected from
-  normal neighbours (Genant et al., J Bone Miner Res 1993;8:1137-48, semiquantitative method):
+- Height loss: the largest of the three relative reductions against the height expected from
+  normal neighbours (one undeformed size per vertebra, :func:`expected_heights`) (Genant et al.,
+  J Bone Miner Res 1993;8:1137-48, semiquantitative method):
   grade 0 under 20 %, 1 for 20-25 %, 2 for 25-40 %, 3 over 40 %.
 - SINS vertebral body collapse and posterolateral involvement, bone lesion quality (Fisher et
   al., Spine 2010;35:E1221-9): over 50 % collapse; under 50 %; no collapse with over 50 % of the
@@ -231,18 +232,22 @@ def expected_heights(heights: list[tuple[float, float, float] | None], normal: l
                      ) -> tuple[list[tuple[float, float, float] | None], list[str]]:
     """Expected (anterior, middle, posterior) height of each vertebra from normal vertebrae.
 
-    Per position, a line through the normal vertebrae's heights against their index, fitted by
-    least squares weighted 1 / (1 + distance)^2 so near neighbours count most: it follows the
-    size trend along the column and averages out one neighbour's own variation. Diseased
-    neighbours are skipped, so a run of diseased vertebrae borrows from the nearest normal ones.
-    With one normal vertebra its heights are used; with none, the vertebra's own largest height
-    (this sees wedging, not a uniform crush) and a note says so. The prediction is kept within
-    +-15 % of the nearest normal vertebra's height.
+    A normal body's three heights are equal but for measurement noise, so each normal vertebra
+    contributes one size, the mean of its three heights (averaging the three measurements; a
+    per-position expectation would carry each position's own noise into the loss). The expected
+    height is a line through those sizes against the vertebra index, fitted by least squares
+    weighted 1 / (1 + distance)^2 and leaving the vertebra itself out: it follows the size trend
+    along the column (heights grow caudally), extrapolates to the end vertebrae from their
+    one-sided neighbours, and averages out one neighbour's own variation. Diseased neighbours
+    are skipped, so a run of diseased vertebrae borrows from the nearest normal ones. With one
+    normal vertebra its size is used; with none, the vertebra's own largest height (this sees
+    wedging, not a uniform crush) and a note says so. The prediction is kept within +-15 % of
+    the nearest normal vertebra's size. The same value is returned for the three positions.
     """
-    idx = np.array([i for i in range(len(heights)) if normal[i] and heights[i] is not None])
+    idx = np.array([i for i in range(len(heights)) if normal[i] and heights[i] is not None], int)
     notes: list[str] = []
     out: list[tuple[float, float, float] | None] = []
-    h_normal = np.array([heights[j] for j in idx], float).reshape(-1, 3)
+    size = np.array([float(np.mean(heights[j])) for j in idx], float)
     for i, h in enumerate(heights):
         if h is None:
             out.append(None)
@@ -254,16 +259,16 @@ def expected_heights(heights: list[tuple[float, float, float] | None], normal: l
                              "vertebra's own tallest height (wedging only)")
             continue
         others = idx != i
-        j, hj = (idx[others], h_normal[others]) if others.any() else (idx, h_normal)
-        nearest = hj[np.argmin(np.abs(j - i))]
+        j, sj = (idx[others], size[others]) if others.any() else (idx, size)
         if j.size == 1:
-            exp = hj[0]
+            exp = float(sj[0])
         else:
-            w = 1.0 / (1.0 + np.abs(j - i)) ** 2
+            w = np.sqrt(1.0 / (1.0 + np.abs(j - i)) ** 2)
             x = np.stack([np.ones(j.size), j - i], axis=1)
-            coef = np.linalg.lstsq(x * np.sqrt(w)[:, None], hj * np.sqrt(w)[:, None], rcond=None)[0]
-            exp = np.clip(coef[0], 0.85 * nearest, 1.15 * nearest)
-        out.append(tuple(float(x) for x in exp))
+            coef = np.linalg.lstsq(x * w[:, None], sj * w, rcond=None)[0]
+            nearest = float(sj[np.argmin(np.abs(j - i))])
+            exp = float(np.clip(coef[0], 0.85 * nearest, 1.15 * nearest))
+        out.append((exp,) * 3)
     return out, notes
 
 

@@ -28,7 +28,9 @@ class MeasureSettings:
             normal reference for the expected heights. Default 100 (a lesion alone does not
             change a body's height; collapse is tested separately).
         normal_min_height_ratio: ... and only if none of its heights is under this fraction of
-            what the other references predict for it. Default 0.9.
+            what the other references predict for it. Default 0.85 (0.9 excluded normal
+            bodies whose smallest height read 1-1.5 mm low on 1-1.7 mm slices, which then lost
+            their own reference role; collapse starts at 20 %).
         collapse_min_pct: height loss from which SINS counts the body as collapsed (Fisher 2010
             has no lower limit; this absorbs measurement noise; 20 % is where Genant 1993 starts grading). Default 20.
         posterolateral_min_mm3: lesion volume on one side, behind the body and lateral to the canal,
@@ -65,7 +67,7 @@ class MeasureSettings:
     min_disc_mm3: float = 50.0
     min_vertebra_fraction: float = 0.25
     reference_max_destruction_pct: float = 100.0
-    normal_min_height_ratio: float = 0.9
+    normal_min_height_ratio: float = 0.85
     collapse_min_pct: float = 20.0
     posterolateral_min_mm3: float = 20.0
     lytic_hu_below_marrow: float = 100.0
