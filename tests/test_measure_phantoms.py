@@ -5,13 +5,14 @@ parameters. Targets: compression flag right on every case; Bilsky exact on >= 90
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
 count exact; height loss within 5 points.
 
-All are met here except height loss on every vertebra. Heights themselves come out within about
-1 mm (sd 0.3 mm middle, 0.5 mm anterior/posterior, 1-1.7 mm slices), but height loss compares a
-body with heights expected from its neighbours, which carry the same voxel error; where an
-endplate lies parallel to the slices the label map fixes it only to one slice (~8 % of a
-cervical body on 1.5 mm slices). So ``test_height_loss`` asserts the bound reached (every
-vertebra within 12 points, at least 80 % within 5, Genant within one grade on collapsed bodies),
-and the strict xfail ``test_height_loss_issue_target`` keeps the target in view.
+All are met here except height loss on every vertebra. The expected height (a size trend of
+normal neighbours, one size per vertebra) is no longer the limit: with the phantom's own
+undeformed height as the reference, the measured heights alone give 59/67 within 5 points, worst
+9.5. Single heights are off by up to 1.3-1.5 mm (an endplate parallel to the slices is fixed to
+one slice only; ~9 % of a cervical body on 1.5 mm slices), and height loss takes the smallest
+of three heights. So ``test_height_loss`` asserts the bound reached (every vertebra within 12
+points, at least 85 % within 5, median within 1.5, Genant within one grade on collapsed
+bodies), and the strict xfail ``test_height_loss_issue_target`` keeps the target in view.
 """
 
 from __future__ import annotations
@@ -86,18 +87,21 @@ def _height_loss_errors(results):
 
 
 def test_height_loss(results):
-    """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 80 %
-    within 5 (the issue's 5 points on every vertebra is not reached, see the module docstring)."""
+    """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 85 %
+    within 5, median within 1.5 (the issue's 5 points on every vertebra is not reached, see the
+    module docstring). Reached: 59/67 within 5, median 1.0, worst 11.7 (10 other seeds, 200-209:
+    64/69, median 1.0, worst 13.0)."""
     for case, r, t in results:
         for a, b in zip(r["vertebrae"], t["vertebrae"]):
             if b["genant_grade"] >= 1:
                 assert abs(a["genant_grade"] - b["genant_grade"]) <= 1, (case, b["level"])
     errors = _height_loss_errors(results)
     assert errors.max() <= 12, np.round(errors, 1)
-    assert np.mean(errors <= 5) >= 0.8, np.round(errors, 1)
+    assert np.mean(errors <= 5) >= 0.85, np.round(errors, 1)
+    assert np.median(errors) <= 1.5, np.round(errors, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not met: height loss against neighbours' heights "
-                   "carries their voxel error too (1-1.7 mm slices); worst ~11 points; see the module docstring")
+@pytest.mark.xfail(strict=True, reason="issue target not met: single heights off by up to 1.5 mm "
+                   "on 1-1.7 mm slices; worst ~12 points; see the module docstring")
 def test_height_loss_issue_target(results):
     assert _height_loss_errors(results).max() <= 5
