@@ -202,3 +202,31 @@ def test_probabilities_are_saved_on_the_input_grid(tmp_path, tiny_model):
     clear = top2[..., 1] - top2[..., 0] > 0.02
     assert clear.mean() > 0.3
     assert (probs.argmax(axis=-1)[clear] == labels[clear]).mean() > 0.99
+
+
+@pytest.mark.parametrize("relation", ["permuted_flipped", "oblique"])
+def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
+    """The shortcuts (uniform cells, foreground box, separable axes) change no voxel."""
+    from spinelesion.inference.resample import _interpolate_argmax
+
+    torch.manual_seed(1)
+    logits = torch.nn.functional.interpolate(torch.randn(1, NUM_CLASSES, 5, 6, 5) * 4, size=(20, 24, 18),
+                                             mode="trilinear")[0]
+    logits[0, :4] += 30  # a background-only margin, so the foreground box is smaller than the grid
+    probs = torch.softmax(logits, dim=0)
+    source = make_affine(np.eye(3), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    if relation == "permuted_flipped":  # PSR-like voxel order at 0.9 x 1.3 x 0.7 mm
+        direction = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=float)
+        target, shape = make_affine(direction, (0.9, 1.3, 0.7), (36.0, 47.0, 33.0)), (40, 28, 50)
+    else:
+        target, shape = make_affine(rotation("x", 9) @ rotation("z", 5), (0.9, 1.3, 0.7), (1.0, 2.0, 1.0)), (40, 30, 48)
+    fast = labels_on_grid(probs, source_affine=source, target_affine=target, target_shape=shape, slab_voxels=5000)
+    m = np.linalg.inv(source) @ target
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    pos = torch.as_tensor(idx @ m[:3, :3].T + m[:3, 3], dtype=torch.float32)
+    inside = ((pos > -1) & (pos < torch.tensor(probs.shape[1:]))).all(dim=1)
+    reference = torch.zeros(len(pos), dtype=torch.uint8)
+    reference[inside] = _interpolate_argmax(probs, pos[inside])
+    reference = reference.numpy().reshape(shape)
+    assert (fast > 0).any() and (fast == 0).any()
+    assert (fast == reference).mean() > 0.99999

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: Marks a source cell whose 8 corners disagree (labels are 0..254).
+MIXED = 255
+
 
 def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
                    target_shape: tuple[int, int, int], slab_voxels: int = 4_000_000) -> np.ndarray:
@@ -33,37 +36,82 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     probabilities = probabilities.float()
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
     labels_src = probabilities.argmax(dim=0).to(torch.uint8)
-    uniform = _uniform_cells(labels_src)  # (X-1, Y-1, Z-1) bool
-    matrix = torch.as_tensor(np.linalg.inv(source_affine) @ target_affine, dtype=torch.float32, device=device)
+    # class of each source cell (the 2x2x2 voxels from its corner) where all corners agree, else MIXED
+    cell_class = torch.where(_uniform_cells(labels_src), labels_src[:-1, :-1, :-1],
+                             torch.tensor(MIXED, dtype=torch.uint8, device=device)).flatten()
+    cell_strides = torch.tensor([(src_shape[1] - 1) * (src_shape[2] - 1), src_shape[2] - 1, 1], device=device)
+    target_to_source = np.linalg.inv(source_affine) @ target_affine
     out = np.zeros(target_shape, dtype=np.uint8)
-    box = _target_box(labels_src, target_to_source=np.linalg.inv(source_affine) @ target_affine,
-                      target_shape=target_shape)
+    box = _target_box(labels_src, target_to_source=target_to_source, target_shape=target_shape)
     if box is None:
         return out
     (x0, y0, z0), (x1, y1, z1) = box
-    ii, jj = torch.meshgrid(torch.arange(x0, x1, dtype=torch.float32, device=device),
-                            torch.arange(y0, y1, dtype=torch.float32, device=device), indexing="ij")
+    matrix = torch.as_tensor(target_to_source, dtype=torch.float32, device=device)
+    axes = [torch.arange(lo, hi, dtype=torch.float32, device=device) for lo, hi in zip((x0, y0, z0), (x1, y1, z1))]
     k_step = max(1, slab_voxels // max(1, (x1 - x0) * (y1 - y0)))
-    for k0 in range(z0, z1, k_step):
-        kk = torch.arange(k0, min(z1, k0 + k_step), dtype=torch.float32, device=device)
-        # (nx, ny, nk, 3) source positions of the target voxels
-        pos = torch.stack([matrix[a, 0] * ii[..., None] + matrix[a, 1] * jj[..., None]
-                           + matrix[a, 2] * kk[None, None, :] + matrix[a, 3] for a in range(3)], dim=-1)
-        cell = pos.floor().long()
-        in_cell = ((cell >= 0) & (cell <= src_shape - 2)).all(dim=-1)
-        near = ((pos > -1) & (pos < src_shape.float())).all(dim=-1)
-        slab = torch.zeros(pos.shape[:3], dtype=torch.uint8, device=device)
-        c = cell[in_cell]
-        flat_uniform = uniform[c[:, 0], c[:, 1], c[:, 2]]
-        values = torch.zeros(len(c), dtype=torch.uint8, device=device)
-        values[flat_uniform] = labels_src[c[flat_uniform, 0], c[flat_uniform, 1], c[flat_uniform, 2]]
-        slab[in_cell] = values
-        mixed = near.clone()
-        mixed[in_cell] = ~flat_uniform
+    permutation = _axis_permutation(target_to_source)
+    for k0 in range(0, len(axes[2]), k_step):
+        slab_axes = [axes[0], axes[1], axes[2][k0:k0 + k_step]]
+        if permutation is None:
+            flat, in_cell, near, position = _general_cells(matrix, slab_axes, src_shape, cell_strides)
+        else:
+            flat, in_cell, near, position = _separable_cells(matrix, slab_axes, src_shape, cell_strides, permutation)
+        slab = torch.where(in_cell, cell_class[flat.clamp(0, cell_class.numel() - 1)],
+                           torch.zeros((), dtype=torch.uint8, device=device))
+        mixed = (slab == MIXED) | (near & ~in_cell)
+        slab[~near] = 0
         if bool(mixed.any()):
-            slab[mixed] = _interpolate_argmax(probabilities, pos[mixed])
-        out[x0:x1, y0:y1, k0:k0 + len(kk)] = slab.cpu().numpy()
+            slab[mixed] = _interpolate_argmax(probabilities, position(mixed))
+        out[x0:x1, y0:y1, z0 + k0:z0 + k0 + len(slab_axes[2])] = slab.cpu().numpy()
     return out
+
+
+def _axis_permutation(target_to_source: np.ndarray) -> list[int] | None:
+    """For each target axis the one source axis it moves along, when the grids are axis-aligned
+    (a permutation with flips and scales, as for any non-oblique pair of grids); else None."""
+    m = np.abs(target_to_source[:3, :3])
+    tol = 1e-6 * m.max()
+    permutation = [int(np.argmax(m[:, b])) for b in range(3)]
+    if sorted(permutation) != [0, 1, 2]:
+        return None
+    off_axis = m.copy()
+    off_axis[permutation, [0, 1, 2]] = 0
+    return permutation if off_axis.max() <= tol else None
+
+
+def _general_cells(matrix, axes, src_shape, cell_strides):
+    """Cell index, in-cell and near masks for a slab of target voxels under any affine map."""
+    pos = torch.stack([matrix[a, 0] * axes[0][:, None, None] + matrix[a, 1] * axes[1][None, :, None]
+                       + matrix[a, 2] * axes[2][None, None, :] + matrix[a, 3] for a in range(3)], dim=-1)
+    cell = pos.floor().long()
+    in_cell = ((cell >= 0) & (cell <= src_shape - 2)).all(dim=-1)
+    near = ((pos > -1) & (pos < src_shape.float())).all(dim=-1)
+    flat = (cell.clamp(min=0) * cell_strides).sum(dim=-1)
+    return flat, in_cell, near, lambda mask: pos[mask]
+
+
+def _separable_cells(matrix, axes, src_shape, cell_strides, permutation):
+    """The same as :func:`_general_cells` for axis-aligned grids, from three 1D index maps."""
+    pos_1d, flat, in_cell, near = [], 0, True, True
+    for b, a in enumerate(permutation):
+        pos = matrix[a, b] * axes[b] + matrix[a, 3]
+        cell = pos.floor().long()
+        shape = [1, 1, 1]
+        shape[b] = -1
+        pos_1d.append(pos)
+        flat = flat + (cell.clamp(0, int(src_shape[a]) - 2) * cell_strides[a]).reshape(shape)
+        in_cell = in_cell & ((cell >= 0) & (cell <= src_shape[a] - 2)).reshape(shape)
+        near = near & ((pos > -1) & (pos < src_shape[a])).reshape(shape)
+    full = (len(axes[0]), len(axes[1]), len(axes[2]))
+
+    def position(mask):
+        index = torch.nonzero(mask)  # (N, 3) target indices within the slab
+        pos = torch.empty(len(index), 3, device=index.device)
+        for b, a in enumerate(permutation):
+            pos[:, a] = pos_1d[b][index[:, b]]
+        return pos
+
+    return flat.expand(full), in_cell.expand(full), near.expand(full), position
 
 
 def _target_box(labels_src: torch.Tensor, *, target_to_source: np.ndarray, target_shape):
