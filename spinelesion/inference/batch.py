@@ -14,6 +14,7 @@ import os
 import platform
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,18 +61,20 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     started = time.time()
     predictor = Predictor(model=model, device=_rank_device(device, rank, world), tta=tta,
                           keep_probabilities=save_probabilities)
-    n_skipped = 0
-    bar = tqdm(mine, desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
+    todo = [c for c in mine if not _finished(out_dir / c.case_id)]
+    n_skipped = len(mine) - len(todo)
+    bar = tqdm(todo, desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
                disable=not progress or None, dynamic_ncols=True)
-    for case in bar:
-        bar.set_postfix_str(case.case_id[-40:])
-        case_dir = out_dir / case.case_id
-        if _finished(case_dir):
-            n_skipped += 1
-            continue
-        status = process_case(case, case_dir=case_dir, predictor=predictor, overlays=overlays,
-                              save_probabilities=save_probabilities)
-        write_text_atomic(case_dir / STATUS_FILE, json.dumps(status, indent=2))
+    # the next scan is read in a background thread while this one is processed (I/O and zlib
+    # release the GIL), so reading overlaps the network and the measurements
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        upcoming = pool.submit(_timed_load, todo[0]) if todo else None
+        for i, case in enumerate(bar):
+            bar.set_postfix_str(case.case_id[-40:])
+            loading, upcoming = upcoming, (pool.submit(_timed_load, todo[i + 1]) if i + 1 < len(todo) else None)
+            status = process_case(case, case_dir=out_dir / case.case_id, predictor=predictor, overlays=overlays,
+                                  save_probabilities=save_probabilities, loading=loading)
+            write_text_atomic(out_dir / case.case_id / STATUS_FILE, json.dumps(status, indent=2))
     if world > 1:
         import torch.distributed as dist
 
@@ -92,10 +95,22 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
                        n_skipped=n_skipped, report=report)
 
 
-def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
-                 save_probabilities: bool) -> dict:
-    """Run one case end to end; never raises for a bad scan (the error goes into the status)."""
+def _timed_load(case: CaseInput):
+    """(scan, seconds) for a case; raises what load_scan raises."""
     from spinelesion.io.load import load_scan
+
+    t = time.perf_counter()
+    scan = load_scan(case.path, series_uid=case.series_uid)
+    return scan, time.perf_counter() - t
+
+
+def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
+                 save_probabilities: bool, loading: Future | None = None) -> dict:
+    """Run one case end to end; never raises for a bad scan (the error goes into the status).
+
+    ``loading`` is a future of :func:`_timed_load` started earlier (prefetch); without it the
+    scan is read here. ``seconds["load"]`` is the reading time, wherever it happened.
+    """
     from spinelesion.io.save import save_labels
     from spinelesion.measure import measure_labels
 
@@ -104,9 +119,7 @@ def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
               "seconds": seconds, "outputs": []}
     t_start = time.perf_counter()
     try:
-        t = time.perf_counter()
-        scan = load_scan(case.path, series_uid=case.series_uid)
-        seconds["load"] = time.perf_counter() - t
+        scan, seconds["load"] = (loading or _completed(_timed_load, case)).result()
         prediction = predictor.predict(scan)
         seconds.update(prediction.seconds)
         t = time.perf_counter()
@@ -140,6 +153,16 @@ def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
         status["traceback"] = traceback.format_exc(limit=8)
     seconds["total"] = time.perf_counter() - t_start
     return status
+
+
+def _completed(function, *args) -> Future:
+    """A future already holding ``function(*args)``'s result or exception."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as err:  # re-raised by .result() inside process_case's handlers
+        future.set_exception(err)
+    return future
 
 
 def _one_line(text: str) -> str:
