@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from spinelesion.io.atomic import write_text_atomic
 
 
@@ -26,6 +28,6 @@ def run_demo(*, out_dir: str | Path, n_ct: int = 2, n_mr: int = 2, seed: int = 2
         phantom = make_phantom(seed=seed + n, modality=modality)
         save_labels(phantom.labels, like=phantom.scan, path=truth_dir / f"{case}_labels.nii.gz")
         write_text_atomic(truth_dir / f"{case}.json", json.dumps(phantom.truth, indent=2))
-        save_image(phantom.scan, path=image_path)
+        save_image(phantom.scan, path=image_path, dtype=np.int16)
     result = run_batch(input_path=inputs, out_dir=out_dir / "results", device=device)
     return result.report

@@ -42,15 +42,23 @@ def save_labels(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> P
     return path
 
 
-def save_image(scan: Scan, *, path: str | os.PathLike) -> Path:
-    """Write a scan's float32 voxels on its own grid (NIfTI or MHA/NRRD by extension), atomically."""
+def save_image(scan: Scan, *, path: str | os.PathLike, dtype=np.float32) -> Path:
+    """Write a scan's voxels on its own grid (NIfTI or MHA/NRRD by extension), atomically.
+
+    ``dtype`` is the stored voxel type; an integer type rounds and clips (e.g. int16 for HU).
+    """
     path = Path(path)
     name = path.name.lower()
+    data = scan.array
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        data = np.clip(np.rint(data), info.min, info.max)
+    data = data.astype(dtype, copy=False)
     with atomic_path(path) as tmp:
         if name.endswith(NIFTI_SUFFIXES):
-            _write_nifti(scan.array.astype(np.float32, copy=False), scan.affine, tmp)
+            _write_nifti(data, scan.affine, tmp)
         elif name.endswith(ITK_SUFFIXES):
-            _write_itk(scan.array.astype(np.float32, copy=False), scan.affine, tmp)
+            _write_itk(data, scan.affine, tmp)
         else:
             raise LabelMapError(f"{path}: unknown image file type (use .nii.gz, .nii, .mha or .nrrd)")
     return path

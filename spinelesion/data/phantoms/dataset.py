@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from spinelesion.errors import ConfigError
-from spinelesion.io.atomic import atomic_path, write_text_atomic
-from spinelesion.io.save import save_labels
+from spinelesion.io.atomic import write_text_atomic
+from spinelesion.io.save import save_image, save_labels
 from spinelesion.io.scan import Scan
 from spinelesion.labels import LABEL_NAMES
 
@@ -33,17 +33,7 @@ def case_seed(seed: int, index: int) -> int:
 
 def write_image(scan: Scan, path: str | os.PathLike) -> Path:
     """Write a phantom image as int16 NIfTI (sform and qform set), atomically."""
-    import nibabel as nib
-
-    path = Path(path)
-    data = np.clip(np.rint(scan.array), -32768, 32767).astype(np.int16)
-    img = nib.Nifti1Image(data, scan.affine)
-    img.set_sform(scan.affine, code=1)
-    img.set_qform(scan.affine, code=1)
-    img.header.set_xyzt_units("mm")
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
-    return path
+    return save_image(scan, path=path, dtype=np.int16)
 
 
 def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: int,
