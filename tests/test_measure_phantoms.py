@@ -5,14 +5,15 @@ parameters. Targets: compression flag right on every case; Bilsky exact on >= 90
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
 count exact; height loss within 5 points.
 
-All are met here except height loss on every vertebra. The expected height (a size trend of
-normal neighbours, one size per vertebra) is no longer the limit: with the phantom's own
-undeformed height as the reference, the measured heights alone give 59/67 within 5 points, worst
-9.5. Single heights are off by up to 1.3-1.5 mm (an endplate parallel to the slices is fixed to
-one slice only; ~9 % of a cervical body on 1.5 mm slices), and height loss takes the smallest
-of three heights. So ``test_height_loss`` asserts the bound reached (every vertebra within 12
-points, at least 85 % within 5, median within 1.5, Genant within one grade on collapsed
-bodies), and the strict xfail ``test_height_loss_issue_target`` keeps the target in view.
+All are met here except height loss on every vertebra: 62/67 within 5 points, worst 11.7
+(seeds 200-209: 65/69, worst 13.1). Single heights are within 1.5 mm of the truth (an endplate
+parallel to the slices is fixed to one slice only; 1.3 mm is ~9 % of a cervical body), and the
+expected height from normal neighbours adds up to ~1.4 mm at an end of the column (seed 207 C7,
+extrapolated 16.0 vs 14.6 mm); seed 112 C6 reads 1.3 mm low at two positions where fit and
+band extent agree (the body's labelled voxels, not the fit). So ``test_height_loss`` asserts
+the bound reached (every vertebra within 12 points, at least 90 % within 5, median within
+1.25, Genant within one grade on collapsed bodies), and the strict xfail
+``test_height_loss_issue_target`` keeps the target in view.
 """
 
 from __future__ import annotations
@@ -89,19 +90,30 @@ def _height_loss_errors(results):
 def test_height_loss(results):
     """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 85 %
     within 5, median within 1.5 (the issue's 5 points on every vertebra is not reached, see the
-    module docstring). Reached: 59/67 within 5, median 1.0, worst 11.7 (10 other seeds, 200-209:
-    64/69, median 1.0, worst 13.0)."""
+    module docstring). Reached: 62/67 within 5, median 1.06, worst 11.7 (10 other seeds,
+    200-209: 65/69, median 1.1, worst 13.1)."""
     for case, r, t in results:
         for a, b in zip(r["vertebrae"], t["vertebrae"]):
             if b["genant_grade"] >= 1:
                 assert abs(a["genant_grade"] - b["genant_grade"]) <= 1, (case, b["level"])
     errors = _height_loss_errors(results)
     assert errors.max() <= 12, np.round(errors, 1)
-    assert np.mean(errors <= 5) >= 0.85, np.round(errors, 1)
-    assert np.median(errors) <= 1.5, np.round(errors, 1)
+    assert np.mean(errors <= 5) >= 0.90, np.round(errors, 1)
+    assert np.median(errors) <= 1.25, np.round(errors, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not met: single heights off by up to 1.5 mm "
+def test_heights_within_1p5_mm(results):
+    """Anterior, middle and posterior heights within 1.5 mm of the truth on every measured body,
+    wedged and biconcave ones included (reached: 1.3 mm; seeds 200-209: 1.5 mm). The band extent
+    used to replace correct endplate fits on a wedge's slanted posterior wall (3-4 mm high)."""
+    errors = [abs(a[key] - b[key]) for _, r, t in results for a, b in zip(r["vertebrae"], t["vertebrae"])
+              for key in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm")
+              if a[key] is not None]
+    assert len(errors) >= 3 * 60
+    assert max(errors) <= 1.5, np.round(errors, 1)
+
+
+@pytest.mark.xfail(strict=True, reason="issue target not met: single heights off by up to 1.3 mm "
                    "on 1-1.7 mm slices; worst ~12 points; see the module docstring")
 def test_height_loss_issue_target(results):
     assert _height_loss_errors(results).max() <= 5
