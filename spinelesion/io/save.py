@@ -30,16 +30,7 @@ def save_labels(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> P
         raise LabelMapError(f"{path}: label map shape {labels.shape} differs from the scan's {like.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
         raise LabelMapError(f"{path}: label values must lie in 0..255, got {labels.min()}..{labels.max()}")
-    labels = labels.astype(np.uint8)
-    name = path.name.lower()
-    with atomic_path(path) as tmp:
-        if name.endswith(NIFTI_SUFFIXES):
-            _write_nifti(labels, like.affine, tmp)
-        elif name.endswith(ITK_SUFFIXES):
-            _write_itk(labels, like.affine, tmp)
-        else:
-            raise LabelMapError(f"{path}: unknown label file type (use .nii.gz, .nii, .mha or .nrrd)")
-    return path
+    return _write_volume(labels.astype(np.uint8), affine=like.affine, path=path, what="label")
 
 
 def save_image(scan: Scan, *, path: str | os.PathLike, dtype=np.float32) -> Path:
@@ -47,20 +38,20 @@ def save_image(scan: Scan, *, path: str | os.PathLike, dtype=np.float32) -> Path
 
     ``dtype`` is the stored voxel type; an integer type rounds and clips (e.g. int16 for HU).
     """
-    path = Path(path)
-    name = path.name.lower()
     data = scan.array
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         data = np.clip(np.rint(data), info.min, info.max)
-    data = data.astype(dtype, copy=False)
+    return _write_volume(data.astype(dtype, copy=False), affine=scan.affine, path=Path(path), what="image")
+
+
+def _write_volume(data: np.ndarray, *, affine: np.ndarray, path: Path, what: str) -> Path:
+    """Write (X, Y, Z) ``data`` with ``affine`` as NIfTI or MHA/NRRD (by extension), atomically."""
+    name = path.name.lower()
+    if not name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES)):
+        raise LabelMapError(f"{path}: unknown {what} file type (use .nii.gz, .nii, .mha or .nrrd)")
     with atomic_path(path) as tmp:
-        if name.endswith(NIFTI_SUFFIXES):
-            _write_nifti(data, scan.affine, tmp)
-        elif name.endswith(ITK_SUFFIXES):
-            _write_itk(data, scan.affine, tmp)
-        else:
-            raise LabelMapError(f"{path}: unknown image file type (use .nii.gz, .nii, .mha or .nrrd)")
+        (_write_nifti if name.endswith(NIFTI_SUFFIXES) else _write_itk)(data, affine, tmp)
     return path
 
 
