@@ -5,15 +5,18 @@ parameters. Targets: compression flag right on every case; Bilsky exact on >= 90
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
 count exact; height loss within 5 points.
 
-All are met here except height loss on every vertebra: 62/67 within 5 points, worst 11.7
-(seeds 200-209: 65/69, worst 13.1). Single heights are within 1.5 mm of the truth (an endplate
-parallel to the slices is fixed to one slice only; 1.3 mm is ~9 % of a cervical body), and the
-expected height from normal neighbours adds up to ~1.4 mm at an end of the column (seed 207 C7,
-extrapolated 16.0 vs 14.6 mm); seed 112 C6 reads 1.3 mm low at two positions where fit and
-band extent agree (the body's labelled voxels, not the fit). So ``test_height_loss`` asserts
-the bound reached (every vertebra within 12 points, at least 90 % within 5, median within
-1.25, Genant within one grade on collapsed bodies), and the strict xfail
-``test_height_loss_issue_target`` keeps the target in view.
+All are met here except height loss on every vertebra: 63/67 within 5 points, median 0.7, worst
+11.8 (seeds 200-209: 59/63, worst 8.6; seeds 300-319: 117/121, worst 13.1). Single heights are
+within 1.3 mm of the truth (median 0.11 mm). What is left is mostly an information limit of a
+label map: an endplate within ~2 degrees of the slice plane is known to one slice only, so a
+14-16 mm cervical body on 1.6-1.8 mm slices can read up to ~9 % off (seed 112 C6, 209 C5 - the
+phantom renders no partial volume on slices up to 1.6 mm, so its image cannot help either),
+plus the expected height at the column's ends, extrapolated from one side (seed 108 C7, 100 %
+lesion beside an epidural mass), and a biconcave body two thirds destroyed whose posterior part
+is lesion outside the wall estimate (seed 304 T4). So ``test_height_loss`` asserts the bound
+reached (every vertebra within 12 points, at least 92 % within 5, median within 1.0, Genant
+within one grade on collapsed bodies), and the strict xfail ``test_height_loss_issue_target``
+keeps the target in view.
 """
 
 from __future__ import annotations
@@ -88,32 +91,32 @@ def _height_loss_errors(results):
 
 
 def test_height_loss(results):
-    """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 85 %
-    within 5, median within 1.5 (the issue's 5 points on every vertebra is not reached, see the
-    module docstring). Reached: 62/67 within 5, median 1.06, worst 11.7 (10 other seeds,
-    200-209: 65/69, median 1.1, worst 13.1)."""
+    """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 92 %
+    within 5, median within 1.0 (the issue's 5 points on every vertebra is not reached, see the
+    module docstring). Reached: 63/67 within 5, median 0.7, worst 11.8."""
     for case, r, t in results:
         for a, b in zip(r["vertebrae"], t["vertebrae"]):
             if b["genant_grade"] >= 1:
                 assert abs(a["genant_grade"] - b["genant_grade"]) <= 1, (case, b["level"])
     errors = _height_loss_errors(results)
     assert errors.max() <= 12, np.round(errors, 1)
-    assert np.mean(errors <= 5) >= 0.90, np.round(errors, 1)
-    assert np.median(errors) <= 1.25, np.round(errors, 1)
+    assert np.mean(errors <= 5) >= 0.92, np.round(errors, 1)
+    assert np.median(errors) <= 1.0, np.round(errors, 1)
 
 
-def test_heights_within_1p5_mm(results):
-    """Anterior, middle and posterior heights within 1.5 mm of the truth on every measured body,
-    wedged and biconcave ones included (reached: 1.3 mm; seeds 200-209: 1.5 mm). The band extent
-    used to replace correct endplate fits on a wedge's slanted posterior wall (3-4 mm high)."""
+def test_heights_within_1p3_mm(results):
+    """Anterior, middle and posterior heights within 1.3 mm of the truth on every measured body,
+    wedged and biconcave ones included, median within 0.2 mm (reached: 1.26 and 0.11 mm; seeds
+    200-209: 1.64 and 0.16 mm)."""
     errors = [abs(a[key] - b[key]) for _, r, t in results for a, b in zip(r["vertebrae"], t["vertebrae"])
               for key in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm")
               if a[key] is not None]
     assert len(errors) >= 3 * 60
-    assert max(errors) <= 1.5, np.round(errors, 1)
+    assert max(errors) <= 1.3, np.round(errors, 1)
+    assert np.median(errors) <= 0.2, np.round(errors, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not met: single heights off by up to 1.3 mm "
-                   "on 1-1.7 mm slices; worst ~12 points; see the module docstring")
+@pytest.mark.xfail(strict=True, reason="issue target not met: an endplate parallel to the slices is known "
+                   "to one slice only; worst ~12 points; see the module docstring")
 def test_height_loss_issue_target(results):
     assert _height_loss_errors(results).max() <= 5
