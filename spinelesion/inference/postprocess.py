@@ -25,7 +25,9 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
     import cc3d
     from scipy.ndimage import distance_transform_edt
 
-    foreground = (probabilities.argmax(dim=0) > 0).cpu().numpy()
+    from spinelesion.inference.resample import class_argmax
+
+    foreground = (class_argmax(probabilities) > 0).cpu().numpy()
     if not foreground.any():
         return probabilities
     components, n = cc3d.connected_components(foreground.astype(np.uint8), connectivity=26, return_N=True)

@@ -35,7 +35,7 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     device = probabilities.device
     probabilities = probabilities.float()
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
-    labels_src = probabilities.argmax(dim=0).to(torch.uint8)
+    labels_src = class_argmax(probabilities)
     # class of each source cell (the 2x2x2 voxels from its corner) where all corners agree, else MIXED
     cell_class = torch.where(_uniform_cells(labels_src), labels_src[:-1, :-1, :-1],
                              torch.tensor(MIXED, dtype=torch.uint8, device=device)).flatten()
@@ -64,6 +64,22 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
             slab[mixed] = _interpolate_argmax(probabilities, position(mixed))
         out[x0:x1, y0:y1, z0 + k0:z0 + k0 + len(slab_axes[2])] = slab.cpu().numpy()
     return out
+
+
+def class_argmax(probabilities: torch.Tensor) -> torch.Tensor:
+    """uint8 index of the largest of (C, ...) class scores along dim 0, the first on ties.
+
+    The same as ``probabilities.argmax(dim=0)`` for NaN-free scores (softmax output), but a pass
+    per class: torch's CPU argmax over a leading dimension is about 20 times slower
+    (1.4 s against 0.07 s for 7 x 180 x 180 x 241).
+    """
+    best = probabilities[0].clone()
+    index = torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)
+    for c in range(1, probabilities.shape[0]):
+        larger = probabilities[c] > best
+        index.masked_fill_(larger, c)
+        torch.maximum(best, probabilities[c], out=best)
+    return index
 
 
 def _axis_permutation(target_to_source: np.ndarray) -> list[int] | None:
@@ -161,4 +177,4 @@ def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor) -> to
     grid = norm[:, [2, 1, 0]].reshape(1, 1, 1, -1, 3)  # grid_sample wants (W, H, D) order
     sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=True)
-    return sampled.reshape(probabilities.shape[0], -1).argmax(dim=0).to(torch.uint8)
+    return class_argmax(sampled.reshape(probabilities.shape[0], -1))

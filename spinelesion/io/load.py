@@ -80,9 +80,32 @@ def _with_modality(scan: Scan, modality: str | None) -> Scan:
 
 
 def _check_finite(array: np.ndarray, path: Path) -> None:
+    # A float64 sum of float32 voxels cannot overflow (|v| < 3.5e38, far fewer than 1e200 voxels),
+    # so it is finite exactly when every voxel is: one cheap pass, the count only on failure.
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf
+        if np.isfinite(np.sum(array, dtype=np.float64)):
+            return
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
         raise ScanLoadError(f"{path}: {bad} voxels are NaN or infinite")
+
+
+def as_float32_c_order(array: np.ndarray) -> np.ndarray:
+    """``array`` as a C-ordered float32 array (itself when it already is one).
+
+    NIfTI and ITK data arrive in Fortran order; numpy's single-call conversion of such a volume
+    walks the source one slice apart per element (about 4 s for 512x512x600 float32). Copying
+    slabs of 8 slices along the last axis keeps the source reads in cache: about 1 s, same values.
+    """
+    if array.flags.c_contiguous:
+        return array.astype(np.float32, copy=False)
+    out = np.empty(array.shape, dtype=np.float32)
+    if array.ndim != 3:
+        out[...] = array
+        return out
+    for k in range(0, array.shape[2], 8):
+        out[:, :, k:k + 8] = array[:, :, k:k + 8]
+    return out
 
 
 def to_3d(array: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:
@@ -112,15 +135,44 @@ def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
 
     try:
         img = nib.load(str(path))
-        array = np.asarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as err:
+        array = _nifti_voxels(img, path)
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError,
+            *_igzip_errors()) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ScanLoadError(f"{path}: not a readable NIfTI file ({reason})") from None
     if array.dtype.kind == "c" or array.dtype.names:
         raise ScanLoadError(f"{path}: unsupported voxel type {array.dtype}")
-    array = to_3d(array, path, volume_index).astype(np.float32, copy=False)
-    return Scan(array=np.ascontiguousarray(array), affine=np.asarray(img.affine, dtype=np.float64),
+    array = to_3d(array, path, volume_index)
+    return Scan(array=as_float32_c_order(array), affine=np.asarray(img.affine, dtype=np.float64),
                 modality=None, source=f"NIfTI {path.name}")
+
+
+def _nifti_voxels(img, path: Path) -> np.ndarray:
+    """The voxels of a nibabel NIfTI image, scaled as nibabel scales them.
+
+    A ``.nii.gz`` is inflated with ISA-L's igzip (package ``isal``) when it is installed: the same
+    bytes about twice as fast as zlib, which sets the pace of reading a large gzipped scan.
+    Without ``isal`` nibabel reads the file itself.
+    """
+    if not path.name.lower().endswith(".gz"):
+        return np.asarray(img.dataobj)
+    try:
+        from isal import igzip
+    except ImportError:
+        return np.asarray(img.dataobj)
+    on_disk = img.dataobj  # shape, stored type, data offset and scaling as nibabel read them
+    spec = (on_disk.shape, on_disk.dtype, on_disk.offset, on_disk.slope, on_disk.inter)
+    with igzip.open(path, "rb") as stream:
+        return np.asarray(type(on_disk)(stream, spec, mmap=False, order=on_disk.order))
+
+
+def _igzip_errors() -> tuple[type[BaseException], ...]:
+    """Exception types igzip raises for corrupt data (none without ``isal``)."""
+    try:
+        from isal.isal_zlib import error
+    except ImportError:
+        return ()
+    return (error,)
 
 
 def _load_itk(path: Path, *, volume_index: int | None) -> Scan:
@@ -142,9 +194,9 @@ def _load_itk(path: Path, *, volume_index: int | None) -> Scan:
     direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
     if dim == 2:
         raise ScanLoadError(f"{path}: 2D image (shape {array.shape}); a 3D volume is needed")
-    array = to_3d(array, path, volume_index).astype(np.float32, copy=False)
+    array = to_3d(array, path, volume_index)
     affine_lps = np.eye(4)
     affine_lps[:3, :3] = direction * spacing[None, :]
     affine_lps[:3, 3] = origin
-    return Scan(array=np.ascontiguousarray(array), affine=LPS_TO_RAS @ affine_lps, modality=None,
+    return Scan(array=as_float32_c_order(array), affine=LPS_TO_RAS @ affine_lps, modality=None,
                 source=f"{path.suffix.lstrip('.').upper()} {path.name}")

@@ -10,9 +10,18 @@ ANTERIOR = np.array([0.0, 1.0, 0.0])
 
 
 def world_points(flat_idx: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    """(N,) flat voxel indices of an array of ``shape`` -> (N, 3) float64 RAS+ mm."""
-    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1).astype(np.float64)
-    return ijk @ affine[:3, :3].T + affine[:3, 3]
+    """(N,) flat voxel indices of an array of ``shape`` -> (N, 3) float64 RAS+ mm.
+
+    Computed one world axis at a time rather than as an (N, 3) @ (3, 3) product: numpy hands
+    that product to a multithreaded BLAS, which is slow for so thin a matrix and many times
+    slower still when other processes hold the cores. Equal to the product within rounding.
+    """
+    ijk = [np.asarray(v, dtype=np.float64) for v in np.unravel_index(flat_idx, shape)]
+    out = np.empty((len(ijk[0]), 3))
+    for row in range(3):
+        a = affine[row]
+        out[:, row] = ijk[0] * a[0] + ijk[1] * a[1] + ijk[2] * a[2] + a[3]
+    return out
 
 
 def mask_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:

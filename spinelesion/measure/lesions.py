@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 
 from spinelesion import labels as L
 from spinelesion.measure import geometry as G
@@ -17,8 +16,13 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     """Connected lesion components of at least ``settings.min_lesion_mm3``.
 
     A component is epidural when it touches the cord or thecal sac (26-neighbourhood) or reaches
-    into the bony canal of its vertebra (behind the body's posterior wall, within the canal's width). Returns the lesion records (ids 1.., ordered by volume, largest first) and an
-    (X, Y, Z) bool mask of the voxels of epidural components.
+    into the bony canal of its vertebra (behind the body's posterior wall, within the canal's width).
+    Returns the lesion records (ids 1.., ordered by volume, largest first) and an (X, Y, Z) bool
+    mask of the voxels of epidural components.
+
+    Work beyond the connected-component pass runs on the lesion voxels' flat indices (and the
+    canal's bounding box), not on whole volumes: volumes, centroids and vertebra votes are
+    bincounts over the lesion voxels.
     """
     lesion = classes == L.LESION
     epidural_mask = np.zeros(classes.shape, bool)
@@ -26,43 +30,67 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
         return [], epidural_mask
     comps, n = cc3d.connected_components(lesion, connectivity=26, return_N=True)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
-    stats = cc3d.statistics(comps)
-    counts = np.asarray(stats["voxel_counts"])
-    vert_of_voxel = np.full(classes.size, -1, np.int64)
-    for v in vertebrae:
-        vert_of_voxel[v.lesion_idx] = v.index
-    flat = np.flatnonzero(comps)
+    flat = np.flatnonzero(lesion)  # (N,) sorted flat indices of the lesion voxels
     comp_of = comps.ravel()[flat]
-    canal = (classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC)
-    epidural_ids = _in_canal_components(flat, comp_of, classes.shape, affine, vertebrae, vert_of_voxel)
-    if canal.any():
-        touching = ndimage.binary_dilation(canal, structure=np.ones((3, 3, 3), bool)) & lesion
-        epidural_ids |= set(np.unique(comps[touching]).tolist()) - {0}
-    records = []
+    # uint32, the type of cc3d.statistics' voxel counts, so that equal volumes keep their old order
+    counts = np.bincount(comp_of, minlength=n + 1).astype(np.uint32)
+    ijk = np.unravel_index(flat, classes.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):  # component 0 (background) has no voxels here
+        centroids = np.stack([np.bincount(comp_of, weights=x, minlength=n + 1) for x in ijk], axis=1) / counts[:, None]
+    vert_of = np.full(flat.size, -1, np.int64)  # vertebra index of each lesion voxel, -1 for none
+    for v in vertebrae:
+        vert_of[np.searchsorted(flat, v.lesion_idx)] = v.index
+    epidural_ids = _in_canal_components(flat, comp_of, classes.shape, affine, vertebrae, vert_of)
+    epidural_ids |= _touching_canal(classes, comps)
+    n_vert = max((v.index for v in vertebrae), default=-1) + 1
+    has_vert = vert_of >= 0
+    votes = np.bincount(comp_of[has_vert].astype(np.int64) * n_vert + vert_of[has_vert],
+                        minlength=(n + 1) * n_vert).reshape(n + 1, n_vert)
+    records, epidural_kept = [], []
     for k in np.argsort(-counts[1:]) + 1:
         if counts[k] * voxel_mm3 < settings.min_lesion_mm3:
             continue
-        ijk = np.asarray(stats["centroids"][k], float)
-        verts = vert_of_voxel[flat[comp_of == k]]
-        verts = verts[verts >= 0]
         records.append({
             "id": len(records) + 1,
             "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
-            "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ ijk + affine[:3, 3]],
-            "vertebra_index": int(np.bincount(verts).argmax()) if verts.size else None,
+            "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ centroids[k] + affine[:3, 3]],
+            "vertebra_index": int(votes[k].argmax()) if n_vert and votes[k].any() else None,
             "epidural": bool(k in epidural_ids),
         })
         if k in epidural_ids:
-            epidural_mask |= comps == k
+            epidural_kept.append(k)
+    np.put(epidural_mask, flat[np.isin(comp_of, epidural_kept)], True)
     return records, epidural_mask
 
 
-def _in_canal_components(flat, comp_of, shape, affine, vertebrae, vert_of_voxel) -> set[int]:
+def _touching_canal(classes: np.ndarray, comps: np.ndarray) -> set[int]:
+    """Ids of lesion components with a voxel 26-adjacent to (or in) the cord or thecal sac.
+
+    Only the canal's bounding box grown by one voxel can hold such voxels; the canal is dilated
+    there by the 3x3x3 cube as three 1-voxel passes along each axis (the cube is their sum).
+    """
+    canal = (classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC)
+    box = G.crop_box(canal, margin=1)
+    if box is None:
+        return set()
+    near = canal[box]
+    for axis in range(3):
+        grown = near.copy()
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        grown[tuple(upper)] |= near[tuple(lower)]
+        grown[tuple(lower)] |= near[tuple(upper)]
+        near = grown
+    return set(np.unique(comps[box][near]).tolist()) - {0}
+
+
+def _in_canal_components(flat, comp_of, shape, affine, vertebrae, vert_of) -> set[int]:
     ids: set[int] = set()
     for v in vertebrae:
         if v.canal_centre_mm is None or v.body_back_rel_mm is None:
             continue
-        sel = vert_of_voxel[flat] == v.index
+        sel = vert_of == v.index
         rel = G.world_points(flat[sel], shape, affine) - v.canal_centre_mm
         a, r = rel @ v.anterior, rel @ v.right
         inside = (a < v.body_back_rel_mm - 1.0) & (a > -v.body_back_rel_mm) & (np.abs(r) < v.canal_half_width_mm - 1.0)

@@ -132,6 +132,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
     """
     shape = classes.shape
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    image = None if image is None else np.ravel(image)  # once: a cropped image is copied by ravel
     notes: list[str] = []
     rows = []
     for v in vertebrae:
@@ -164,13 +165,13 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
     marrow = None
     if modality == "CT" and image is not None:
         idx = np.concatenate([r["v"].body_idx for r, n in zip(rows, normal) if n] or [np.zeros(0, np.int64)])
-        marrow = float(np.median(image.ravel()[idx])) if idx.size >= 50 else None
+        marrow = float(np.median(image[idx])) if idx.size >= 50 else None
     out = []
     for r, exp, is_normal in zip(rows, expected, normal):
         v, h = r["v"], r["heights"]
         loss = B.height_loss_pct(h, exp)
         bony = r["inb"] | ~B.in_canal(v, r["les_pts"])  # intraosseous lesion voxels
-        lesion_hu = image.ravel()[v.lesion_idx[bony]] if (marrow is not None and v.lesion_idx.size) else np.zeros(0)
+        lesion_hu = image[v.lesion_idx[bony]] if (marrow is not None and v.lesion_idx.size) else np.zeros(0)
         out.append({
             "index": v.index, "level": v.level,
             "centroid_mm": [round(float(x), 2) for x in r["centroid"]],

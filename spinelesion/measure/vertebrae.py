@@ -67,7 +67,8 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     Vertebrae come back ordered inferior -> superior.
     """
     shape = classes.shape
-    bone_flat = np.flatnonzero(np.isin(classes, (L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS, MERGED_VERTEBRA)))
+    bone_flat = np.flatnonzero((classes == L.VERTEBRAL_BODY) | (classes == L.POSTERIOR_ELEMENTS)
+                               | (classes == MERGED_VERTEBRA))
     lesion_flat = np.flatnonzero(classes == L.LESION)
     canal_flat = np.flatnonzero((classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC))
     axis = _column_axis(classes, affine)
@@ -177,12 +178,14 @@ def _disc_planes(classes, affine, axis, settings):
         return [], "none"
     comps, n = cc3d.connected_components(disc, connectivity=26, return_N=True)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
-    counts = np.bincount(comps.ravel())
+    flat = np.flatnonzero(disc)  # the disc voxels, ascending; their component below
+    comp_of = comps.ravel()[flat]
+    counts = np.bincount(comp_of, minlength=n + 1)
     planes = []
     for k in range(1, n + 1):
         if counts[k] * voxel_mm3 < settings.min_disc_mm3:
             continue
-        p = G.mask_points(comps == k, affine) if n < 40 else None
+        p = G.world_points(flat[comp_of == k], classes.shape, affine) if n < 40 else None
         if p is None:
             continue
         normal = G.orient_like(G.smallest_axis(p), axis)
@@ -196,10 +199,10 @@ def _body_component_planes(classes, affine, axis, settings):
     comps, n = cc3d.connected_components(bodies, connectivity=6, return_N=True)
     if n <= 1:
         return []
-    counts = np.bincount(comps.ravel())[1:]
-    big = np.flatnonzero(counts >= settings.min_vertebra_fraction * np.median(counts[counts >= 0.1 * counts.max()])) + 1
-    flat = np.flatnonzero(comps)
+    flat = np.flatnonzero(bodies)
     lab = comps.ravel()[flat]
+    counts = np.bincount(lab, minlength=n + 1)[1:]
+    big = np.flatnonzero(counts >= settings.min_vertebra_fraction * np.median(counts[counts >= 0.1 * counts.max()])) + 1
     pts = G.world_points(flat, classes.shape, affine)
     centroids = np.array([pts[lab == k].mean(axis=0) for k in big])
     centroids = centroids[np.argsort(centroids @ axis)]

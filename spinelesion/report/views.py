@@ -8,6 +8,7 @@ axial), anterior on the left (sagittal), head up, anterior up (axial).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,11 @@ class Canonical:
     @property
     def spacing_mm(self) -> np.ndarray:
         return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @functools.cached_property
+    def label_bbox(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """:func:`spine_bbox` of ``labels``, computed once for all views."""
+        return spine_bbox(self.labels)
 
     def voxel_of(self, world_mm) -> np.ndarray:
         """(3,) float voxel coordinates of a RAS+ world point."""
@@ -148,7 +154,7 @@ def curved_view(canon: Canonical, *, name: str, record: dict, flagged: set[int])
     n_axis = canon.labels.shape[axis]
     centre = np.clip(np.round(curve).astype(int), 0, n_axis - 1)
 
-    bbox = spine_bbox(canon.labels)
+    bbox = canon.label_bbox
     nz, nk = canon.labels.shape[2], canon.labels.shape[keep]
     if bbox is None:
         keep_slice, z_slice = slice(0, nk), slice(0, nz)

@@ -1,0 +1,188 @@
+"""The faster code paths of issue 6 give what the plain numpy/scipy/torch/nibabel calls give.
+
+Each test computes the straightforward reference (the code these paths replaced) on a small
+volume and compares: bit-identical where the arithmetic is the same, within rounding where only
+the summation order changes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from types import SimpleNamespace
+
+import cc3d
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from spinelesion import labels as L
+from spinelesion.errors import ScanLoadError
+from spinelesion.inference.resample import class_argmax
+from spinelesion.io.load import as_float32_c_order, load_scan
+from spinelesion.io.save import as_fortran_order, save_labels
+from spinelesion.io.scan import Scan
+from spinelesion.measure import geometry as G
+from spinelesion.measure.lesions import _touching_canal, find_lesions
+from spinelesion.measure.settings import MeasureSettings
+
+OBLIQUE = np.array([[0.0, 0.0, -1.2, 40.0], [0.69, 0.12, 0.0, -20.0], [-0.1, 0.7, 0.05, 7.5], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64, np.uint8])
+def test_c_order_copy_equals_numpy(dtype):
+    rng = np.random.default_rng(0)
+    volume = rng.normal(0, 200, (13, 17, 21)).astype(dtype)
+    for array in (np.asfortranarray(volume), volume.transpose(2, 0, 1), volume[::2, 1:, ::3],
+                  np.asfortranarray(rng.normal(size=(5, 6, 19, 3)))[..., 1]):
+        got = as_float32_c_order(array)
+        assert got.flags.c_contiguous and got.dtype == np.float32
+        assert np.array_equal(got, np.ascontiguousarray(array.astype(np.float32)))
+
+
+def test_fortran_order_copy_equals_numpy():
+    labels = np.random.default_rng(1).integers(0, 7, (19, 11, 23))
+    got = as_fortran_order(labels, dtype=np.uint8)
+    assert got.flags.f_contiguous and np.array_equal(got, labels.astype(np.uint8))
+
+
+def _nifti(tmp_path, name, array, affine=OBLIQUE, slope=None):
+    img = nib.Nifti1Image(array, affine)
+    if slope is not None:
+        img.header.set_slope_inter(*slope)
+    path = tmp_path / name
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.mark.parametrize("stored", ["float32", "int16_scaled", "uint8"])
+def test_gzip_nifti_same_with_and_without_isal(tmp_path, monkeypatch, stored):
+    rng = np.random.default_rng(2)
+    data = rng.normal(0, 300, (24, 20, 18))
+    array = {"float32": data.astype(np.float32), "int16_scaled": data.astype(np.int16),
+             "uint8": np.abs(data).astype(np.uint8)}[stored]
+    path = _nifti(tmp_path, "scan.nii.gz", array, slope=(0.5, -1024.0) if stored == "int16_scaled" else None)
+    expected = np.asarray(nib.load(str(path)).dataobj).astype(np.float32)
+    fast = load_scan(path)
+    monkeypatch.setitem(sys.modules, "isal", None)  # import isal now fails: nibabel's own reader
+    plain = load_scan(path)
+    assert np.array_equal(fast.array, expected) and np.array_equal(plain.array, expected)
+    assert fast.array.flags.c_contiguous and np.array_equal(fast.affine, plain.affine)
+
+
+def test_corrupt_gzip_nifti_is_a_load_error(tmp_path):
+    path = _nifti(tmp_path, "scan.nii.gz", np.random.default_rng(3).normal(size=(30, 30, 30)).astype(np.float32))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)  # damage the deflate stream mid-file
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(bytes(raw))
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(path.read_bytes()[: len(raw) // 2])
+    for broken in (bad, cut):
+        with pytest.raises(ScanLoadError, match="not a readable NIfTI"):
+            load_scan(broken)
+
+
+def test_nan_voxels_still_counted(tmp_path):
+    array = np.zeros((8, 8, 8), np.float32)
+    array[1, 2, 3], array[4, 4, 4], array[5, 5, 5] = np.nan, np.inf, -np.inf
+    with pytest.raises(ScanLoadError, match="3 voxels are NaN or infinite"):
+        load_scan(_nifti(tmp_path, "nan.nii", array))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_saved_labels_read_back_identical(tmp_path, monkeypatch, suffix):
+    labels = np.random.default_rng(4).integers(0, 7, (21, 16, 12)).astype(np.uint8)
+    like = Scan(array=np.zeros(labels.shape, np.float32), affine=OBLIQUE)
+    fast = save_labels(labels, like=like, path=tmp_path / f"fast{suffix}")
+    monkeypatch.setitem(sys.modules, "isal", None)
+    plain = save_labels(labels, like=like, path=tmp_path / f"plain{suffix}")
+    a, b = load_scan(fast), load_scan(plain)
+    assert np.array_equal(a.array, labels) and np.array_equal(b.array, labels)
+    assert np.allclose(a.affine, OBLIQUE, atol=1e-5) and np.array_equal(a.affine, b.affine)
+    if suffix == ".nii.gz":  # the same NIfTI bytes inside either compressor's stream
+        assert gzip.decompress(fast.read_bytes()) == gzip.decompress(plain.read_bytes())
+
+
+def test_world_points_equal_matrix_product():
+    shape = (17, 23, 11)
+    flat = np.random.default_rng(5).choice(np.prod(shape), 500, replace=False)
+    ijk = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.float64)
+    expected = ijk @ OBLIQUE[:3, :3].T + OBLIQUE[:3, 3]
+    np.testing.assert_allclose(G.world_points(flat, shape, OBLIQUE), expected, rtol=0, atol=1e-12)
+    assert G.world_points(np.zeros(0, np.int64), shape, OBLIQUE).shape == (0, 3)
+
+
+@pytest.mark.parametrize("device", ["cpu"])
+def test_class_argmax_equals_torch_argmax_with_ties(device):
+    rng = np.random.default_rng(6)
+    probabilities = torch.as_tensor(rng.integers(0, 4, (7, 9, 10, 11)) / 4.0, dtype=torch.float32, device=device)
+    got = class_argmax(probabilities)
+    assert got.dtype == torch.uint8
+    assert torch.equal(got.long(), probabilities.argmax(dim=0))
+
+
+def _random_classes(seed, shape=(30, 26, 34)):
+    """Blobs of every class, canal touching the array border, lesions near and far from it."""
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    classes = np.digitize(noise, np.quantile(noise, [0.55, 0.65, 0.75, 0.85, 0.93, 0.97])).astype(np.uint8)
+    return np.array([0, 1, 2, 6, 5, 4, 3], np.uint8)[classes]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_touching_canal_equals_scipy_dilation(seed):
+    classes = _random_classes(seed)
+    comps = cc3d.connected_components(classes == L.LESION, connectivity=26)
+    canal = (classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC)
+    touching = ndimage.binary_dilation(canal, structure=np.ones((3, 3, 3), bool)) & (classes == L.LESION)
+    expected = set(np.unique(comps[touching]).tolist()) - {0}
+    assert expected and _touching_canal(classes, comps) == expected
+
+
+def _reference_find_lesions(classes, affine, vertebrae, settings):
+    """find_lesions as it was before issue 6 (no in-canal test: vertebrae have no canal here)."""
+    lesion = classes == L.LESION
+    comps, n = cc3d.connected_components(lesion, connectivity=26, return_N=True)
+    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    stats = cc3d.statistics(comps)
+    counts = np.asarray(stats["voxel_counts"])
+    vert_of_voxel = np.full(classes.size, -1, np.int64)
+    for v in vertebrae:
+        vert_of_voxel[v.lesion_idx] = v.index
+    flat = np.flatnonzero(comps)
+    comp_of = comps.ravel()[flat]
+    canal = (classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC)
+    touching = ndimage.binary_dilation(canal, structure=np.ones((3, 3, 3), bool)) & lesion
+    epidural_ids = set(np.unique(comps[touching]).tolist()) - {0}
+    records, mask = [], np.zeros(classes.shape, bool)
+    for k in np.argsort(-counts[1:]) + 1:
+        if counts[k] * voxel_mm3 < settings.min_lesion_mm3:
+            continue
+        ijk = np.asarray(stats["centroids"][k], float)
+        verts = vert_of_voxel[flat[comp_of == k]]
+        verts = verts[verts >= 0]
+        records.append({"id": len(records) + 1, "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
+                        "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ ijk + affine[:3, 3]],
+                        "vertebra_index": int(np.bincount(verts).argmax()) if verts.size else None,
+                        "epidural": bool(k in epidural_ids)})
+        if k in epidural_ids:
+            mask |= comps == k
+    return records, mask
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_find_lesions_equals_reference(seed):
+    classes = _random_classes(seed)
+    lesion_flat = np.flatnonzero(classes == L.LESION)
+    slab = np.unravel_index(lesion_flat, classes.shape)[2] * 3 // classes.shape[2]  # 3 vertebrae along z
+    vertebrae = [SimpleNamespace(index=i, lesion_idx=lesion_flat[(slab == i) & (lesion_flat % 5 != 0)],
+                                 canal_centre_mm=None, body_back_rel_mm=None) for i in range(3)]
+    settings = MeasureSettings(min_lesion_mm3=2.0)
+    got, got_mask = find_lesions(classes=classes, affine=OBLIQUE, vertebrae=vertebrae, settings=settings)
+    expected, expected_mask = _reference_find_lesions(classes, OBLIQUE, vertebrae, settings)
+    assert len(got) >= 3 and any(r["epidural"] for r in got)
+    assert got == expected
+    assert np.array_equal(got_mask, expected_mask)
