@@ -4,7 +4,11 @@
 For each input size it times the whole per-scan path (load, preprocess, network, postprocess,
 measure, write, overlays) through ``process_case`` and, on the same preprocessed tensor, the
 bare sliding-window forward pass. Goal: end-to-end / network <= 1.3. With ``--big`` it also runs
-a 512x512x600 CT in a child process and reports its peak resident memory.
+two 512x512x600 CTs, each in a child process that reports its peak resident memory: a phantom
+zoomed to fill the field of view (the spine is most of the volume: the worst case for the
+stages that work on the spine's box) and the real TotalSegmentator example CT (thorax to pelvis,
+../shared/data/real) resampled to that grid (the spine in its real share of a body CT).
+CT inputs are written as int16 HU NIfTI (.nii.gz), as CT is stored.
 
     python benchmarks/bench_infer.py [--device auto] [--model CKPT] [--big]
 """
@@ -37,6 +41,28 @@ def synthetic_ct(shape, spacing_mm, seed=0):
     return Scan(array=array, affine=affine, modality="CT", source="benchmark")
 
 
+REAL_CT = Path(__file__).resolve().parents[1].parent / "shared/data/real/totalseg_ct/example_ct.nii.gz"
+
+
+def real_ct(shape, path: Path = REAL_CT):
+    """The real example CT (122x101x112 at 3 mm, thorax to pelvis) resampled trilinearly to ``shape``
+    over the same field of view (None when the file is absent)."""
+    from scipy.ndimage import zoom
+
+    from spinelesion.io.load import load_scan
+    from spinelesion.io.scan import Scan
+
+    if not path.is_file():
+        return None
+    scan = load_scan(path, modality="CT")
+    factors = [t / s for t, s in zip(shape, scan.shape)]
+    affine = scan.affine.copy()
+    affine[:3, :3] = scan.affine[:3, :3] / np.array(factors)[None, :]
+    affine[:3, 3] = scan.affine[:3, 3] + scan.affine[:3, :3] @ (0.5 / np.array(factors) - 0.5)
+    array = zoom(scan.array, factors, order=1).astype(np.float32)
+    return Scan(array=array, affine=affine, modality="CT", source="benchmark (real CT resampled)")
+
+
 def time_case(scan, *, model, device, tmp: Path) -> dict:
     import torch
 
@@ -46,7 +72,7 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
     from spinelesion.io.save import save_image
     from spinelesion.transforms import preprocess
 
-    path = save_image(scan, path=tmp / "scan.nii.gz")
+    path = save_image(scan, path=tmp / "scan.nii.gz", dtype=np.int16 if scan.modality == "CT" else np.float32)
     predictor = Predictor(model=model, device=device)
     net, meta = predictor.network(predictor.checkpoint_for("CT"))
     # warm-up on a small input (kernel selection, lazy init)
@@ -73,20 +99,25 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", default=None)
     parser.add_argument("--big", action="store_true", help="also 512x512x600 CT peak memory (child process)")
-    parser.add_argument("--child-big", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--real-ct", default=str(REAL_CT), help="the real CT to resample (default: %(default)s)")
+    parser.add_argument("--child-big", choices=("phantom", "real"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     from spinelesion.inference.predictor import resolve_device
 
     device = resolve_device(args.device)
-    sizes = [((128, 128, 160), (1.0, 1.0, 1.5)), ((256, 256, 200), (0.8, 0.8, 1.5))]
+    cases = [("phantom", (128, 128, 160), (1.0, 1.0, 1.5)), ("phantom", (256, 256, 200), (0.8, 0.8, 1.5))]
     if args.child_big:
-        sizes = [((512, 512, 600), (0.7, 0.7, 0.8))]
+        cases = [(args.child_big, (512, 512, 600), (0.7, 0.7, 0.8))]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for shape, spacing in sizes:
-            scan = synthetic_ct(shape, spacing)
+        for kind, shape, spacing in cases:
+            scan = synthetic_ct(shape, spacing) if kind == "phantom" else real_ct(shape, Path(args.real_ct))
+            if scan is None:
+                print(f"{kind} {shape}: input not found, skipped")
+                continue
             r = time_case(scan, model=args.model, device=device, tmp=Path(tmp))
+            r["input"] = kind
             if device.startswith("cuda"):
                 import torch
 
@@ -94,13 +125,16 @@ def main() -> None:
             r["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             results.append(r)
             s = r["seconds"]
-            print(f"{device} {'x'.join(map(str, shape))}: total {s['total']:.2f}s = "
+            print(f"{device} {kind} {'x'.join(map(str, shape))}: total {s['total']:.2f}s = "
                   + ", ".join(f"{k} {v:.2f}" for k, v in s.items() if k != "total")
                   + f" | network alone {r['network_only_s']:.2f}s | ratio {r['end_to_end_over_network']:.2f}"
                   + f" | peak RSS {r['peak_rss_gib']:.2f} GiB", flush=True)
     if args.big and not args.child_big:
-        cmd = [sys.executable, __file__, "--child-big", "--device", device] + (["--model", args.model] if args.model else [])
-        subprocess.run(cmd, check=False)
+        for kind in ("phantom", "real"):
+            child_json = [] if not args.json else ["--json", f"{args.json}.{kind}.json"]
+            cmd = [sys.executable, __file__, "--child-big", kind, "--device", device, "--real-ct", args.real_ct] + child_json + (
+                ["--model", args.model] if args.model else [])
+            subprocess.run(cmd, check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

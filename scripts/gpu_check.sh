@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks, run once on a lent GPU machine; record what it prints in docs/benchmarks.md with the card.
 #
-#   bash scripts/gpu_check.sh            # GPU tests, bench_infer end to end (+ 512x512x600 CT), bench_network
+#   bash scripts/gpu_check.sh            # GPU tests, bench_infer end to end (+ 512x512x600 CTs), bench_batch, bench_network
 #   TRAIN=1 bash scripts/gpu_check.sh    # also retrain both default models (needs runs/gpu_data, see below)
 #
 # The GPU machine has torch, numpy, scipy and matplotlib but not monai, nibabel or cc3d: carry
@@ -9,7 +9,8 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d wheels monai nibabel connected-components-3d pyyaml tqdm safetensors
-# Call (device tool): carry ["wheels"], command "bash scripts/gpu_check.sh", timeout ~420 s.
+# and copy the real example CT: cp ../shared/data/real/totalseg_ct/example_ct.nii.gz runs/
+# Call (device tool): carry ["wheels", "runs/example_ct.nii.gz"], command "bash scripts/gpu_check.sh", timeout ~420 s.
 # Writes under $OUT: gpu.txt (device, GPU tests, timings) and bench_infer.json.
 # TRAIN=1 also carries runs/gpu_data/{ct,t1,t2} (phantom datasets resampled to RAS 2 mm by
 # `spinelesion synth` + a resampling copy) and writes train_{ct,mr}.log, {ct,mr}/best.safetensors.
@@ -20,7 +21,9 @@ python3 -m pip install --no-index --no-deps -q --target /tmp/pylib wheels/*.whl 
 { nvidia-smi -L; python3 -c "import torch, monai, scipy; print('torch', torch.__version__, 'monai', monai.__version__, 'scipy', scipy.__version__, torch.cuda.get_device_name(0))"; } > "$OUT/gpu.txt" 2>&1
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py >> "$OUT/gpu.txt" 2>&1
 echo "== bench_infer (cuda, end to end per stage; --big: 512x512x600 CT in a child process)" >> "$OUT/gpu.txt"
-python3 benchmarks/bench_infer.py --device cuda --big --json "$OUT/bench_infer.json" >> "$OUT/gpu.txt" 2>&1
+python3 benchmarks/bench_infer.py --device cuda --big --real-ct runs/example_ct.nii.gz --json "$OUT/bench_infer.json" >> "$OUT/gpu.txt" 2>&1
+echo "== bench_batch (cuda, batch wall per scan by finishing workers)" >> "$OUT/gpu.txt"
+python3 benchmarks/bench_batch.py --device cuda --copies 4 --workers 0 1 4 --real-ct runs/example_ct.nii.gz >> "$OUT/gpu.txt" 2>&1
 echo "== bench_network (shipped CT model)" >> "$OUT/gpu.txt"
 python3 benchmarks/bench_network.py --device cuda --checkpoint spinelesion/models/phantom_ct.safetensors >> "$OUT/gpu.txt" 2>&1
 if [ "${TRAIN:-0}" = 1 ]; then

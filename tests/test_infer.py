@@ -147,6 +147,34 @@ def test_batch_runs_good_scans_and_records_bad_ones(tmp_path, tiny_model):
     assert again.n_skipped == 3 and again.n_failed == 4
 
 
+def test_finishing_workers_do_not_change_outputs(tmp_path, tiny_model):
+    """Cases finished in worker threads while the network runs on the next one (finish_workers
+    1 and 3) give the same files as one case at a time (0); a bad scan among them is still recorded."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(4):
+        _nifti(inputs / f"s{i}.nii.gz", ct_volume((22, 20, 10), seed=i), np.diag([1.0, 1.1, 2.0, 1.0]))
+    (inputs / "s2_bad.nii.gz").write_bytes(b"garbage")
+    outputs = {}
+    for workers in (0, 1, 3):
+        out = tmp_path / f"out{workers}"
+        result = run_batch(input_path=inputs, out_dir=out, model=tiny_model, device="cpu", progress=False,
+                           finish_workers=workers)
+        assert result.n_ok == 4 and result.n_failed == 1
+        outputs[workers] = {
+            case: (np.asarray(nib.load(str(out / case / "labels.nii.gz")).dataobj),
+                   json.loads((out / case / "measurements.json").read_text()),
+                   sorted(p.name for p in (out / case).glob("*.png")))
+            for case in (f"s{i}" for i in range(4))}
+        assert json.loads((out / "s2_bad" / "status.json").read_text())["status"] == "failed"
+        assert not list(out.rglob("*.tmp*"))
+    for workers in (1, 3):
+        for case, (labels, record, pngs) in outputs[workers].items():
+            ref_labels, ref_record, ref_pngs = outputs[0][case]
+            np.testing.assert_array_equal(labels, ref_labels)
+            assert record == ref_record and pngs == ref_pngs and pngs
+
+
 def test_cli_infer_exit_codes(tmp_path, tiny_model):
     inputs = tmp_path / "in"
     inputs.mkdir()

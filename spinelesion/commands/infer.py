@@ -16,14 +16,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
     parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--finish-workers", type=int, default=1, metavar="N",
+                        help="threads measuring and writing finished cases while the network runs on the "
+                             "next (default 1; 0: one case at a time; more helps on a GPU with many CPU cores)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from spinelesion.errors import ConfigError
     from spinelesion.inference.batch import run_batch
 
+    if args.finish_workers < 0:
+        raise ConfigError(f"--finish-workers must be 0 or more, got {args.finish_workers}")
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
                        tta=args.tta, save_probabilities=args.save_probabilities,
-                       overlays=not args.no_overlays, progress=not args.quiet)
+                       overlays=not args.no_overlays, progress=not args.quiet,
+                       finish_workers=args.finish_workers)
     if result.report is not None:
         print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_skipped} already done; "
               f"report: {result.report}")

@@ -5,6 +5,12 @@ overlay PNGs, optional probabilities, and status.json written last (the "finishe
 Per run: summary.csv, report.html, run.json. A failed case is recorded and the batch goes on;
 rerunning skips finished cases. Under ``torchrun`` cases are sharded across ranks and rank 0
 writes the run outputs once every rank is done.
+
+Pipeline: the next scan is read in a background thread while the current one is processed, and
+with ``finish_workers`` >= 1 the finishing stages (measure, write, overlays) of a case run in
+worker threads while the network works on the next case. At most ``finish_workers`` cases wait
+to be finished, which bounds memory. NumPy, SciPy, cc3d, zlib and torch release the GIL for
+their large operations, so the stages overlap; overlays (matplotlib) are drawn one at a time.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +54,12 @@ def _dist_info() -> tuple[int, int]:
 
 def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
               device: str = "auto", tta: bool = False, save_probabilities: bool = False,
-              overlays: bool = True, progress: bool = True) -> BatchResult:
-    """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc."""
+              overlays: bool = True, progress: bool = True, finish_workers: int = 1) -> BatchResult:
+    """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc.
+
+    ``finish_workers``: threads finishing cases (measure, write, overlays) while the network
+    runs on the next one; 0 finishes each case before the next starts.
+    """
     from tqdm import tqdm
 
     from spinelesion.inference.predictor import Predictor
@@ -63,18 +75,32 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
                           keep_probabilities=save_probabilities)
     todo = [c for c in mine if not _finished(out_dir / c.case_id)]
     n_skipped = len(mine) - len(todo)
-    bar = tqdm(todo, desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
+    bar = tqdm(total=len(todo), desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
                disable=not progress or None, dynamic_ncols=True)
+    kwargs = dict(overlays=overlays, save_probabilities=save_probabilities)
     # the next scan is read in a background thread while this one is processed (I/O and zlib
     # release the GIL), so reading overlaps the network and the measurements
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, \
+            ThreadPoolExecutor(max_workers=max(finish_workers, 1), thread_name_prefix="finish") as finishers:
         upcoming = pool.submit(_timed_load, todo[0]) if todo else None
-        for i, case in enumerate(bar):
+        waiting: deque[Future] = deque()
+        for i, case in enumerate(todo):
             bar.set_postfix_str(case.case_id[-40:])
             loading, upcoming = upcoming, (pool.submit(_timed_load, todo[i + 1]) if i + 1 < len(todo) else None)
-            status = process_case(case, case_dir=out_dir / case.case_id, predictor=predictor, overlays=overlays,
-                                  save_probabilities=save_probabilities, loading=loading)
-            write_text_atomic(out_dir / case.case_id / STATUS_FILE, json.dumps(status, indent=2))
+            case_dir = out_dir / case.case_id
+            started_case = predict_case(case, predictor=predictor, loading=loading)
+            if finish_workers <= 0:
+                finish_case(started_case, case_dir=case_dir, **kwargs)
+                bar.update(1)
+                continue
+            waiting.append(finishers.submit(finish_case, started_case, case_dir=case_dir, **kwargs))
+            while len(waiting) > finish_workers:  # bounded: the oldest is done before the next starts
+                waiting.popleft().result()
+                bar.update(1)
+        while waiting:
+            waiting.popleft().result()
+            bar.update(1)
+    bar.close()
     if world > 1:
         import torch.distributed as dist
 
@@ -104,55 +130,107 @@ def _timed_load(case: CaseInput):
     return scan, time.perf_counter() - t
 
 
-def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
-                 save_probabilities: bool, loading: Future | None = None) -> dict:
-    """Run one case end to end; never raises for a bad scan (the error goes into the status).
+@dataclass(kw_only=True)
+class StartedCase:
+    """A case between the network and its finishing stages: the scan and its prediction, or the
+    error that stopped it; ``status`` is the record that becomes status.json."""
 
-    ``loading`` is a future of :func:`_timed_load` started earlier (prefetch); without it the
-    scan is read here. ``seconds["load"]`` is the reading time, wherever it happened.
-    """
+    case: CaseInput
+    status: dict
+    t_start: float
+    scan: object = None
+    prediction: object = None
+
+
+def predict_case(case: CaseInput, *, predictor, loading: Future | None = None) -> StartedCase:
+    """Read a case (or take the prefetched ``loading`` future of :func:`_timed_load`) and run the
+    network; never raises for a bad scan (the error goes into the status)."""
+    seconds: dict[str, float] = {}
+    started = StartedCase(case=case, t_start=time.perf_counter(),
+                          status={"case": case.case_id, "input": case.label, "status": "failed", "error": None,
+                                  "seconds": seconds, "outputs": []})
+    with _recorded_errors(started.status):
+        started.scan, seconds["load"] = (loading or _completed(_timed_load, case)).result()
+        started.prediction = predictor.predict(started.scan)
+        seconds.update(started.prediction.seconds)
+    return started
+
+
+def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_probabilities: bool) -> dict:
+    """Measure, write the outputs and overlays of a predicted case, then its status.json (the
+    "finished" marker, written last); never raises for a bad scan. Returns the status."""
     from spinelesion.io.save import save_labels
     from spinelesion.measure import measure_labels
 
-    seconds: dict[str, float] = {}
-    status = {"case": case.case_id, "input": case.label, "status": "failed", "error": None,
-              "seconds": seconds, "outputs": []}
-    t_start = time.perf_counter()
-    try:
-        scan, seconds["load"] = (loading or _completed(_timed_load, case)).result()
-        prediction = predictor.predict(scan)
-        seconds.update(prediction.seconds)
-        t = time.perf_counter()
-        record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
-                                modality=scan.modality)
-        record.setdefault("provenance", {})["model"] = prediction.model
-        seconds["measure"] = time.perf_counter() - t
-        t = time.perf_counter()
-        outputs = [save_labels(prediction.labels, like=scan, path=case_dir / "labels.nii.gz")]
-        if scan.dicom is not None:
-            from spinelesion.io.seg import save_dicom_seg
-
-            outputs.append(save_dicom_seg(prediction.labels, like=scan, path=case_dir / "labels.seg.dcm"))
-        if save_probabilities and prediction.probabilities is not None:
-            outputs.append(_save_probabilities(prediction.probabilities, scan=scan, path=case_dir / "probabilities.nii.gz"))
-        write_text_atomic(case_dir / "measurements.json", json.dumps(record, indent=2))
-        outputs.append(case_dir / "measurements.json")
-        seconds["write"] = time.perf_counter() - t
-        if overlays:
-            from spinelesion.report import write_overlays
-
+    status, seconds = started.status, started.status["seconds"]
+    scan, prediction = started.scan, started.prediction
+    if prediction is not None:
+        with _recorded_errors(status):
             t = time.perf_counter()
-            outputs.extend(write_overlays(scan=scan, labels=prediction.labels, record=record, out_dir=case_dir))
-            seconds["report"] = time.perf_counter() - t
-        status.update(status="ok", outputs=[str(Path(p).relative_to(case_dir)) for p in outputs],
-                      modality=scan.modality)
-    except SpinelesionError as err:
-        status["error"] = _one_line(str(err))
-    except Exception as err:  # a bug or an unforeseen file problem: record it, keep the batch going
-        status["error"] = _one_line(f"{type(err).__name__}: {err}")
-        status["traceback"] = traceback.format_exc(limit=8)
-    seconds["total"] = time.perf_counter() - t_start
+            record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
+                                    modality=scan.modality)
+            record.setdefault("provenance", {})["model"] = prediction.model
+            seconds["measure"] = time.perf_counter() - t
+            t = time.perf_counter()
+            outputs = [save_labels(prediction.labels, like=scan, path=case_dir / "labels.nii.gz")]
+            if scan.dicom is not None:
+                from spinelesion.io.seg import save_dicom_seg
+
+                outputs.append(save_dicom_seg(prediction.labels, like=scan, path=case_dir / "labels.seg.dcm"))
+            if save_probabilities and prediction.probabilities is not None:
+                outputs.append(_save_probabilities(prediction.probabilities, scan=scan,
+                                                   path=case_dir / "probabilities.nii.gz"))
+            write_text_atomic(case_dir / "measurements.json", json.dumps(record, indent=2))
+            outputs.append(case_dir / "measurements.json")
+            seconds["write"] = time.perf_counter() - t
+            if overlays:
+                from spinelesion.report import write_overlays
+
+                with _OVERLAY_LOCK:  # matplotlib: one figure at a time
+                    t = time.perf_counter()
+                    outputs.extend(write_overlays(scan=scan, labels=prediction.labels, record=record,
+                                                  out_dir=case_dir))
+                    seconds["report"] = time.perf_counter() - t
+            status.update(status="ok", outputs=[str(Path(p).relative_to(case_dir)) for p in outputs],
+                          modality=scan.modality)
+    started.scan = started.prediction = None  # free the arrays before the next case
+    seconds["total"] = time.perf_counter() - started.t_start
+    write_text_atomic(case_dir / STATUS_FILE, json.dumps(status, indent=2))
     return status
+
+
+def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
+                 save_probabilities: bool, loading: Future | None = None) -> dict:
+    """Run one case end to end (:func:`predict_case` then :func:`finish_case`); never raises for
+    a bad scan. ``seconds["load"]`` is the reading time, wherever it happened."""
+    started = predict_case(case, predictor=predictor, loading=loading)
+    return finish_case(started, case_dir=case_dir, overlays=overlays, save_probabilities=save_probabilities)
+
+
+_OVERLAY_LOCK = threading.Lock()
+
+
+class _recorded_errors:
+    """Context manager: a SpinelesionError (one line) or any other exception (one line plus a
+    short traceback) goes into ``status`` instead of propagating: the batch goes on."""
+
+    def __init__(self, status: dict):
+        self.status = status
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if err is None:
+            return False
+        if isinstance(err, SpinelesionError):
+            self.status["error"] = _one_line(str(err))
+        elif isinstance(err, Exception):  # a bug or an unforeseen file problem: record it
+            self.status["error"] = _one_line(f"{type(err).__name__}: {err}")
+            self.status["traceback"] = "".join(traceback.format_exception(kind, err, tb, limit=8))
+        else:
+            return False  # KeyboardInterrupt, SystemExit
+        return True
 
 
 def _completed(function, *args) -> Future:
