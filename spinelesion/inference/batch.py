@@ -54,7 +54,7 @@ def _dist_info() -> tuple[int, int]:
 
 def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
               device: str = "auto", tta: bool = False, save_probabilities: bool = False,
-              overlays: bool = True, progress: bool = True, finish_workers: int = 1) -> BatchResult:
+              overlays: bool = True, progress: bool = True, finish_workers: int = 0) -> BatchResult:
     """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc.
 
     ``finish_workers``: threads finishing cases (measure, write, overlays) while the network
