@@ -358,21 +358,31 @@ def _body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
     posterior edge is used, not the sac's centre: an anterior epidural mass replaces the front of
     the sac and pushes it back, but leaves its back on the laminae. Without intact vertebrae the
     wall is the body's own most posterior voxels.
+    In every case the wall lies no further forward than the body's own bone in front of the canal
+    (1st percentile of its labelled voxels within the canal's width, within 3 mm of the canal
+    centre's level): a lytic lesion that destroys part of the posterior wall widens the
+    ring's hole forward, and would otherwise leave the lesion's back in the canal.
     """
     backs = {id(v): _sac_back_rel(v) for v in vertebrae}
     offsets = [v.canal_front_rel_mm - backs[id(v)] for v in vertebrae
                if v.canal_source == "ring" and backs[id(v)] is not None]
     for v in vertebrae:
+        if v.canal_source not in ("ring", "labels"):
+            continue
+        bone_back = None
+        if v.body_idx.size >= 20:
+            rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
+            # the wall in front of the canal, at the canal centre's level (the wall leans with the column)
+            facing = (np.abs(rel @ v.right) < v.canal_half_width_mm) & (np.abs(rel @ v.superior) <= 3.0)
+            if facing.sum() >= 20:
+                bone_back = float(np.percentile(rel[facing] @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
         if v.canal_source == "ring":
-            v.body_back_rel_mm = v.canal_front_rel_mm
-        elif v.canal_source == "labels":
-            if offsets and backs[id(v)] is not None:
-                v.body_back_rel_mm = backs[id(v)] + float(np.median(offsets))
-            elif v.body_idx.size >= 20:
-                rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
-                v.body_back_rel_mm = float(np.percentile(rel @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
-            else:
-                v.body_back_rel_mm = v.canal_front_rel_mm
+            wall = v.canal_front_rel_mm
+        elif offsets and backs[id(v)] is not None:
+            wall = backs[id(v)] + float(np.median(offsets))
+        else:
+            wall = bone_back if bone_back is not None else v.canal_front_rel_mm
+        v.body_back_rel_mm = wall if bone_back is None else min(wall, bone_back)
 
 
 def _sac_back_rel(v: Vertebra, half_band_mm: float = 6.0) -> float | None:
