@@ -175,6 +175,31 @@ def test_finishing_workers_do_not_change_outputs(tmp_path, tiny_model):
             assert record == ref_record and pngs == ref_pngs and pngs
 
 
+def test_label_maps_among_scans_fail_with_a_clear_reason(tmp_path, tiny_model):
+    """A segmentation beside the scans (here a cord mask and a multi-class map, as in
+    ../shared/data/real) is not segmented as if it were an MR: it fails with a one-line reason."""
+    from spinelesion.inference.checks import require_image
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    _nifti(inputs / "scan.nii.gz", ct_volume((22, 20, 10)), affine)
+    mask = np.zeros((22, 20, 10), np.uint8)
+    mask[8:12, 8:12, :] = 1
+    _nifti(inputs / "scan_seg.nii.gz", mask, affine)
+    _nifti(inputs / "scan_totalseg.nii.gz", (np.arange(22 * 20 * 10).reshape(22, 20, 10) % 40).astype(np.float32), affine)
+    result = run_batch(input_path=inputs, out_dir=tmp_path / "out", model=tiny_model, device="cpu", progress=False,
+                       overlays=False)
+    assert result.n_ok == 1 and result.n_failed == 2
+    for case in ("scan_seg", "scan_totalseg"):
+        status = json.loads((tmp_path / "out" / case / "status.json").read_text())
+        assert status["status"] == "failed" and "looks like a segmentation" in status["error"], status
+    # images with few grey levels are still images: negative values, fractions, or many values
+    for array in (np.round(ct_volume((16, 16, 8))), np.linspace(0, 1, 16 * 16 * 8).reshape(16, 16, 8),
+                  np.full((16, 16, 8), -1000.0)):
+        require_image(Scan(array=array.astype(np.float32), affine=np.eye(4), modality=None, source="t"))
+
+
 def test_cli_infer_exit_codes(tmp_path, tiny_model):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -122,11 +122,13 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
 
 
 def _timed_load(case: CaseInput):
-    """(scan, seconds) for a case; raises what load_scan raises."""
+    """(scan, seconds) for a case; raises what load_scan raises, and ScanLoadError for a label map."""
+    from spinelesion.inference.checks import require_image
     from spinelesion.io.load import load_scan
 
     t = time.perf_counter()
     scan = load_scan(case.path, series_uid=case.series_uid)
+    require_image(scan)
     return scan, time.perf_counter() - t
 
 

@@ -1,0 +1,38 @@
+"""Checks an input must pass before it is segmented."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinelesion.errors import ScanLoadError
+from spinelesion.io.scan import Scan
+
+#: A volume of non-negative integers with at most this many distinct values is a label map.
+MAX_LABEL_VALUES = 64
+
+
+def require_image(scan: Scan) -> None:
+    """Raise ScanLoadError when ``scan`` looks like a segmentation rather than an image.
+
+    A label map (a mask, a TotalSegmentator or nnU-Net output) found beside the scans would
+    otherwise be segmented as if it were an MR and measured: a silent wrong answer. A label map
+    holds a few non-negative integers; CT holds thousands of HU values, MR hundreds of grey
+    levels at least. A subsample decides for large volumes; only a volume that looks like a label
+    map there is checked in full.
+    """
+    array = scan.array
+    step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
+    if _label_values(array[::step, ::step, ::step]) is None:
+        return
+    values = _label_values(array)
+    if values is not None:
+        raise ScanLoadError(f"{scan.source}: looks like a segmentation, not a scan ({len(values)} distinct "
+                            f"integer values, {values.min():g}..{values.max():g}); give the images only")
+
+
+def _label_values(array: np.ndarray) -> np.ndarray | None:
+    """The distinct values of ``array`` when they are at most MAX_LABEL_VALUES non-negative integers."""
+    values = np.unique(array)
+    if len(values) > MAX_LABEL_VALUES or values[0] < 0 or not np.all(values == np.round(values)):
+        return None
+    return values
