@@ -110,7 +110,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     if rank == 0:
         report = write_run_outputs(out_dir=out_dir, input_path=input_path, cases=cases, statuses=statuses,
                                    predictor=predictor, seconds_total=time.time() - started,
-                                   world_size=world)
+                                   world_size=world, finish_workers=finish_workers)
     if world > 1:
         import torch.distributed as dist
 
@@ -277,7 +277,7 @@ def _read_status(case_dir: Path) -> dict | None:
 
 
 def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
-                      predictor, seconds_total: float, world_size: int) -> Path:
+                      predictor, seconds_total: float, world_size: int, finish_workers: int = 0) -> Path:
     """summary.csv, report.html, run.json and the colour tables for the whole run."""
     import monai
     import numpy as np
@@ -310,7 +310,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         "input": str(input_path.name),
         "models": {m: p.name for m, p in predictor.paths.items()},
         "model_meta": {p.name: _model_summary(predictor, p) for p in predictor.paths.values()},
-        "device": predictor.device, "tta": predictor.tta, "world_size": world_size,
+        "device": predictor.device, "tta": predictor.tta, "world_size": world_size, "finish_workers": finish_workers,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "monai": monai.__version__, "numpy": np.__version__},
         "n_cases": len(cases),
