@@ -15,6 +15,7 @@ their large operations, so the stages overlap; overlays (matplotlib) are drawn o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -212,27 +213,17 @@ def process_case(case: CaseInput, *, case_dir: Path, predictor, overlays: bool,
 _OVERLAY_LOCK = threading.Lock()
 
 
-class _recorded_errors:
-    """Context manager: a SpinelesionError (one line) or any other exception (one line plus a
-    short traceback) goes into ``status`` instead of propagating: the batch goes on."""
-
-    def __init__(self, status: dict):
-        self.status = status
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb) -> bool:
-        if err is None:
-            return False
-        if isinstance(err, SpinelesionError):
-            self.status["error"] = _one_line(str(err))
-        elif isinstance(err, Exception):  # a bug or an unforeseen file problem: record it
-            self.status["error"] = _one_line(f"{type(err).__name__}: {err}")
-            self.status["traceback"] = "".join(traceback.format_exception(kind, err, tb, limit=8))
-        else:
-            return False  # KeyboardInterrupt, SystemExit
-        return True
+@contextlib.contextmanager
+def _recorded_errors(status: dict):
+    """A SpinelesionError (one line) or any other exception (one line plus a short traceback)
+    raised inside goes into ``status`` instead of propagating: the batch goes on."""
+    try:
+        yield
+    except SpinelesionError as err:
+        status["error"] = _one_line(str(err))
+    except Exception as err:  # a bug or an unforeseen file problem: record it
+        status["error"] = _one_line(f"{type(err).__name__}: {err}")
+        status["traceback"] = traceback.format_exc(limit=8)
 
 
 def _completed(function, *args) -> Future:
