@@ -186,3 +186,29 @@ def test_find_lesions_equals_reference(seed):
     assert len(got) >= 3 and any(r["epidural"] for r in got)
     assert got == expected
     assert np.array_equal(got_mask, expected_mask)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_keep_spine_structure_equals_full_distance_transform(seed):
+    """The box-limited distance transform keeps and drops the same islands as one over the whole grid."""
+    from spinelesion.inference.postprocess import keep_spine_structure
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((40, 36, 50), np.int64)
+    labels[16:22, 14:20, 5:45] = 1                      # the column
+    for _ in range(25):                                  # islands near and far
+        x, y, z = rng.integers(0, (38, 34, 48))
+        labels[x:x + 2, y:y + 2, z:z + 2] = rng.integers(1, 7)
+    probabilities = torch.nn.functional.one_hot(torch.as_tensor(labels), 7).permute(3, 0, 1, 2).float()
+    spacing = (2.0, 1.5, 2.5)
+    got = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=10.0).argmax(dim=0).numpy()
+
+    foreground = labels > 0
+    components = cc3d.connected_components(foreground.astype(np.uint8), connectivity=26)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    distance = ndimage.distance_transform_edt(components != sizes.argmax(), sampling=spacing)
+    keep = np.isin(components, np.unique(components[(distance <= 10.0) & foreground]))
+    expected = np.where(foreground & ~keep, 0, labels)
+    assert np.array_equal(got, expected)
+    assert (expected != labels).any() and (expected > 0).sum() > (labels[16:22, 14:20, 5:45] > 0).sum()

@@ -36,8 +36,17 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
     largest = components == int(sizes.argmax())
-    distance_mm = distance_transform_edt(~largest, sampling=[float(s) for s in spacing_mm])
-    keep_ids = np.unique(components[(distance_mm <= margin_mm) & foreground])
+    # distances only inside the largest component's box grown by the margin: a voxel outside it
+    # lies farther than the margin along one axis already (same result, a fraction of the work)
+    spacing = np.array([float(s) for s in spacing_mm])
+    grow = np.ceil(margin_mm / spacing).astype(int) + 1
+    nonzero = np.argwhere(largest)
+    lo = np.maximum(nonzero.min(axis=0) - grow, 0)
+    hi = np.minimum(nonzero.max(axis=0) + grow + 1, largest.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    near = np.zeros(largest.shape, bool)
+    near[box] = distance_transform_edt(~largest[box], sampling=spacing) <= margin_mm
+    keep_ids = np.unique(components[near & foreground])
     remove = foreground & ~np.isin(components, keep_ids)
     if not remove.any():
         return probabilities
