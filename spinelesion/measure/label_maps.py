@@ -110,7 +110,8 @@ def apply_label_map(labels: np.ndarray, spec: str | dict | Path | None) -> Mappe
     """Translate an (X, Y, Z) integer label map into our classes with a lookup table."""
     mapping = load_label_map(spec)
     if labels.size and (labels.min() < 0 or labels.max() > 65535):
-        raise LabelMapError(f"label map values must lie in 0..65535, got {labels.min()}..{labels.max()}")
+        raise LabelMapError(f"label map values must lie in 0..65535, got {labels.min()}..{labels.max()}: "
+                            "is this an image (were --image and --labels swapped)?")
     present = np.flatnonzero(_value_counts(labels)) if labels.size else []
     classes_lut = np.zeros(int(labels.max(initial=0)) + 1, np.uint8)
     level_lut = np.zeros_like(classes_lut)
