@@ -84,6 +84,16 @@ def test_destroyed_fraction(results):
             assert a["body_destruction_pct"] == pytest.approx(b["body_destruction_pct"], abs=5), (case, b["level"])
 
 
+def test_posterolateral_involvement(results):
+    """SINS posterolateral involvement (none / unilateral / bilateral) right on at least 98 % of the
+    vertebrae (reached: 66/67; seeds 200-209 63/63, 300-319 120/122). Reading the canal's width
+    from the dural sac where the bony ring is open used to call epidural tumour beside the sac
+    posterolateral (64/67 here; 237/252 over the three sets)."""
+    pairs = [(a["posterolateral"], b["posterolateral"]) for _, r, t in results
+             for a, b in zip(r["vertebrae"], t["vertebrae"])]
+    assert sum(x == y for x, y in pairs) >= 0.98 * len(pairs), pairs
+
+
 def _height_loss_errors(results):
     return np.abs([a["height_loss_pct"] - b["height_loss_pct"]
                    for _, r, t in results for a, b in zip(r["vertebrae"], t["vertebrae"])])

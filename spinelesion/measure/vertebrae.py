@@ -45,6 +45,7 @@ class Vertebra:
     canal_centre_mm: np.ndarray | None = None
     canal_source: str = "none"
     canal_half_width_mm: float = DEFAULT_CANAL_HALF_WIDTH_MM
+    bony_canal_half_width_mm: float | None = None  # the bony canal's, also where its ring is open
     canal_front_rel_mm: float | None = None
     body_back_rel_mm: float | None = None
     truncated: bool = False
@@ -133,6 +134,7 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     for v in vertebrae:
         _find_canal(v, affine)
     _check_rings(vertebrae, affine)
+    _bony_canal_widths(vertebrae)
     _split_merged(vertebrae, shape, affine)
     _body_back_walls(vertebrae, shape, affine)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
@@ -289,6 +291,25 @@ def _check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
             v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, 98)) + 0.5 * G.step_along_mm(v.anterior, affine)
         else:
             v.canal_front_rel_mm = typical
+
+
+def _bony_canal_widths(vertebrae: list[Vertebra]) -> None:
+    """Half-width of the bony canal of each vertebra (``bony_canal_half_width_mm``).
+
+    From a closed ring it is the canal's half-width. Where the canal comes from the cord/sac
+    labels (the ring is open) that half-width is the dural sac's, narrower than the bony canal,
+    so tumour beside the sac inside the canal would read as lateral to it (posterolateral
+    involvement): there it is at least the mean of the two nearest vertebrae with a closed ring
+    (the canal's width changes slowly along the column). The epidural test keeps the narrower
+    one: a lesion replacing a pedicle's inner wall is not taken for epidural tumour.
+    """
+    rings = [v for v in vertebrae if v.canal_source == "ring"]
+    for v in vertebrae:
+        v.bony_canal_half_width_mm = v.canal_half_width_mm
+        if v.canal_source == "labels" and rings:
+            nearest = sorted(rings, key=lambda r: abs(r.index - v.index))[:2]
+            v.bony_canal_half_width_mm = max(v.canal_half_width_mm,
+                                             float(np.mean([r.canal_half_width_mm for r in nearest])))
 
 
 def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray, label_centre=None):
