@@ -39,14 +39,21 @@ def lesion_in_body(v: Vertebra, lesion_pts: np.ndarray, body_pts: np.ndarray) ->
     return np.ones(len(lesion_pts), bool)
 
 
+#: Tolerance on the canal's lateral wall (mm): a lesion must lie this far beyond it to count as
+#: posterolateral (the wall is known to a voxel; the epidural test uses the same margin inwards).
+CANAL_WALL_TOLERANCE_MM = 1.0
+
+
 def in_canal(v: Vertebra, lesion_pts: np.ndarray) -> np.ndarray:
-    """(N,) bool: lesion points inside the vertebra's canal (behind the body, within the canal's
-    width and about as far behind the canal centre as its anterior wall is in front)."""
+    """(N,) bool: lesion points inside the vertebra's bony canal (behind the body, within the bony
+    canal's width plus ``CANAL_WALL_TOLERANCE_MM`` and about as far behind the canal centre as its
+    anterior wall is in front)."""
     if len(lesion_pts) == 0 or v.canal_centre_mm is None or v.body_back_rel_mm is None:
         return np.zeros(len(lesion_pts), bool)
     rel = lesion_pts - v.canal_centre_mm
     a = rel @ v.anterior
-    return (a <= v.body_back_rel_mm) & (a > -abs(v.body_back_rel_mm)) & (np.abs(rel @ v.right) < v.canal_half_width_mm)
+    half_width = (v.bony_canal_half_width_mm or v.canal_half_width_mm) + CANAL_WALL_TOLERANCE_MM
+    return (a <= v.body_back_rel_mm) & (a > -abs(v.body_back_rel_mm)) & (np.abs(rel @ v.right) <= half_width)
 
 
 #: Voxel step (mm) along the vertebra's axis above which heights come from extents, not endplate fits.
@@ -346,11 +353,6 @@ def lesion_type(lesion_hu: np.ndarray, marrow_hu: float | None, settings: Measur
         return "mixed"
     median = float(np.median(lesion_hu))
     return "blastic" if median > marrow_hu else "lytic"
-
-
-#: Tolerance on the canal's lateral wall (mm): a lesion must lie this far beyond it to count as
-#: posterolateral (the wall is known to a voxel; the epidural test uses the same margin inwards).
-CANAL_WALL_TOLERANCE_MM = 1.0
 
 
 def posterolateral(v: Vertebra, lesion_pts: np.ndarray, voxel_mm3: float, settings: MeasureSettings) -> str:

@@ -171,7 +171,10 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         v, h = r["v"], r["heights"]
         loss = B.height_loss_pct(h, exp)
         bony = r["inb"] | ~B.in_canal(v, r["les_pts"])  # intraosseous lesion voxels
-        lesion_hu = image[v.lesion_idx[bony]] if (marrow is not None and v.lesion_idx.size) else np.zeros(0)
+        # a type needs a smallest lesion's worth of bone lesion: a few voxels of a neighbour's
+        # epidural mass across the level's boundary are no lytic lesion of this vertebra
+        typed = marrow is not None and bony.sum() * voxel_mm3 >= settings.min_lesion_mm3
+        lesion_hu = image[v.lesion_idx[bony]] if typed else np.zeros(0)
         out.append({
             "index": v.index, "level": v.level,
             "centroid_mm": [round(float(x), 2) for x in r["centroid"]],
