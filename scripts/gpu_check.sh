@@ -10,22 +10,24 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d wheels monai nibabel connected-components-3d pyyaml tqdm safetensors
 # and copy the real example CT: cp ../shared/data/real/totalseg_ct/example_ct.nii.gz runs/
-# Call (device tool): carry ["wheels", "runs/example_ct.nii.gz"], command "bash scripts/gpu_check.sh", timeout ~420 s.
+# Call (device tool): carry ["wheels", "runs/example_ct.nii.gz"], command "bash scripts/gpu_check.sh", timeout ~480 s.
+# Dry run here (no GPU, about 6 min): OUT=/tmp/gpuout DEVICE=cpu bash scripts/gpu_check.sh (ran 2026-11-26).
 # Writes under $OUT: gpu.txt (device, GPU tests, timings) and bench_infer.json.
 # TRAIN=1 also carries runs/gpu_data/{ct,t1,t2} (phantom datasets resampled to RAS 2 mm by
 # `spinelesion synth` + a resampling copy) and writes train_{ct,mr}.log, {ct,mr}/best.safetensors.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu: a dry run of this script on a machine without a GPU
 export PYTHONPATH=$PWD:/tmp/pylib PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1
 python3 -m pip install --no-index --no-deps -q --target /tmp/pylib wheels/*.whl 2>&1 | grep -v -i warn | tail -2
 { nvidia-smi -L; python3 -c "import torch, monai, scipy; print('torch', torch.__version__, 'monai', monai.__version__, 'scipy', scipy.__version__, torch.cuda.get_device_name(0))"; } > "$OUT/gpu.txt" 2>&1
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py >> "$OUT/gpu.txt" 2>&1
-echo "== bench_infer (cuda, end to end per stage; --big: 512x512x600 CT in a child process)" >> "$OUT/gpu.txt"
-python3 benchmarks/bench_infer.py --device cuda --big --real-ct runs/example_ct.nii.gz --json "$OUT/bench_infer.json" >> "$OUT/gpu.txt" 2>&1
-echo "== bench_batch (cuda, batch wall per scan by finishing workers)" >> "$OUT/gpu.txt"
-python3 benchmarks/bench_batch.py --device cuda --copies 4 --workers 0 1 4 --real-ct runs/example_ct.nii.gz >> "$OUT/gpu.txt" 2>&1
+echo "== bench_infer ($DEVICE, end to end per stage; --big: 512x512x600 CT in a child process)" >> "$OUT/gpu.txt"
+python3 benchmarks/bench_infer.py --device $DEVICE --big --real-ct runs/example_ct.nii.gz --json "$OUT/bench_infer.json" >> "$OUT/gpu.txt" 2>&1
+echo "== bench_batch ($DEVICE, batch wall per scan by finishing workers)" >> "$OUT/gpu.txt"
+python3 benchmarks/bench_batch.py --device $DEVICE --copies 4 --workers 0 1 4 --real-ct runs/example_ct.nii.gz >> "$OUT/gpu.txt" 2>&1
 echo "== bench_network (shipped CT model)" >> "$OUT/gpu.txt"
-python3 benchmarks/bench_network.py --device cuda --checkpoint spinelesion/models/phantom_ct.safetensors >> "$OUT/gpu.txt" 2>&1
+python3 benchmarks/bench_network.py --device $DEVICE --checkpoint spinelesion/models/phantom_ct.safetensors >> "$OUT/gpu.txt" 2>&1
 if [ "${TRAIN:-0}" = 1 ]; then
   EPOCHS=${EPOCHS:-120}; STEPS=${STEPS:-20}; TRAIN_S=${TRAIN_S:-190}
   common=(--set train.epochs=$EPOCHS --set train.steps_per_epoch=$STEPS --set validation.interval=10 --set data.num_workers=6 --set train.tensorboard=false)
