@@ -47,10 +47,14 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def results():
+def made():
+    return [(case, phantoms.make_phantom(**case)) for case in CASES]
+
+
+@pytest.fixture(scope="module")
+def results(made):
     out = []
-    for case in CASES:
-        ph = phantoms.make_phantom(**case)
+    for case, ph in made:
         record = measure_labels(labels=ph.labels, affine=ph.scan.affine, image=ph.scan.array,
                                 modality=ph.scan.modality)
         out.append((case, record, ph.truth))
@@ -116,6 +120,23 @@ def test_lesion_type_on_ct(results):
     assert all(m == t for t, m in pairs if t in ("lytic", "blastic")), pairs
     without = [m for t, m in pairs if t is None]
     assert len(without) >= 30 and sum(m is not None for m in without) <= 2, pairs
+
+
+def test_merged_vertebra_map_destroyed_fraction(made):
+    """The same phantoms with body and posterior elements merged into one class (``--label-map
+    vertebra``, as VerSe or SPIDER label vertebrae): split geometrically, the destroyed fraction is
+    within 8 points everywhere and within 5 on at least 90 % (reached: 63/67, worst 5.9). With the
+    canal's front plane alone, pedicle roots beside a fully lytic body counted as its bone (57/67,
+    worst 17.2)."""
+    errors = []
+    for case, ph in made:
+        merged = np.where(np.isin(ph.labels, (1, 2)), 1, ph.labels).astype(np.uint8)
+        r = measure_labels(labels=merged, affine=ph.scan.affine, label_map="vertebra")
+        assert len(r["vertebrae"]) == len(ph.truth["vertebrae"]), case
+        errors += [abs(a["body_destruction_pct"] - b["body_destruction_pct"])
+                   for a, b in zip(r["vertebrae"], ph.truth["vertebrae"])]
+    errors = np.array(errors)
+    assert errors.max() <= 8 and np.mean(errors <= 5) >= 0.9, np.round(errors, 1)
 
 
 def _height_loss_errors(results):
