@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_infer import REAL_CT, real_ct, synthetic_ct  # noqa: E402
+from bench_infer import REAL_CT, network_seconds, real_ct, synthetic_ct  # noqa: E402
 
 
 def main() -> None:
@@ -36,12 +36,9 @@ def main() -> None:
     parser.add_argument("--real-ct", default=str(REAL_CT))
     args = parser.parse_args()
 
-    import torch
-
     from spinelesion.inference.batch import run_batch
     from spinelesion.inference.predictor import Predictor, resolve_device
     from spinelesion.io.save import save_image
-    from spinelesion.transforms import preprocess
 
     device = resolve_device(args.device)
     shape = tuple(args.shape)
@@ -53,16 +50,8 @@ def main() -> None:
         for k in range(1, args.copies):
             (inputs / f"ct{k}.nii.gz").write_bytes(first.read_bytes())
         predictor = Predictor(model=args.model, device=device)
-        net, meta = predictor.network(predictor.checkpoint_for("CT"))
-        image, _ = preprocess(scan, preprocessing=meta["preprocessing"])
-        predictor.sliding_window(net, image, patch_size=meta["patch_size"])  # warm-up
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        predictor.sliding_window(net, image, patch_size=meta["patch_size"])
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        network_s = time.perf_counter() - t
+        network_seconds(predictor, scan)  # warm-up
+        network_s = network_seconds(predictor, scan)
         print(f"{device} {scan.source} {'x'.join(map(str, shape))}, {args.copies} copies; "
               f"network alone {network_s:.2f} s per scan", flush=True)
         for workers in args.workers:

@@ -63,6 +63,25 @@ def real_ct(shape, path: Path = REAL_CT):
     return Scan(array=array, affine=affine, modality="CT", source="benchmark (real CT resampled)")
 
 
+def network_seconds(predictor, scan) -> float:
+    """Seconds of the bare sliding window over ``scan`` preprocessed for the predictor's CT model:
+    the reference the end-to-end times are compared with."""
+    import torch
+
+    from spinelesion.transforms import preprocess
+
+    net, meta = predictor.network(predictor.checkpoint_for("CT"))
+    image, _ = preprocess(scan, preprocessing=meta["preprocessing"])
+    cuda = predictor.device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    predictor.sliding_window(net, image, patch_size=meta["patch_size"])
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
 def time_case(scan, *, model, device, tmp: Path) -> dict:
     import torch
 
@@ -70,7 +89,6 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
     from spinelesion.inference.discover import CaseInput
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.save import save_image
-    from spinelesion.transforms import preprocess
 
     path = save_image(scan, path=tmp / "scan.nii.gz", dtype=np.int16 if scan.modality == "CT" else np.float32)
     predictor = Predictor(model=model, device=device)
@@ -81,14 +99,7 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
                           overlays=True, save_probabilities=False)
     if status["status"] != "ok":
         raise SystemExit(f"case failed: {status['error']}")
-    image, _ = preprocess(scan, preprocessing=meta["preprocessing"])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    predictor.sliding_window(net, image, patch_size=meta["patch_size"])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    network_only = time.perf_counter() - t
+    network_only = network_seconds(predictor, scan)
     seconds = status["seconds"]
     return {"shape": list(scan.shape), "seconds": seconds, "network_only_s": network_only,
             "end_to_end_over_network": seconds["total"] / network_only}

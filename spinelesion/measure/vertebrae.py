@@ -7,6 +7,7 @@ through its neighbours' body centroids, ``anterior`` from the canal centre towar
 (the canal from cord/thecal-sac labels, else from the hole the bony ring leaves in an axial
 projection, else RAS anterior), ``right`` completing it. Bone that merges body and posterior
 elements is split at the canal's anterior wall: the body lies in front of the canal (design.md §1).
+The canal itself is found by :mod:`spinelesion.measure.canal`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinelesion import labels as L
+from spinelesion.measure import canal
 from spinelesion.measure import geometry as G
 from spinelesion.measure.label_maps import MERGED_VERTEBRA
 from spinelesion.measure.settings import MeasureSettings
@@ -132,12 +134,13 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
         vertebrae.append(v)
     _set_frames(vertebrae, axis)
     for v in vertebrae:
-        _find_canal(v, affine)
-    _check_rings(vertebrae, affine)
-    _bony_canal_widths(vertebrae)
-    _split_merged(vertebrae, shape, affine, disc_pts=G.world_points(np.flatnonzero(classes == L.DISC), shape, affine)
-                  if bool((classes == MERGED_VERTEBRA).any()) else np.zeros((0, 3)))
-    _body_back_walls(vertebrae, shape, affine)
+        canal.find_canal(v, affine)
+    canal.check_rings(vertebrae, affine)
+    canal.bony_canal_widths(vertebrae)
+    if any(v._merged.size for v in vertebrae):  # type: ignore[attr-defined]
+        _split_merged(vertebrae, shape, affine,
+                      disc_pts=G.world_points(np.flatnonzero(classes == L.DISC), shape, affine))
+    canal.body_back_walls(vertebrae, shape, affine)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
         body_pts = G.world_points(v.body_idx, shape, affine)
         les_pts = G.world_points(v.lesion_idx, shape, affine)
@@ -245,114 +248,6 @@ def _set_frames(vertebrae: list[Vertebra], axis: np.ndarray) -> None:
         v.right = np.cross(v.anterior, sup)
 
 
-def _find_canal(v: Vertebra, affine: np.ndarray) -> None:
-    """Canal centre, half-width and anterior wall, then the anterior direction (body side).
-
-    The bony ring (hole in the bone's axial projection) is preferred: it does not move when an
-    epidural mass displaces the thecal sac. Cord/sac labels are the fallback.
-    """
-    canal, bone = v._canal_pts, v._bone_pts  # type: ignore[attr-defined]
-    v._label_centre = canal.mean(axis=0) if len(canal) >= 20 else None  # type: ignore[attr-defined]
-    centre, pixels = _canal_from_hole(bone, v.superior, affine, v._label_centre)  # type: ignore[attr-defined]
-    if centre is not None:
-        canal, v.canal_source = pixels, "ring"
-    elif len(canal) >= 20:
-        centre, v.canal_source = canal.mean(axis=0), "labels"
-    else:
-        v.canal_source = "none"
-        return
-    v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
-    v.right = np.cross(v.anterior, v.superior)
-    rel = canal - centre
-    v.canal_centre_mm = centre
-    q = 100 if v.canal_source == "ring" else 98  # the hole is a clean 2D image; labels may be noisy
-    v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), q)) + 0.5 * G.step_along_mm(v.right, affine)
-    v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, q)) + 0.5 * G.step_along_mm(v.anterior, affine)
-
-
-def _check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
-    """Reject a ring whose canal reaches far further forward than the others' (a lesion through
-    the body's posterior wall merges with the canal): use the cord/sac labels there instead, or
-    the typical anterior wall when there are none."""
-    fronts = [v.canal_front_rel_mm for v in vertebrae if v.canal_source == "ring"]
-    if len(fronts) < 2:
-        return
-    typical = float(np.median(fronts))
-    for v in vertebrae:
-        if v.canal_source != "ring" or v.canal_front_rel_mm <= typical + max(3.0, 0.25 * typical):
-            continue
-        canal = v._canal_pts  # type: ignore[attr-defined]
-        if len(canal) >= 20:
-            centre = canal.mean(axis=0)
-            v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
-            v.right = np.cross(v.anterior, v.superior)
-            rel = canal - centre
-            v.canal_centre_mm, v.canal_source = centre, "labels"
-            v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), 98)) + 0.5 * G.step_along_mm(v.right, affine)
-            v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, 98)) + 0.5 * G.step_along_mm(v.anterior, affine)
-        else:
-            v.canal_front_rel_mm = typical
-
-
-def _bony_canal_widths(vertebrae: list[Vertebra]) -> None:
-    """Half-width of the bony canal of each vertebra (``bony_canal_half_width_mm``).
-
-    From a closed ring it is the canal's half-width. Where the canal comes from the cord/sac
-    labels (the ring is open) that half-width is the dural sac's, narrower than the bony canal,
-    so tumour beside the sac inside the canal would read as lateral to it (posterolateral
-    involvement): there it is at least the mean of the two nearest vertebrae with a closed ring
-    (the canal's width changes slowly along the column). The epidural test keeps the narrower
-    one: a lesion replacing a pedicle's inner wall is not taken for epidural tumour.
-    """
-    rings = [v for v in vertebrae if v.canal_source == "ring"]
-    for v in vertebrae:
-        v.bony_canal_half_width_mm = v.canal_half_width_mm
-        if v.canal_source == "labels" and rings:
-            nearest = sorted(rings, key=lambda r: abs(r.index - v.index))[:2]
-            v.bony_canal_half_width_mm = max(v.canal_half_width_mm,
-                                             float(np.mean([r.canal_half_width_mm for r in nearest])))
-
-
-def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray, label_centre=None):
-    """The vertebral foramen as a hole in the bone's projection along ``superior``.
-
-    The hole that holds the cord/sac labels' centre (``label_centre``, world mm) when given,
-    else the largest (a lesion through the whole body height also leaves a hole).
-    Returns (centre (3,), (M, 3) hole pixel centres in world mm), or (None, None).
-    """
-    if len(bone) < 50:
-        return None, None
-    e1 = G.perpendicular(G.ANTERIOR, superior)
-    e2 = np.cross(superior, e1)
-    origin = bone.mean(axis=0)
-    uv = (bone - origin) @ np.stack([e1, e2], axis=1)
-    pixel = max(min(G.step_along_mm(e1, affine), G.step_along_mm(e2, affine)), 0.5)
-    ij = np.floor((uv - uv.min(axis=0)) / pixel).astype(int)
-    image = np.zeros(tuple(ij.max(axis=0) + 1), bool)
-    image[ij[:, 0], ij[:, 1]] = True
-    for closing in (0, 1):  # a ring with a pinhole gap is closed by one pixel of closing
-        img = ndimage.binary_closing(np.pad(image, 2), iterations=closing)[2:-2, 2:-2] if closing else image
-        holes, n = ndimage.label(ndimage.binary_fill_holes(img) & ~img)
-        if n:
-            sizes = np.bincount(holes.ravel())[1:]
-            k = int(np.argmax(sizes)) + 1
-            if label_centre is not None:
-                lij = np.floor(((label_centre - origin) @ np.stack([e1, e2], axis=1) - uv.min(axis=0)) / pixel).astype(int)
-                inside = all(0 <= lij[d] < holes.shape[d] for d in range(2))
-                k = int(holes[lij[0], lij[1]]) if inside else 0
-            if k and sizes[k - 1] * pixel * pixel >= 20.0:
-                break
-    else:
-        return None, None
-    if closing:  # give the pixel that closing took back to the hole
-        holes = ndimage.binary_dilation(holes == k) & ~image
-        k = True
-    hi, hj = np.nonzero(holes == k)
-    huv = np.stack([hi, hj], axis=1) * pixel + pixel / 2 + uv.min(axis=0)
-    hole_pts = origin + huv[:, :1] * e1 + huv[:, 1:] * e2
-    return hole_pts.mean(axis=0), hole_pts
-
-
 #: Cell size (mm) of the discs' axial outline, and how far (mm) merged bone may stand outside it.
 DISC_OUTLINE_CELL_MM = 1.0
 DISC_OUTLINE_MARGIN_MM = 1.0
@@ -414,55 +309,6 @@ def _disc_outline(v: Vertebra, pts: np.ndarray, disc_pts: np.ndarray) -> np.ndar
     grid = ndimage.binary_fill_holes(grid)
     grid = ndimage.binary_dilation(grid, iterations=max(1, int(round(DISC_OUTLINE_MARGIN_MM / cell))))
     return grid[((ba - lo_a) / cell).astype(int), ((br - lo_r) / cell).astype(int)]
-
-
-def _body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
-    """Posterior wall of each body (anterior offset from the canal centre).
-
-    From the bony ring it is the canal's anterior wall. Where the ring is open (the body's wall
-    destroyed) and the canal comes from cord/sac labels, the wall is placed in front of the dural
-    sac's posterior edge by the distance the intact vertebrae (median) have between the two. The
-    posterior edge is used, not the sac's centre: an anterior epidural mass replaces the front of
-    the sac and pushes it back, but leaves its back on the laminae. Without intact vertebrae the
-    wall is the body's own most posterior voxels.
-    In every case the wall lies no further forward than the body's own bone in front of the canal
-    (1st percentile of its labelled voxels within the canal's width, within 3 mm of the canal
-    centre's level): a lytic lesion that destroys part of the posterior wall widens the
-    ring's hole forward, and would otherwise leave the lesion's back in the canal.
-    """
-    backs = {id(v): _sac_back_rel(v) for v in vertebrae}
-    offsets = [v.canal_front_rel_mm - backs[id(v)] for v in vertebrae
-               if v.canal_source == "ring" and backs[id(v)] is not None]
-    for v in vertebrae:
-        if v.canal_source not in ("ring", "labels"):
-            continue
-        bone_back = None
-        if v.body_idx.size >= 20:
-            rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
-            # the wall in front of the canal, at the canal centre's level (the wall leans with the column)
-            facing = (np.abs(rel @ v.right) < v.canal_half_width_mm) & (np.abs(rel @ v.superior) <= 3.0)
-            if facing.sum() >= 20:
-                bone_back = float(np.percentile(rel[facing] @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
-        if v.canal_source == "ring":
-            wall = v.canal_front_rel_mm
-        elif offsets and backs[id(v)] is not None:
-            wall = backs[id(v)] + float(np.median(offsets))
-        else:
-            wall = bone_back if bone_back is not None else v.canal_front_rel_mm
-        v.body_back_rel_mm = wall if bone_back is None else min(wall, bone_back)
-
-
-def _sac_back_rel(v: Vertebra, half_band_mm: float = 6.0) -> float | None:
-    """Anterior offset (mm) of the cord/sac labels' posterior edge from the canal centre (2nd
-    percentile over the labels within ``half_band_mm`` of the body's centroid along the vertebra's
-    axis, clear of the canal's curve beyond it), or None without a canal or enough labelled voxels."""
-    canal = v._canal_pts  # type: ignore[attr-defined]
-    if v.canal_centre_mm is None or len(canal) < 20:
-        return None
-    canal = canal[np.abs((canal - v.centroid_mm) @ v.superior) <= half_band_mm]
-    if len(canal) < 20:
-        return None
-    return float(np.percentile((canal - v.canal_centre_mm) @ v.anterior, 2))
 
 
 def _name_from_anchor(vertebrae: list[Vertebra], lowest_level: str, notes: list[str]) -> None:
