@@ -21,8 +21,9 @@ from scipy import ndimage
 from spinelesion import labels as L
 from spinelesion.errors import ScanLoadError
 from spinelesion.inference.resample import class_argmax
-from spinelesion.io.load import as_float32_c_order, load_scan
-from spinelesion.io.save import as_fortran_order, save_labels
+from spinelesion.io.layout import as_c_order, as_fortran_order
+from spinelesion.io.load import load_scan
+from spinelesion.io.save import save_labels
 from spinelesion.io.scan import Scan
 from spinelesion.measure import geometry as G
 from spinelesion.measure.lesions import _touching_canal, find_lesions
@@ -37,9 +38,10 @@ def test_c_order_copy_equals_numpy(dtype):
     volume = rng.normal(0, 200, (13, 17, 21)).astype(dtype)
     for array in (np.asfortranarray(volume), volume.transpose(2, 0, 1), volume[::2, 1:, ::3],
                   np.asfortranarray(rng.normal(size=(5, 6, 19, 3)))[..., 1]):
-        got = as_float32_c_order(array)
-        assert got.flags.c_contiguous and got.dtype == np.float32
-        assert np.array_equal(got, np.ascontiguousarray(array.astype(np.float32)))
+        for out_dtype in (np.float32, dtype):
+            got = as_c_order(array, dtype=out_dtype)
+            assert got.flags.c_contiguous and got.dtype == out_dtype
+            assert np.array_equal(got, np.ascontiguousarray(array.astype(out_dtype)))
 
 
 def test_fortran_order_copy_equals_numpy():

@@ -283,3 +283,13 @@ def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
     reference = reference.numpy().reshape(shape)
     assert (fast > 0).any() and (fast == 0).any()
     assert (fast == reference).mean() > 0.99999
+
+
+def test_default_finish_workers_by_device_and_cores(monkeypatch):
+    """Auto finishing threads: none on CPU; on a GPU one per 4 cores of this rank's share, 1..4."""
+    from spinelesion.inference.batch import default_finish_workers
+
+    assert default_finish_workers(device="cpu") == 0
+    for cores, world, expected in ((16, 1, 4), (64, 1, 4), (8, 1, 2), (2, 1, 1), (16, 4, 1), (32, 2, 4)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert default_finish_workers(device="cuda", world_size=world) == expected, (cores, world)

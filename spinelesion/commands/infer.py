@@ -16,18 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
     parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--finish-workers", type=int, default=0, metavar="N",
+    parser.add_argument("--finish-workers", type=_workers, default=None, metavar="N|auto",
                         help="threads measuring and writing finished cases while the network runs on the "
-                             "next (default 0: one case at a time; meant for a GPU machine with idle CPU "
-                             "cores; on a 2-core CPU it gained nothing and held one more scan in memory)")
+                             "next; each holds one more scan in memory (default auto: 0 on CPU, where "
+                             "it gains nothing; on a GPU one per 4 CPU cores, at most 4)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinelesion.errors import ConfigError
     from spinelesion.inference.batch import run_batch
 
-    if args.finish_workers < 0:
-        raise ConfigError(f"--finish-workers must be 0 or more, got {args.finish_workers}")
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
                        tta=args.tta, save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
@@ -36,3 +33,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_skipped} already done; "
               f"report: {result.report}")
     return result.exit_code
+
+
+def _workers(text: str) -> int | None:
+    """``--finish-workers`` value: None for "auto", else a count of 0 or more."""
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'auto' or a count of 0 or more, not {text!r}")
+    return int(text)

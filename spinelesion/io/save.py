@@ -9,6 +9,7 @@ import numpy as np
 
 from spinelesion.errors import LabelMapError
 from spinelesion.io.atomic import atomic_path
+from spinelesion.io.layout import as_fortran_order
 from spinelesion.io.load import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES
 from spinelesion.io.scan import Scan
 
@@ -54,21 +55,6 @@ def _write_volume(data: np.ndarray, *, dtype, affine: np.ndarray, path: Path, wh
     with atomic_path(path) as tmp:
         (_write_nifti if name.endswith(NIFTI_SUFFIXES) else _write_itk)(data, affine, tmp)
     return path
-
-
-def as_fortran_order(array: np.ndarray, *, dtype) -> np.ndarray:
-    """``array`` as a Fortran-ordered (X fastest, NIfTI's file order) array of ``dtype``.
-
-    Both writers want this order (nibabel writes it; ITK takes its transpose as a C array); made
-    here in slabs of 8 first-axis planes, about 3 times faster than numpy's one-call copy of a
-    C-ordered volume (0.45 s against 1.6 s for 512x512x600 uint8).
-    """
-    if array.flags.f_contiguous:
-        return array.astype(dtype, copy=False)
-    out = np.empty(array.shape, dtype=dtype, order="F")
-    for i in range(0, array.shape[0], 8):
-        out[i:i + 8] = array[i:i + 8]
-    return out
 
 
 def _write_nifti(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from spinelesion import labels as L
 from spinelesion.errors import LabelMapError
+from spinelesion.io.layout import as_c_order
 from spinelesion.measure import body as B
 from spinelesion.measure import geometry as G
 from spinelesion.measure.cord import NULL_CORD, measure_cord
@@ -55,9 +56,10 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     if box is None:
         record["flags"].append("empty label map: nothing could be measured (no vertebrae, lesions or cord)")
         return record
-    mapped = apply_label_map(labels[box], label_map)
+    # C order once: every later step indexes the crop by flat C indices (ravel would copy an F-ordered crop each time)
+    mapped = apply_label_map(as_c_order(labels[box], dtype=labels.dtype), label_map)
     classes, aff = mapped.classes, G.cropped_affine(affine, box)
-    img = None if image is None else np.asarray(image)[box]
+    img = None if image is None else as_c_order(np.asarray(image)[box], dtype=np.float32)
     notes = []
     if mapped.ignored_values:
         notes.append(f"label values {list(mapped.ignored_values)} are not in label map {mapped.name!r}: ignored")
