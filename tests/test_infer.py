@@ -134,6 +134,7 @@ def test_batch_runs_good_scans_and_records_bad_ones(tmp_path, tiny_model):
         record = json.loads((out / case / "measurements.json").read_text())
         assert record["schema_version"] == 1
     run = json.loads((out / "run.json").read_text())
+    assert run["demonstration_models"] is False  # the test's own checkpoint
     assert run["n_failed"] == 4 and run["n_ok"] == 3 and "network" in run["seconds_by_stage"]
     assert (out / "report.html").is_file()
     assert not list(out.rglob("*.tmp*")), "temporary files left behind"
@@ -293,3 +294,10 @@ def test_default_finish_workers_by_device_and_cores(monkeypatch):
     for cores, world, expected in ((16, 1, 4), (64, 1, 4), (8, 1, 2), (2, 1, 1), (16, 4, 1), (32, 2, 4)):
         monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
         assert default_finish_workers(device="cuda", world_size=world) == expected, (cores, world)
+
+
+def test_shipped_models_are_recognised_as_demonstration_models(tiny_model):
+    from spinelesion.inference.predictor import is_demonstration_model, model_paths
+
+    assert all(is_demonstration_model(p) for p in model_paths(None).values())
+    assert not any(is_demonstration_model(p) for p in model_paths(tiny_model).values())

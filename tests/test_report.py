@@ -409,6 +409,7 @@ def test_report_html(tmp_path):
     assert text.index("ct_case") < text.index("mr case") < text.index("Failed scans")
     assert "demo.safetensors" in text and "1.25" in text
     assert "not an image" in text
+    assert 'id="demonstration-model"' not in text  # a run with the user's own model
     href = _overlay_href(run_dir=tmp_path, case_dir=Path("ct_case"), overlay=Path("ct_case/sagittal.png"))
     assert href == "ct_case/sagittal.png"
 
@@ -427,3 +428,9 @@ def test_colour_tables(tmp_path):
     assert {int(r[0]): (r[1], tuple(int(x) for x in r[2:5])) for r in rows} == {
         v: (LABEL_NAMES[v], LABEL_COLOURS[v]) for v in LABEL_NAMES}
     assert all(len(r) == 6 and 0 <= int(r[5]) <= 255 for r in rows)
+
+
+def test_report_warns_when_the_demonstration_models_segmented(tmp_path):
+    write_report_html(run_dir=tmp_path, cases=[], run_info={"demonstration_models": True})
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'id="demonstration-model"' in text and "synthetic phantoms only" in text

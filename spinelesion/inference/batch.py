@@ -288,6 +288,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
     import numpy as np
     import torch
 
+    from spinelesion.inference.predictor import is_demonstration_model
     from spinelesion.report import summary_row, write_colour_tables, write_report_html, write_summary_csv
 
     rows, report_cases = [], []
@@ -315,6 +316,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         "input": str(input_path.name),
         "models": {m: p.name for m, p in predictor.paths.items()},
         "model_meta": {p.name: _model_summary(predictor, p) for p in predictor.paths.values()},
+        "demonstration_models": any(is_demonstration_model(p) for p in predictor.paths.values()),
         "device": predictor.device, "tta": predictor.tta, "world_size": world_size, "finish_workers": finish_workers,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "monai": monai.__version__, "numpy": np.__version__},

@@ -58,6 +58,11 @@ def model_paths(model: str | Path | None) -> dict[str, Path]:
     return found
 
 
+def is_demonstration_model(path: Path) -> bool:
+    """True for the phantom-trained checkpoints shipped in ``spinelesion/models`` (see its MODEL_CARD.md)."""
+    return Path(path).resolve().parent == DEFAULT_MODEL_DIR
+
+
 def checkpoint_meta(path: Path) -> dict:
     """The metadata of a spinelesion ``.safetensors`` checkpoint, read without loading weights."""
     from safetensors import safe_open

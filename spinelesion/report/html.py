@@ -20,6 +20,13 @@ from spinelesion.report.tables import (cohort_sort_key, flagged_vertebra_indices
 DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measurements are produced "
               "automatically and have not been reviewed; they must not guide the care of patients.")
 
+DEMONSTRATION_WARNING = (
+    "Segmented by the demonstration models shipped with spinelesion, which were trained on synthetic "
+    "phantoms only (spinelesion/models/MODEL_CARD.md). On real scans they find false lesions and false "
+    "cord compression (a healthy volunteer's lumbar MRI read as Bilsky 2): use these results to test the "
+    "pipeline, not to read scans. For real scans, train a model on labelled data (scripts/train.py) and "
+    "pass it with --model.")
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;
  padding:0 18px 40px;color:#1d1d1f;background:#fafafa}
@@ -228,7 +235,9 @@ def render_report(*, run_dir: Path, cases: list[dict], run_info: dict) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>spinelesion report</title><style>{CSS}</style></head><body>",
              "<h1>spinelesion review report</h1>", f'<p class="disclaimer" id="disclaimer">{_e(DISCLAIMER)}</p>',
-             f"<p>{len(cases)} scans: {len(cases) - len(failed)} measured, {len(failed)} failed, "
+             (f'<p class="disclaimer" id="demonstration-model">{_e(DEMONSTRATION_WARNING)}</p>'
+              if run_info.get("demonstration_models") else ""),
+             f"<p>{len(cases)} scan{'' if len(cases) == 1 else 's'}: {len(cases) - len(failed)} measured, {len(failed)} failed, "
              f"{flagged} flagged. Sorted with flagged scans first (cord compression, worst Bilsky grade, "
              "highest body destruction).</p>",
              "<h2>Cohort</h2>", _cohort_table(ordered)]
