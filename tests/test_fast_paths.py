@@ -45,9 +45,10 @@ def test_c_order_copy_equals_numpy(dtype):
 
 
 def test_fortran_order_copy_equals_numpy():
-    labels = np.random.default_rng(1).integers(0, 7, (19, 11, 23))
-    got = as_fortran_order(labels, dtype=np.uint8)
-    assert got.flags.f_contiguous and np.array_equal(got, labels.astype(np.uint8))
+    labels = np.random.default_rng(1).integers(0, 7, (40, 11, 23))
+    for array in (labels, labels[3:37, 1:, ::2], np.asfortranarray(labels)[3:37], labels.transpose(2, 1, 0)):
+        got = as_fortran_order(array, dtype=np.uint8)
+        assert got.flags.f_contiguous and np.array_equal(got, array.astype(np.uint8))
 
 
 def _nifti(tmp_path, name, array, affine=OBLIQUE, slope=None):

@@ -23,10 +23,9 @@ def as_c_order(array: np.ndarray, *, dtype) -> np.ndarray:
     """``array`` as a C-ordered array of ``dtype`` (itself when it already is one)."""
     if array.flags.c_contiguous:
         return array.astype(dtype, copy=False)
+    if array.ndim != 3 or _c_like(array):  # e.g. a box cut from a C array: numpy's own copy is fastest
+        return np.array(array, dtype=dtype, order="C")
     out = np.empty(array.shape, dtype=dtype)
-    if array.ndim != 3:
-        out[...] = array
-        return out
     _copy_slabs(out, array, axis=2)  # slabs along the last axis: contiguous in the source
     return out
 
@@ -38,10 +37,9 @@ def as_fortran_order(array: np.ndarray, *, dtype) -> np.ndarray:
     """
     if array.flags.f_contiguous:
         return array.astype(dtype, copy=False)
+    if array.ndim != 3 or not _c_like(array):
+        return np.array(array, dtype=dtype, order="F")
     out = np.empty(array.shape, dtype=dtype, order="F")
-    if array.ndim != 3:
-        out[...] = array
-        return out
     _copy_slabs(out, array, axis=0)  # slabs along the first axis: contiguous in the source
     return out
 
@@ -61,6 +59,11 @@ def _copy_slabs(out: np.ndarray, array: np.ndarray, *, axis: int) -> None:
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="layout") as pool:
         list(pool.map(copy, starts))
+
+
+def _c_like(array: np.ndarray) -> bool:
+    """True when the first axis is the slowest in memory (a C array or a box cut from one)."""
+    return abs(array.strides[0]) >= abs(array.strides[-1])
 
 
 def _cores() -> int:
