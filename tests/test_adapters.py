@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import standins  # noqa: E402
 
 from spinelesion.data.adapters import ADAPTERS, Case, get_adapter, load_case  # noqa: E402
-from spinelesion.data.adapters.base import place_on_grid  # noqa: E402
+from spinelesion.io.grid import place_on_grid  # noqa: E402
 from spinelesion.data.adapters.vertebra_split import FALLBACK_BODY_FRACTION, split_vertebrae  # noqa: E402
 from spinelesion.errors import ConfigError, LabelMapError, ScanLoadError, SpinelesionError  # noqa: E402
 from spinelesion.io.scan import DicomReference, Scan  # noqa: E402

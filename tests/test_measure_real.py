@@ -67,3 +67,17 @@ def test_totalsegmentator_levels(tmp_path):
     assert by_level["S1"]["height_loss_pct"] is None  # sacrum: no neighbour comparison
     assert r["cord"]["mscc_pct"] is None and any("no spinal cord" in f for f in r["flags"])
     assert not any("compression" in f for f in r["flags"])
+
+
+def test_totalsegmentator_map_of_a_dicom_series_in_another_axis_order(tmp_path):
+    """The DICOM series loads LPS; its TotalSegmentator map (dcm2niix grid) is stored LAS: the same
+    voxel centres, so the map is put in the series' order and measured (T12 and T11, both cut by
+    the 20-slice field of view)."""
+    series = tmp_path / "series"
+    shutil.copytree(REAL / "totalseg_ct_dicom/series", series)
+    (seg,) = _copy(tmp_path, "totalseg_ct_dicom/example_seg_dicom.nii.gz")
+    r = measure_files(image_path=series, labels_path=seg, label_map="totalsegmentator")
+    assert r["scan"]["orientation"] == "LPS"
+    assert [v["level"] for v in r["vertebrae"]] == ["T12", "T11"]
+    assert all(v["truncated"] for v in r["vertebrae"])
+    assert 20 <= r["vertebrae"][0]["body_volume_ml"] <= 60

@@ -161,7 +161,7 @@ def test_files_and_cli(tmp_path):
     other = affine.copy()
     other[:3, 3] += 5.0
     nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), other), tmp_path / "moved.nii.gz")
-    with pytest.raises(LabelMapError):
+    with pytest.raises(LabelMapError, match="covers only part of the image grid"):  # shifted 5 voxels
         measure_files(image_path=tmp_path / "moved.nii.gz", labels_path=tmp_path / "seg.nii.gz")
     out = tmp_path / "out" / "record.json"
     assert main(["measure", "--image", str(tmp_path / "img.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
@@ -171,6 +171,28 @@ def test_files_and_cli(tmp_path):
     assert main(["measure", "--image", str(tmp_path / "moved.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
                  "--out", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_labels_stored_in_another_axis_order_are_put_on_the_image_grid(tmp_path):
+    """A label map holding the image's voxel centres in another axis order and direction (a DICOM
+    series read LPS, its TotalSegmentator map written LAS) measures as on the image's own order;
+    a map covering only part of the image is refused."""
+    affine, shape = S.grid()
+    labels = S.column(affine, shape, compression={"vertebra": 2, "cord_ap_mm": 4.0, "no_csf": True})
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), affine), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "seg.nii.gz")
+    # axes (0, 1, 2) stored as (2, 0, 1), the new first and last axes reversed: same voxel centres
+    other = nib.Nifti1Image(labels, affine).as_reoriented(np.array([[1, 1], [2, -1], [0, -1]]))
+    assert other.shape != labels.shape
+    nib.save(other, tmp_path / "seg_other_order.nii.gz")
+    reference = measure_files(image_path=tmp_path / "img.nii.gz", labels_path=tmp_path / "seg.nii.gz")
+    moved = measure_files(image_path=tmp_path / "img.nii.gz", labels_path=tmp_path / "seg_other_order.nii.gz")
+    assert moved["cord"]["compression_flag"] is True
+    assert json.dumps(moved, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    part = nib.Nifti1Image(labels[:, :, 3:], affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1.0]]))
+    nib.save(part, tmp_path / "seg_part.nii.gz")
+    with pytest.raises(LabelMapError, match="differs from the image"):
+        measure_files(image_path=tmp_path / "img.nii.gz", labels_path=tmp_path / "seg_part.nii.gz")
 
 
 def test_expected_heights_follow_size_trend_to_end_vertebrae():

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                        tta=args.tta, save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
                        finish_workers=args.finish_workers)
-    if result.report is not None and _uses_demonstration_models(args.model):
+    if result.report is not None and result.n_ok and _uses_demonstration_models(args.model):
         from spinelesion.report.html import DEMONSTRATION_WARNING
 
         print(f"note: {DEMONSTRATION_WARNING}", file=sys.stderr)

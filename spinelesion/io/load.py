@@ -100,7 +100,8 @@ def to_3d(array: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray
     if array.ndim == 4:
         if volume_index is None:
             raise ScanLoadError(
-                f"{path}: 4D image with {array.shape[3]} volumes; choose one with volume_index / --volume")
+                f"{path}: 4D image with {array.shape[3]} volumes; save the one to segment as a 3D file "
+                "(load_scan(volume_index=N) picks one in Python; `spinelesion inspect --volume N` shows it)")
         if not 0 <= volume_index < array.shape[3]:
             raise ScanLoadError(f"{path}: volume index {volume_index} outside 0..{array.shape[3] - 1}")
         array = array[..., volume_index]

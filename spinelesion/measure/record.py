@@ -58,13 +58,19 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
         return record
     # C order once: every later step indexes the crop by flat C indices (ravel would copy an F-ordered crop each time)
     mapped = apply_label_map(as_c_order(labels[box], dtype=labels.dtype), label_map)
-    classes, aff = mapped.classes, G.cropped_affine(affine, box)
+    classes, levels = mapped.classes, mapped.levels
+    inner = G.crop_box(classes != 0, margin=2)  # the classes we measure, without unmapped structures
+    if inner is not None and any(i.stop - i.start < n for i, n in zip(inner, classes.shape)):  # e.g. organs
+        classes = np.ascontiguousarray(classes[inner])
+        levels = None if levels is None else np.ascontiguousarray(levels[inner])
+        box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
+    aff = G.cropped_affine(affine, box)
     img = None if image is None else as_c_order(np.asarray(image)[box], dtype=np.float32)
     notes = []
     if mapped.ignored_values:
         notes.append(f"label values {list(mapped.ignored_values)} are not in label map {mapped.name!r}: ignored")
     border = _border(classes.shape, box, labels.shape)
-    column = find_vertebrae(classes=classes, levels=mapped.levels, level_names=mapped.level_names, affine=aff,
+    column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
                             border_touch=border, lowest_level=lowest_level, settings=settings)
     lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings)
     has_lesion = bool((classes == L.LESION).any())
@@ -238,17 +244,21 @@ def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLi
     """Load a scan and its label map (any format ``load_scan`` reads) and measure them.
 
     Raises:
-        LabelMapError: the label map is not on the image's grid (shape or affine differ).
+        LabelMapError: the label map's voxel centres are not the image's (the same grid stored
+            in another axis order or direction is accepted and put in the image's order).
         ScanLoadError: either file cannot be read.
     """
+    from spinelesion.io.grid import place_on_grid
     from spinelesion.io.load import load_scan
 
     scan = load_scan(image_path)
     seg = load_scan(labels_path)
-    tol = 1e-3 * max(float(np.min(scan.spacing_mm)), 1e-3) + 1e-4
-    if seg.shape != scan.shape or not np.allclose(seg.affine, scan.affine, atol=max(tol, 1e-3)):
+    if sorted(seg.shape) != sorted(scan.shape):
         raise LabelMapError(f"{labels_path}: label map grid (shape {seg.shape}, orientation {seg.orientation}) "
                             f"differs from the image's {image_path} (shape {scan.shape}, orientation "
                             f"{scan.orientation}); resample the labels onto the image grid first")
-    return measure_labels(labels=seg.array, affine=scan.affine, image=scan.array, modality=scan.modality,
+    # the same voxel centres stored in another axis order or direction are put in the image's order
+    labels = place_on_grid(seg.array, affine=seg.affine, like=scan, path=labels_path, require_full=True)
+    return measure_labels(labels=labels, affine=scan.affine, image=scan.array, modality=scan.modality,
                           label_map=label_map, lowest_level=lowest_level, settings=settings)
+

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spinelesion.data.adapters.base import Case, place_on_grid, require_root
+from spinelesion.data.adapters.base import Case, require_root
+from spinelesion.io.grid import place_on_grid
 from spinelesion.data.adapters.vertebra_split import split_vertebrae
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
