@@ -161,6 +161,22 @@ def test_msd_bad_inputs(tmp_path):
         load_case(case)
 
 
+def test_label_file_in_another_axis_order_is_put_in_the_image_order(tmp_path):
+    """A mask storing the image's voxels in another axis order/direction (dcm2niix LAS vs a loader's
+    LPS) trains as if written on the image's grid; a shifted mask is still refused (test above)."""
+    import nibabel as nib
+
+    root = standins.msd(tmp_path / "order")
+    case = get_adapter("msd").find_cases(root)[0]
+    reference = load_case(case)[1]
+    label_path = root / "labelsTr" / "case_000.nii.gz"
+    img = nib.load(label_path)
+    other = nib.Nifti1Image(np.asarray(img.dataobj), img.affine).as_reoriented(np.array([[2, -1], [0, 1], [1, -1]]))
+    assert not np.allclose(other.affine, img.affine)
+    nib.save(other, label_path)
+    np.testing.assert_array_equal(load_case(case)[1], reference)
+
+
 # ---------------------------------------------------------------- VerSe
 
 

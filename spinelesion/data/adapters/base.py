@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from spinelesion.errors import LabelMapError, ScanLoadError
-from spinelesion.io.grid import GRID_TOLERANCE_MM
+from spinelesion.io.grid import GRID_TOLERANCE_MM, place_on_grid
 from spinelesion.io.scan import Scan
 from spinelesion.labels import NUM_CLASSES
 
@@ -124,11 +124,25 @@ def read_label_volume(path: Path, *, like: Scan) -> np.ndarray:
         label = load_scan(path, modality="CT")  # modality given only to skip the guess
     except ScanLoadError as err:
         raise LabelMapError(str(err)) from None
-    check_same_grid(shape=label.shape, affine=label.affine, like=like, path=path)
-    array = label.array
+    array = _in_image_order(label, like=like, path=path)
     if not np.array_equal(array, np.round(array)):
         raise LabelMapError(f"{path}: label values must be integers")
     return array.astype(np.int32)
+
+
+def _in_image_order(label: Scan, *, like: Scan, path: Path) -> np.ndarray:
+    """The label array on ``like``'s grid: as read, or permuted and flipped when it stores the same
+    voxel centres in another axis order or direction; else the same-grid check's error."""
+    try:
+        check_same_grid(shape=label.shape, affine=label.affine, like=like, path=path)
+        return label.array
+    except LabelMapError as err:
+        if sorted(label.shape) != sorted(like.shape):
+            raise
+        try:
+            return place_on_grid(label.array, affine=label.affine, like=like, path=path, require_full=True)
+        except LabelMapError:
+            raise err from None
 
 
 def map_values(array: np.ndarray, mapping: dict[int, int], *, path: Path | str) -> np.ndarray:
