@@ -70,11 +70,14 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     Vertebrae come back ordered inferior -> superior.
     """
     shape = classes.shape
-    bone_flat = np.flatnonzero((classes == L.VERTEBRAL_BODY) | (classes == L.POSTERIOR_ELEMENTS)
-                               | (classes == MERGED_VERTEBRA))
-    lesion_flat = np.flatnonzero(classes == L.LESION)
-    canal_flat = np.flatnonzero((classes == L.SPINAL_CORD) | (classes == L.THECAL_SAC))
-    axis = _column_axis(classes, affine)
+    # one pass over the crop: every class's flat indices (ascending) come from its foreground
+    labelled = np.flatnonzero(classes)
+    values = classes.ravel()[labelled]
+    bone_flat = labelled[(values == L.VERTEBRAL_BODY) | (values == L.POSTERIOR_ELEMENTS) | (values == MERGED_VERTEBRA)]
+    lesion_flat = labelled[values == L.LESION]
+    canal_flat = labelled[(values == L.SPINAL_CORD) | (values == L.THECAL_SAC)]
+    disc_flat = labelled[values == L.DISC]
+    axis = _column_axis(labelled, values, shape, affine)
     if bone_flat.size == 0:
         return Column([], axis, "none", ["no vertebral bone labelled"])
     pts = {name: G.world_points(flat, shape, affine)
@@ -93,9 +96,10 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
             bone_slab[level_of_bone == k] = slab
         names = [level_names[k - 1] for k in ids]
     else:
-        planes, method = _disc_planes(classes, affine, axis, settings)
+        planes, method = _disc_planes(classes, disc_flat, affine, axis, settings)
         if not planes:
-            planes, method = _body_component_planes(classes, affine, axis, settings), "components"
+            body_flat = labelled[(values == L.VERTEBRAL_BODY) | (values == MERGED_VERTEBRA)]
+            planes, method = _body_component_planes(classes, body_flat, affine, axis, settings), "components"
         bone_slab = _slab_index(pts["bone"], planes)
         names = None
     lesion_slab = _slab_index(pts["lesion"], planes)
@@ -138,8 +142,7 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     canal.check_rings(vertebrae, affine)
     canal.bony_canal_widths(vertebrae)
     if any(v._merged.size for v in vertebrae):  # type: ignore[attr-defined]
-        _split_merged(vertebrae, shape, affine,
-                      disc_pts=G.world_points(np.flatnonzero(classes == L.DISC), shape, affine))
+        _split_merged(vertebrae, shape, affine, disc_pts=G.world_points(disc_flat, shape, affine))
     canal.body_back_walls(vertebrae, shape, affine)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
         body_pts = G.world_points(v.body_idx, shape, affine)
@@ -160,13 +163,14 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     return Column(vertebrae, axis, method, notes)
 
 
-def _column_axis(classes: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Superior-pointing long axis of the column (anterior column first, else any foreground)."""
-    for values in ((L.VERTEBRAL_BODY, L.DISC, MERGED_VERTEBRA, L.LESION),
-                   (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
-        mask = np.isin(classes, values)
-        if mask.sum() >= 10:
-            points = G.mask_points(mask, affine)
+def _column_axis(labelled: np.ndarray, values: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """Superior-pointing long axis of the column (anterior column first, else any foreground),
+    from the (N,) flat indices of the labelled voxels and their (N,) class values."""
+    for classes in ((L.VERTEBRAL_BODY, L.DISC, MERGED_VERTEBRA, L.LESION),
+                    (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
+        chosen = labelled[np.isin(values, classes)]
+        if chosen.size >= 10:
+            points = G.world_points(chosen, shape, affine)
             if len(points) > 200_000:
                 points = points[np.random.default_rng(0).choice(len(points), 200_000, replace=False)]
             centred = points - points.mean(axis=0)
@@ -178,13 +182,12 @@ def _column_axis(classes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return G.SUPERIOR.copy()
 
 
-def _disc_planes(classes, affine, axis, settings):
-    disc = classes == L.DISC
-    if not disc.any():
+def _disc_planes(classes, disc_flat, affine, axis, settings):
+    if disc_flat.size == 0:
         return [], "none"
-    comps, n = cc3d.connected_components(disc, connectivity=26, return_N=True)
+    comps, n = cc3d.connected_components(classes == L.DISC, connectivity=26, return_N=True)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
-    flat = np.flatnonzero(disc)  # the disc voxels, ascending; their component below
+    flat = disc_flat  # the disc voxels, ascending; their component below
     comp_of = comps.ravel()[flat]
     counts = np.bincount(comp_of, minlength=n + 1)
     planes = []
@@ -200,12 +203,12 @@ def _disc_planes(classes, affine, axis, settings):
     return planes, "discs"
 
 
-def _body_component_planes(classes, affine, axis, settings):
-    bodies = np.isin(classes, (L.VERTEBRAL_BODY, MERGED_VERTEBRA))
+def _body_component_planes(classes, body_flat, affine, axis, settings):
+    bodies = (classes == L.VERTEBRAL_BODY) | (classes == MERGED_VERTEBRA)
     comps, n = cc3d.connected_components(bodies, connectivity=6, return_N=True)
     if n <= 1:
         return []
-    flat = np.flatnonzero(bodies)
+    flat = body_flat
     lab = comps.ravel()[flat]
     counts = np.bincount(lab, minlength=n + 1)[1:]
     big = np.flatnonzero(counts >= settings.min_vertebra_fraction * np.median(counts[counts >= 0.1 * counts.max()])) + 1
