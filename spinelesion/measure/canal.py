@@ -151,7 +151,8 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
     origin = bone.mean(axis=0)
     uv = (bone - origin) @ np.stack([e1, e2], axis=1)
     pixel = max(min(G.step_along_mm(e1, affine), G.step_along_mm(e2, affine)), 0.5)
-    ij = np.floor((uv - uv.min(axis=0)) / pixel).astype(int)
+    lo = uv.min(axis=0)
+    ij = np.floor((uv - lo) / pixel).astype(int)
     image = np.zeros(tuple(ij.max(axis=0) + 1), bool)
     image[ij[:, 0], ij[:, 1]] = True
     for closing in (0, 1):  # a ring with a pinhole gap is closed by one pixel of closing
@@ -161,7 +162,7 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
             sizes = np.bincount(holes.ravel())[1:]
             k = int(np.argmax(sizes)) + 1
             if label_centre is not None:
-                lij = np.floor(((label_centre - origin) @ np.stack([e1, e2], axis=1) - uv.min(axis=0)) / pixel).astype(int)
+                lij = np.floor(((label_centre - origin) @ np.stack([e1, e2], axis=1) - lo) / pixel).astype(int)
                 inside = all(0 <= lij[d] < holes.shape[d] for d in range(2))
                 k = int(holes[lij[0], lij[1]]) if inside else 0
             if k and sizes[k - 1] * pixel * pixel >= 20.0:
@@ -172,6 +173,6 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
         holes = ndimage.binary_dilation(holes == k) & ~image
         k = True
     hi, hj = np.nonzero(holes == k)
-    huv = np.stack([hi, hj], axis=1) * pixel + pixel / 2 + uv.min(axis=0)
+    huv = np.stack([hi, hj], axis=1) * pixel + pixel / 2 + lo
     hole_pts = origin + huv[:, :1] * e1 + huv[:, 1:] * e2
     return hole_pts.mean(axis=0), hole_pts
