@@ -346,7 +346,7 @@ def test_spinemets_bad_inputs(tmp_path):
     root, col = standins.spinemets(tmp_path / "grid")
     (case,) = get_adapter("spinemets").find_cases(root)
     other_spacing = np.diag([1.0, 1.0, 1.5, 1.0])
-    with pytest.raises(LabelMapError, match=r"1-1\.dcm: label voxels do not lie on the image grid"):
+    with pytest.raises(LabelMapError, match=r"1-1\.dcm: label and image grids differ: label voxels do not lie on the image grid"):
         get_adapter("spinemets").load_labels(case, like=_like_ct(case, col, other_spacing))
 
     like = _like_ct(case, col)

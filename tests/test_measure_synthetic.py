@@ -191,7 +191,7 @@ def test_labels_stored_in_another_axis_order_are_put_on_the_image_grid(tmp_path)
     assert json.dumps(moved, sort_keys=True) == json.dumps(reference, sort_keys=True)
     part = nib.Nifti1Image(labels[:, :, 3:], affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1.0]]))
     nib.save(part, tmp_path / "seg_part.nii.gz")
-    with pytest.raises(LabelMapError, match="differs from the image"):
+    with pytest.raises(LabelMapError, match="label and image grids differ: label grid"):
         measure_files(image_path=tmp_path / "img.nii.gz", labels_path=tmp_path / "seg_part.nii.gz")
 
 

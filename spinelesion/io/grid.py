@@ -52,8 +52,8 @@ def place_on_grid(array: np.ndarray, *, affine: np.ndarray, like: Scan, path: st
                         for k in (0, like.shape[2] - 1)], dtype=np.float64).T
     drift_voxels = np.abs(rotation @ corners + offset[:, None] - (expected @ corners + np.round(offset)[:, None]))
     if sorted(axis_of.tolist()) != [0, 1, 2] or drift_voxels.max() * max(like.spacing_mm) > 10 * GRID_TOLERANCE_MM:
-        raise LabelMapError(f"{path}: label voxels do not lie on the image grid (other spacing, "
-                            "rotation or shift); resample the label onto the image first")
+        raise LabelMapError(f"{path}: label and image grids differ: label voxels do not lie on the image "
+                            "grid (other spacing, rotation or shift); resample the label onto the image first")
     out = np.zeros(like.shape, dtype=array.dtype)
     source = np.transpose(array, axis_of.tolist())
     index, valid = [], []
@@ -63,8 +63,22 @@ def place_on_grid(array: np.ndarray, *, affine: np.ndarray, like: Scan, path: st
         index.append(along[inside])
         valid.append(np.flatnonzero(inside))
     if require_full and any(v.size < n for v, n in zip(valid, like.shape)):
-        raise LabelMapError(f"{path}: label map covers only part of the image grid {like.shape}; "
-                            "it must cover the whole image")
+        raise LabelMapError(f"{path}: label and image grids differ: the label map covers only part of the "
+                            f"image grid {like.shape}; resample the label onto the image first")
     if all(v.size for v in valid):
         out[np.ix_(*valid)] = source[np.ix_(*index)]
     return out
+
+
+def labels_on_image_grid(labels: Scan, *, like: Scan, path: str | os.PathLike) -> np.ndarray:
+    """The voxels of a label volume in ``like``'s voxel order, when they are ``like``'s voxel
+    centres, possibly stored in another axis order or direction; else LabelMapError naming ``path``.
+
+    Returns:
+        (X, Y, Z) array of ``labels.array``'s dtype on ``like``'s grid.
+    """
+    if sorted(labels.shape) != sorted(like.shape):
+        raise LabelMapError(f"{path}: label and image grids differ: label grid {labels.shape} "
+                            f"({labels.orientation}) against the image's {like.shape} ({like.orientation}); "
+                            "resample the label onto the image first")
+    return place_on_grid(labels.array, affine=labels.affine, like=like, path=path, require_full=True)

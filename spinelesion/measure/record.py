@@ -248,17 +248,13 @@ def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLi
             in another axis order or direction is accepted and put in the image's order).
         ScanLoadError: either file cannot be read.
     """
-    from spinelesion.io.grid import place_on_grid
+    from spinelesion.io.grid import labels_on_image_grid
     from spinelesion.io.load import load_scan
 
     scan = load_scan(image_path)
     seg = load_scan(labels_path)
-    if sorted(seg.shape) != sorted(scan.shape):
-        raise LabelMapError(f"{labels_path}: label map grid (shape {seg.shape}, orientation {seg.orientation}) "
-                            f"differs from the image's {image_path} (shape {scan.shape}, orientation "
-                            f"{scan.orientation}); resample the labels onto the image grid first")
     # the same voxel centres stored in another axis order or direction are put in the image's order
-    labels = place_on_grid(seg.array, affine=seg.affine, like=scan, path=labels_path, require_full=True)
+    labels = labels_on_image_grid(seg, like=scan, path=labels_path)
     return measure_labels(labels=labels, affine=scan.affine, image=scan.array, modality=scan.modality,
                           label_map=label_map, lowest_level=lowest_level, settings=settings)
 

@@ -16,10 +16,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from spinelesion.errors import LabelMapError, ScanLoadError
-from spinelesion.io.grid import GRID_TOLERANCE_MM, place_on_grid
+from spinelesion.io.grid import labels_on_image_grid
 from spinelesion.io.scan import Scan
 from spinelesion.labels import NUM_CLASSES
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,22 +94,6 @@ def require_file(path: Path, *, what: str) -> Path:
     return path
 
 
-def check_same_grid(*, shape: tuple[int, ...], affine: np.ndarray, like: Scan, path: Path) -> None:
-    """Raise LabelMapError naming ``path`` unless (shape, affine) is ``like``'s grid.
-
-    The grids match when the shapes are equal and every corner voxel maps to the same world
-    point within :data:`GRID_TOLERANCE_MM`.
-    """
-    if tuple(shape) != like.shape:
-        raise LabelMapError(f"{path}: label grid {tuple(shape)} differs from the image grid {like.shape}")
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                        for k in (0, shape[2] - 1)]).T
-    gap_mm = float(np.abs((np.asarray(affine) - like.affine) @ corners)[:3].max())
-    if gap_mm > GRID_TOLERANCE_MM:
-        raise LabelMapError(f"{path}: label and image grids differ (voxels up to {gap_mm:.3g} mm apart; "
-                            "resample the label onto the image first)")
-
-
 def read_label_volume(path: Path, *, like: Scan) -> np.ndarray:
     """Read an integer label file (NIfTI, MHA, NRRD) that must lie on ``like``'s grid.
 
@@ -124,25 +107,10 @@ def read_label_volume(path: Path, *, like: Scan) -> np.ndarray:
         label = load_scan(path, modality="CT")  # modality given only to skip the guess
     except ScanLoadError as err:
         raise LabelMapError(str(err)) from None
-    array = _in_image_order(label, like=like, path=path)
+    array = labels_on_image_grid(label, like=like, path=path)
     if not np.array_equal(array, np.round(array)):
         raise LabelMapError(f"{path}: label values must be integers")
     return array.astype(np.int32)
-
-
-def _in_image_order(label: Scan, *, like: Scan, path: Path) -> np.ndarray:
-    """The label array on ``like``'s grid: as read, or permuted and flipped when it stores the same
-    voxel centres in another axis order or direction; else the same-grid check's error."""
-    try:
-        check_same_grid(shape=label.shape, affine=label.affine, like=like, path=path)
-        return label.array
-    except LabelMapError as err:
-        if sorted(label.shape) != sorted(like.shape):
-            raise
-        try:
-            return place_on_grid(label.array, affine=label.affine, like=like, path=path, require_full=True)
-        except LabelMapError:
-            raise err from None
 
 
 def map_values(array: np.ndarray, mapping: dict[int, int], *, path: Path | str) -> np.ndarray:
