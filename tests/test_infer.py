@@ -120,7 +120,7 @@ def test_batch_runs_good_scans_and_records_bad_ones(tmp_path, tiny_model):
     assert set(failed) == {"corrupt", "notes.txt", "flat2d", *[c for c in rows if c.startswith("dicom_gap")]}
     assert all(err and "\n" not in err for err in failed.values())
     assert "2D" in failed["flat2d"]
-    assert result.exit_code == 1 and result.n_failed == 4
+    assert result.exit_code == 1 and result.n_failed == 4 and not result.demonstration_models
     # every good case's labels sit on the input's exact grid (NIfTI affine as the source file's)
     src = nib.load(str(inputs / "good_oblique.nii.gz"))
     out_img = nib.load(str(out / "good_oblique" / "labels.nii.gz"))
@@ -301,3 +301,18 @@ def test_shipped_models_are_recognised_as_demonstration_models(tiny_model):
 
     assert all(is_demonstration_model(p) for p in model_paths(None).values())
     assert not any(is_demonstration_model(p) for p in model_paths(tiny_model).values())
+
+
+def test_cli_says_when_the_shipped_demonstration_models_segmented(tmp_path, capsys):
+    """Without --model the phantom-trained models run: the CLI notes it on stderr and the report
+    and run.json say so (a run with the user's checkpoint says nothing: test above)."""
+    from spinelesion.cli import main
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _nifti(inputs / "ct.nii.gz", ct_volume((24, 22, 12)), np.diag([1.0, 1.1, 2.0, 1.0]))
+    assert main(["infer", str(inputs), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet",
+                 "--no-overlays"]) == 0
+    assert "demonstration models" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["demonstration_models"] is True
+    assert 'id="demonstration-model"' in (tmp_path / "out" / "report.html").read_text()

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                        tta=args.tta, save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
                        finish_workers=args.finish_workers)
-    if result.report is not None and result.n_ok and _uses_demonstration_models(args.model):
+    if result.report is not None and result.n_ok and result.demonstration_models:
         from spinelesion.report.html import DEMONSTRATION_WARNING
 
         print(f"note: {DEMONSTRATION_WARNING}", file=sys.stderr)
@@ -38,12 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_skipped} already done; "
               f"report: {result.report}")
     return result.exit_code
-
-
-def _uses_demonstration_models(model) -> bool:
-    from spinelesion.inference.predictor import is_demonstration_model, model_paths
-
-    return any(is_demonstration_model(p) for p in model_paths(model).values())
 
 
 def _workers(text: str) -> int | None:

@@ -43,6 +43,7 @@ class BatchResult:
     n_failed: int
     n_skipped: int
     report: Path | None
+    demonstration_models: bool = False  # segmented by the shipped phantom-trained models
 
     @property
     def exit_code(self) -> int:
@@ -56,8 +57,9 @@ def default_finish_workers(*, device: str, world_size: int = 1) -> int:
     512x512x600 CT: 10.2 s per scan with 0, 9.3 with 1, 6.3 with 4; docs/benchmarks.md)."""
     if not str(device).startswith("cuda"):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores // max(1, world_size) // 4))
+    from spinelesion.io.layout import available_cores
+
+    return max(1, min(4, available_cores() // max(1, world_size) // 4))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -75,7 +77,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     """
     from tqdm import tqdm
 
-    from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.predictor import Predictor, is_demonstration_model
 
     input_path, out_dir = Path(input_path), Path(out_dir)
     rank, world = _dist_info()
@@ -88,6 +90,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
                           keep_probabilities=save_probabilities)
     if finish_workers is None:
         finish_workers = default_finish_workers(device=predictor.device, world_size=world)
+    demonstration = any(is_demonstration_model(p) for p in predictor.paths.values())
     todo = [c for c in mine if not _finished(out_dir / c.case_id)]
     n_skipped = len(mine) - len(todo)
     bar = tqdm(total=len(todo), desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
@@ -125,7 +128,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     if rank == 0:
         report = write_run_outputs(out_dir=out_dir, input_path=input_path, cases=cases, statuses=statuses,
                                    predictor=predictor, seconds_total=time.time() - started,
-                                   world_size=world, finish_workers=finish_workers)
+                                   world_size=world, finish_workers=finish_workers,
+                                   demonstration_models=demonstration)
     if world > 1:
         import torch.distributed as dist
 
@@ -133,7 +137,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         dist.destroy_process_group()
     n_failed = sum(s["status"] == "failed" for s in statuses)
     return BatchResult(out_dir=out_dir, n_ok=len(cases) - n_failed - n_skipped, n_failed=n_failed,
-                       n_skipped=n_skipped, report=report)
+                       n_skipped=n_skipped, report=report, demonstration_models=demonstration)
 
 
 def _timed_load(case: CaseInput):
@@ -282,13 +286,13 @@ def _read_status(case_dir: Path) -> dict | None:
 
 
 def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
-                      predictor, seconds_total: float, world_size: int, finish_workers: int = 0) -> Path:
+                      predictor, seconds_total: float, world_size: int, finish_workers: int = 0,
+                      demonstration_models: bool = False) -> Path:
     """summary.csv, report.html, run.json and the colour tables for the whole run."""
     import monai
     import numpy as np
     import torch
 
-    from spinelesion.inference.predictor import is_demonstration_model
     from spinelesion.report import summary_row, write_colour_tables, write_report_html, write_summary_csv
 
     rows, report_cases = [], []
@@ -316,7 +320,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         "input": str(input_path.name),
         "models": {m: p.name for m, p in predictor.paths.items()},
         "model_meta": {p.name: _model_summary(predictor, p) for p in predictor.paths.values()},
-        "demonstration_models": any(is_demonstration_model(p) for p in predictor.paths.values()),
+        "demonstration_models": demonstration_models,
         "device": predictor.device, "tta": predictor.tta, "world_size": world_size, "finish_workers": finish_workers,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "monai": monai.__version__, "numpy": np.__version__},

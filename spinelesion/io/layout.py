@@ -52,7 +52,7 @@ def _copy_slabs(out: np.ndarray, array: np.ndarray, *, axis: int) -> None:
         out[tuple(index)] = array[tuple(index)]
 
     starts = range(0, array.shape[axis], _PLANES)
-    threads = min(_MAX_THREADS, _cores(), len(starts))
+    threads = min(_MAX_THREADS, available_cores(), len(starts))
     if threads <= 1:
         for start in starts:
             copy(start)
@@ -66,5 +66,6 @@ def _c_like(array: np.ndarray) -> bool:
     return abs(array.strides[0]) >= abs(array.strides[-1])
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -182,12 +182,12 @@ def _column_axis(labelled: np.ndarray, values: np.ndarray, shape: tuple[int, ...
     return G.SUPERIOR.copy()
 
 
-def _disc_planes(classes, disc_flat, affine, axis, settings):
-    if disc_flat.size == 0:
+def _disc_planes(classes, flat, affine, axis, settings):
+    """Planes through the labelled discs; ``flat``: the disc voxels' ascending flat indices."""
+    if flat.size == 0:
         return [], "none"
     comps, n = cc3d.connected_components(classes == L.DISC, connectivity=26, return_N=True)
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
-    flat = disc_flat  # the disc voxels, ascending; their component below
     comp_of = comps.ravel()[flat]
     counts = np.bincount(comp_of, minlength=n + 1)
     planes = []
@@ -203,12 +203,12 @@ def _disc_planes(classes, disc_flat, affine, axis, settings):
     return planes, "discs"
 
 
-def _body_component_planes(classes, body_flat, affine, axis, settings):
+def _body_component_planes(classes, flat, affine, axis, settings):
+    """Planes between the body components' centroids; ``flat``: the body voxels' ascending flat indices."""
     bodies = (classes == L.VERTEBRAL_BODY) | (classes == MERGED_VERTEBRA)
     comps, n = cc3d.connected_components(bodies, connectivity=6, return_N=True)
     if n <= 1:
         return []
-    flat = body_flat
     lab = comps.ravel()[flat]
     counts = np.bincount(lab, minlength=n + 1)[1:]
     big = np.flatnonzero(counts >= settings.min_vertebra_fraction * np.median(counts[counts >= 0.1 * counts.max()])) + 1
