@@ -30,17 +30,21 @@ def find_canal(v: Vertebra, affine: np.ndarray) -> None:
     v._label_centre = canal.mean(axis=0) if len(canal) >= 20 else None  # type: ignore[attr-defined]
     centre, pixels = _canal_from_hole(bone, v.superior, affine, v._label_centre)  # type: ignore[attr-defined]
     if centre is not None:
-        canal, v.canal_source = pixels, "ring"
+        _set_canal(v, centre=centre, points=pixels, source="ring", affine=affine)
     elif len(canal) >= 20:
-        centre, v.canal_source = canal.mean(axis=0), "labels"
+        _set_canal(v, centre=canal.mean(axis=0), points=canal, source="labels", affine=affine)
     else:
         v.canal_source = "none"
-        return
+
+
+def _set_canal(v: Vertebra, *, centre: np.ndarray, points: np.ndarray, source: str, affine: np.ndarray) -> None:
+    """Canal fields of ``v`` from its (3,) centre and (N, 3) points (hole pixels or cord/sac voxels),
+    and the vertebra's anterior direction from the canal towards the body."""
     v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
     v.right = np.cross(v.anterior, v.superior)
-    rel = canal - centre
-    v.canal_centre_mm = centre
-    q = 100 if v.canal_source == "ring" else 98  # the hole is a clean 2D image; labels may be noisy
+    rel = points - centre
+    v.canal_centre_mm, v.canal_source = centre, source
+    q = 100 if source == "ring" else 98  # the hole is a clean 2D image; labels may be noisy
     v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), q)) + 0.5 * G.step_along_mm(v.right, affine)
     v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, q)) + 0.5 * G.step_along_mm(v.anterior, affine)
 
@@ -58,13 +62,7 @@ def check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
             continue
         canal = v._canal_pts  # type: ignore[attr-defined]
         if len(canal) >= 20:
-            centre = canal.mean(axis=0)
-            v.anterior = G.perpendicular(v.centroid_mm - centre, v.superior, fallback=v.anterior)
-            v.right = np.cross(v.anterior, v.superior)
-            rel = canal - centre
-            v.canal_centre_mm, v.canal_source = centre, "labels"
-            v.canal_half_width_mm = float(np.percentile(np.abs(rel @ v.right), 98)) + 0.5 * G.step_along_mm(v.right, affine)
-            v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, 98)) + 0.5 * G.step_along_mm(v.anterior, affine)
+            _set_canal(v, centre=canal.mean(axis=0), points=canal, source="labels", affine=affine)
         else:
             v.canal_front_rel_mm = typical
 
