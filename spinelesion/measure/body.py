@@ -93,10 +93,10 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     """
     if flat_idx.size < 30:
         return None
-    if G.step_along_mm(v.superior, affine) > COARSE_GRID_MM:
-        return _extent_heights_mm(v, flat_idx, shape, affine)
-    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1)
     pts = G.world_points(flat_idx, shape, affine)
+    if G.step_along_mm(v.superior, affine) > COARSE_GRID_MM:
+        return _extent_heights_mm(v, pts, affine)
+    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1)
     centre = pts.mean(axis=0)
     step_a = G.step_along_mm(v.anterior, affine)
     step_r = G.step_along_mm(v.right, affine)
@@ -117,7 +117,7 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     sigma_wall = max(0.2 * depth, 0.75 * step_a)
     fits = [((q - centre) @ v.anterior, (q - centre) @ v.right - r_mid, (q - centre) @ v.superior)
             for q in surfaces]
-    extent = _extent_heights_mm(v, flat_idx, shape, affine)
+    extent = _extent_heights_mm(v, pts, affine)
     if extent is None:
         return None
     tolerance = max(2.0 * G.step_along_mm(v.superior, affine), FIT_TOLERANCE_FRACTION * max(extent))
@@ -132,15 +132,13 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     return tuple(heights)  # type: ignore[return-value]
 
 
-def _extent_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, int],
-                       affine: np.ndarray) -> tuple[float, float, float] | None:
+def _extent_heights_mm(v: Vertebra, pts: np.ndarray, affine: np.ndarray) -> tuple[float, float, float] | None:
     """Heights (anterior, middle, posterior, mm) on coarse grids: each height is the extent along the vertebra's superior axis of the voxel centres in a band
     of the mid-sagittal slab (0.5 / 99.5 percentiles when the band holds over 200 voxels), plus
-    the mean voxel step along that axis.
+    the mean voxel step along that axis. ``pts``: (N, 3) world mm of the body's voxels.
     """
-    if flat_idx.size < 30:
+    if len(pts) < 30:
         return None
-    pts = G.world_points(flat_idx, shape, affine)
     step_s = G.step_along_mm(v.superior, affine)
     step_a = G.step_along_mm(v.anterior, affine)
     rel = pts - pts.mean(axis=0)
