@@ -2,7 +2,7 @@
 """Inference speed: seconds per scan by stage, and end-to-end time over the network's own time.
 
 For each input size it times the whole per-scan path (load, preprocess, network, postprocess,
-measure, write, overlays) through ``process_case`` and, on the same preprocessed tensor, the
+measure, write, overlays) through ``predict_case`` and ``finish_case`` and, on the same preprocessed tensor, the
 bare sliding-window forward pass. Goal: end-to-end / network <= 1.3. With ``--big`` it also runs
 two 512x512x600 CTs, each in a child process that reports its peak resident memory: a phantom
 zoomed to fill the field of view (the spine is most of the volume: the worst case for the
@@ -85,7 +85,7 @@ def network_seconds(predictor, scan) -> float:
 def time_case(scan, *, model, device, tmp: Path) -> dict:
     import torch
 
-    from spinelesion.inference.batch import process_case
+    from spinelesion.inference.batch import finish_case, predict_case
     from spinelesion.inference.discover import CaseInput
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.save import save_image
@@ -95,8 +95,8 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
     net, meta = predictor.network(predictor.checkpoint_for("CT"))
     # warm-up on a small input (kernel selection, lazy init)
     predictor.sliding_window(net, torch.zeros(1, *meta["patch_size"]), patch_size=meta["patch_size"])
-    status = process_case(CaseInput(case_id="bench", path=path), case_dir=tmp / "out", predictor=predictor,
-                          overlays=True, save_probabilities=False)
+    started = predict_case(CaseInput(case_id="bench", path=path), predictor=predictor)
+    status = finish_case(started, case_dir=tmp / "out", overlays=True, save_probabilities=False)
     if status["status"] != "ok":
         raise SystemExit(f"case failed: {status['error']}")
     network_only = network_seconds(predictor, scan)

@@ -29,3 +29,15 @@ class ConfigError(SpinelesionError):
 
 class CheckpointError(SpinelesionError):
     """A model checkpoint is missing, unreadable or incompatible."""
+
+
+class NotAScanError(ScanLoadError):
+    """An input is readable but is a segmentation (label map), not a scan to segment or measure."""
+
+
+class DeviceError(SpinelesionError):
+    """A compute device was asked for that is unknown or not available (``--device``)."""
+
+
+class DatasetError(SpinelesionError):
+    """A training dataset folder is missing or not laid out as its adapter expects."""

@@ -234,10 +234,13 @@ def train(*, config: Config, resume: bool = False, device: str = "auto", command
     from spinelesion.model import build_network
     from spinelesion.validation import summarise, validate
 
+    from spinelesion.checkpoint import resolve_device
+
     start_time = time.monotonic()
+    device = resolve_device(device)  # DeviceError for an unknown device or CUDA without a GPU
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    use_cuda = device.startswith("cuda")
     dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

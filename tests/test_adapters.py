@@ -16,7 +16,7 @@ import standins  # noqa: E402
 from spinelesion.data.adapters import ADAPTERS, Case, get_adapter, load_case  # noqa: E402
 from spinelesion.io.grid import place_on_grid  # noqa: E402
 from spinelesion.data.adapters.vertebra_split import FALLBACK_BODY_FRACTION, split_vertebrae  # noqa: E402
-from spinelesion.errors import ConfigError, LabelMapError, ScanLoadError, SpinelesionError  # noqa: E402
+from spinelesion.errors import ConfigError, DatasetError, LabelMapError, ScanLoadError, SpinelesionError  # noqa: E402
 from spinelesion.io.scan import DicomReference, Scan  # noqa: E402
 from spinelesion.labels import NUM_CLASSES  # noqa: E402
 
@@ -214,7 +214,7 @@ def test_verse_bad_inputs(tmp_path):
     shutil.rmtree(root / "dataset-01training" / "derivatives")
     with pytest.raises(LabelMapError, match=r"derivatives/sub-gl003/sub-gl003_dir-ax_seg-vert_msk\.nii\.gz"):
         get_adapter("verse").find_cases(root)
-    with pytest.raises(LabelMapError, match="VerSe dataset folder not found"):
+    with pytest.raises(DatasetError, match="VerSe dataset folder not found"):
         get_adapter("verse").find_cases(tmp_path / "nowhere")
 
 

@@ -176,9 +176,10 @@ def test_finishing_workers_do_not_change_outputs(tmp_path, tiny_model):
             assert record == ref_record and pngs == ref_pngs and pngs
 
 
-def test_label_maps_among_scans_fail_with_a_clear_reason(tmp_path, tiny_model):
+def test_label_maps_among_scans_are_skipped_with_a_clear_reason(tmp_path, tiny_model):
     """A segmentation beside the scans (here a cord mask and a multi-class map, as in
-    ../shared/data/real) is not segmented as if it were an MR: it fails with a one-line reason."""
+    ../shared/data/real) is not segmented as if it were an MR: it is skipped (not failed) with a
+    one-line note."""
     from spinelesion.inference.checks import require_image
 
     inputs = tmp_path / "in"
@@ -191,10 +192,10 @@ def test_label_maps_among_scans_fail_with_a_clear_reason(tmp_path, tiny_model):
     _nifti(inputs / "scan_totalseg.nii.gz", (np.arange(22 * 20 * 10).reshape(22, 20, 10) % 40).astype(np.float32), affine)
     result = run_batch(input_path=inputs, out_dir=tmp_path / "out", model=tiny_model, device="cpu", progress=False,
                        overlays=False)
-    assert result.n_ok == 1 and result.n_failed == 2
+    assert result.n_ok == 1 and result.n_failed == 0 and result.n_not_scans == 2 and result.exit_code == 0
     for case in ("scan_seg", "scan_totalseg"):
         status = json.loads((tmp_path / "out" / case / "status.json").read_text())
-        assert status["status"] == "failed" and "looks like a segmentation" in status["error"], status
+        assert status["status"] == "skipped" and "looks like a segmentation" in status["error"], status
     # images with few grey levels are still images: negative values, fractions, or many values
     for array in (np.round(ct_volume((16, 16, 8))), np.linspace(0, 1, 16 * 16 * 8).reshape(16, 16, 8),
                   np.full((16, 16, 8), -1000.0)):

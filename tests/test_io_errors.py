@@ -137,7 +137,7 @@ CASES = {
     "random bytes .nii.gz": (_random_bytes_nifti, ScanLoadError, "not a readable NIfTI"),
     "gzip of garbage .nii.gz": (_gzip_of_garbage_nifti, ScanLoadError, "not a readable NIfTI"),
     "truncated .nii.gz": (_truncated_nifti, ScanLoadError, "not a readable NIfTI"),
-    "truncated .nii": (_truncated_plain_nifti, ScanLoadError, "not a readable NIfTI"),
+    "truncated .nii": (_truncated_plain_nifti, ScanLoadError, "truncated file or corrupt header"),
     "DICOM missing slice": (_dicom_missing_slice, DicomSeriesError, "missing slice"),
     "DICOM duplicate positions": (_dicom_duplicate, DicomSeriesError, "duplicate slice position"),
     "DICOM ambiguous series": (_dicom_ambiguous, DicomSeriesError, "tied .* --series-uid"),

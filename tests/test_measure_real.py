@@ -1,7 +1,7 @@
 """Measurement on real label maps from ../shared/data/real (copied to tmp_path first).
 
 Sources: spinalcordtoolbox/sct_testing_data (MIT) and wasserth/TotalSegmentator test files
-(Apache-2.0); see /work/shared/data/real/README.md.
+(Apache-2.0); see ../shared/data/real/README.md.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import pytest
 
 from spinelesion.measure import measure_files
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/data/real")
+from conftest import REAL_DATA as REAL
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="real test data not available")
 
 
@@ -42,11 +40,14 @@ def test_sct_healthy_cord_not_compressed(tmp_path):
     assert 60 < min(areas) and max(areas) < 95  # README: about 69-85 mm^2
 
 
-def test_sct_cord_read_as_our_schema_reports_what_is_missing(tmp_path):
+def test_sct_cord_read_as_our_schema_names_the_mapping_that_fits(tmp_path):
+    """A cord mask (value 1) read with the default schema (1 = vertebral body) used to report a
+    "body cut by the field of view"; now it is refused, naming --label-map cord."""
+    from spinelesion.errors import LabelMapError
+
     image, seg = _copy(tmp_path, "sct_t2/t2.nii.gz", "sct_t2/t2_seg-manual.nii.gz")
-    r = measure_files(image_path=image, labels_path=seg)  # value 1 = vertebral body in schema v1
-    assert r["cord"]["mscc_pct"] is None
-    assert any("no spinal cord" in f for f in r["flags"])
+    with pytest.raises(LabelMapError, match="spinal cord mask.*--label-map cord"):
+        measure_files(image_path=image, labels_path=seg)  # value 1 = vertebral body in schema v1
 
 
 def test_totalsegmentator_levels(tmp_path):

@@ -115,7 +115,7 @@ def test_no_cord_gives_nulls_and_flag():
 def test_empty_label_map():
     r = measure_labels(labels=np.zeros((20, 20, 20), np.uint8), affine=np.eye(4))
     assert r["vertebrae"] == [] and r["lesions"] == []
-    assert r["cord"]["mscc_pct"] is None and r["cord"]["compression_flag"] is False
+    assert r["cord"]["mscc_pct"] is None and r["cord"]["compression_flag"] is None  # not measured
     assert any("empty" in f for f in r["flags"])
 
 

@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
     parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--include", action="append", default=[], metavar="GLOB",
+                        help="only inputs whose path under INPUT (or a folder/file name in it) matches, "
+                             "e.g. --include 'imagesTr' or --include '*_t2.nii.gz' (repeatable)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out inputs matching, e.g. --exclude '*_seg*' --exclude labelsTr (repeatable)")
     parser.add_argument("--finish-workers", type=_workers, default=None, metavar="N|auto",
                         help="threads measuring and writing finished cases while the network runs on the "
                              "next; each holds one more scan in memory (default auto: 0 on CPU, where "
@@ -29,14 +34,23 @@ def run(args: argparse.Namespace) -> int:
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
                        tta=args.tta, save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
-                       finish_workers=args.finish_workers)
-    if result.report is not None and result.n_ok and result.demonstration_models:
+                       finish_workers=args.finish_workers, include=args.include, exclude=args.exclude)
+    if result.report is None:  # another rank of a torchrun job writes the run's summary
+        return result.exit_code
+    for case, note in result.notes:
+        print(f"skipped: {case}: {note}", file=sys.stderr)
+    for case, status, reason in result.problems:
+        print(f"{status}: {case}: {reason}", file=sys.stderr)
+    if result.n_ok and result.demonstration_models:
         from spinelesion.report.html import DEMONSTRATION_WARNING
 
         print(f"note: {DEMONSTRATION_WARNING}", file=sys.stderr)
-    if result.report is not None:
-        print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_skipped} already done; "
-              f"report: {result.report}")
+    print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_partial} partial, "
+          f"{result.n_not_scans} skipped (segmentations, not scans), {result.n_skipped} already done; "
+          f"report: {result.report}")
+    if result.problems:
+        print("rerunning the same command resumes: finished scans are kept, the failed and partial ones "
+              "are redone", file=sys.stderr)
     return result.exit_code
 
 

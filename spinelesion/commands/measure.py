@@ -47,5 +47,10 @@ def format_summary(record: dict) -> str:
                          f"{cell(v['genant_grade'], '{}'):>7}  {v['sins_collapse']}")
     c = record["cord"]
     lines.append(f"cord: MSCC {c['mscc_pct']} %, MCC {c['mcc_pct']} %, Bilsky {c['bilsky_grade']}, "
-                 f"compression {'YES' if c['compression_flag'] else 'no'}")
+                 f"compression {compression_text(c.get('compression_flag'))}")
     return "\n".join(lines)
+
+
+def compression_text(flag: bool | None) -> str:
+    """"YES", "no", or "not measured" (None: never read as a negative finding)."""
+    return "not measured" if flag is None else "YES" if flag else "no"

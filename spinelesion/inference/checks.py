@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinelesion.errors import ScanLoadError
+from spinelesion.errors import NotAScanError
 from spinelesion.io.scan import Scan
 
 #: A volume of non-negative integers with at most this many distinct values is a label map.
 MAX_LABEL_VALUES = 64
 
 
-def require_image(scan: Scan) -> None:
-    """Raise ScanLoadError when ``scan`` looks like a segmentation rather than an image.
+def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
+    """Raise NotAScanError (a ScanLoadError) when ``scan`` looks like a segmentation rather than an image.
 
     A label map (a mask, a TotalSegmentator or nnU-Net output) found beside the scans would
     otherwise be segmented as if it were an MR and measured: a silent wrong answer. A label map
@@ -25,9 +25,9 @@ def require_image(scan: Scan) -> None:
     if _label_values(array[::step, ::step, ::step]) is None:
         return
     values = _label_values(array)
-    if values is not None:
-        raise ScanLoadError(f"{scan.source}: looks like a segmentation, not a scan ({len(values)} distinct "
-                            f"integer values, {values.min():g}..{values.max():g}); give the images only")
+    if values is not None and len(values) >= 2:  # a constant volume says nothing either way
+        raise NotAScanError(f"{scan.source}: looks like a segmentation, not a scan ({len(values)} distinct "
+                            f"integer values, {values.min():g}..{values.max():g}); {hint}")
 
 
 def _label_values(array: np.ndarray) -> np.ndarray | None:

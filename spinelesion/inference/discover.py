@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass
@@ -45,8 +46,26 @@ def _safe_id(relative: Path) -> str:
     return text or "scan"
 
 
-def discover_cases(root: str | Path) -> list[CaseInput]:
+def _selected(rel: Path, include, exclude) -> bool:
+    """Whether a path relative to the input root passes the ``--include`` / ``--exclude`` globs; a
+    pattern matches the relative path (``sub/*.nii.gz``) or any part of it (``*_seg*``, ``labelsTr``)."""
+    text = rel.as_posix()
+
+    def hit(pattern: str) -> bool:
+        pattern = pattern.rstrip("/")
+        return fnmatch.fnmatch(text, pattern) or any(fnmatch.fnmatch(part, pattern) for part in rel.parts)
+
+    if include and not any(hit(p) for p in include):
+        return False
+    return not any(hit(p) for p in exclude)
+
+
+def discover_cases(root: str | Path, *, include=(), exclude=()) -> list[CaseInput]:
     """Cases under ``root``, sorted by id.
+
+    ``include`` / ``exclude``: glob patterns (``fnmatch``) on each file's path relative to ``root``
+    or any of its parts (folder or file names): with ``include`` only matching files are cases;
+    matching ``exclude`` drops a file. A DICOM series is kept when any of its files is.
 
     NIfTI/MHA/NRRD files are one case each; DICOM files are grouped by folder and
     SeriesInstanceUID, one case per series; other files (not hidden, not sidecars such as
@@ -58,11 +77,15 @@ def discover_cases(root: str | Path) -> list[CaseInput]:
         raise ScanLoadError(f"{root}: no such file or folder")
     if root.is_file():
         return [CaseInput(case_id=_safe_id(Path(root.name)), path=root, label=root.name)]
+    include, exclude = tuple(include or ()), tuple(exclude or ())
     cases: list[CaseInput] = []
     dicom_dirs: dict[Path, int] = {}
+    dicom_files: set[Path] = set()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or IGNORED_NAMES.match(path.name):
+            continue
+        if not _selected(rel, include, exclude):
             continue
         if path.name.lower().endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES)):
             cases.append(CaseInput(case_id=_safe_id(rel), path=path, label=str(rel)))
@@ -70,16 +93,19 @@ def discover_cases(root: str | Path) -> list[CaseInput]:
             continue  # MHD payloads
         elif _is_dicom(path) or path.suffix.lower() == ".dcm":
             dicom_dirs[path.parent] = dicom_dirs.get(path.parent, 0) + 1
+            dicom_files.add(path)
         else:
             cases.append(CaseInput(case_id=_safe_id(rel), path=path, label=str(rel)))
     if dicom_dirs:
-        cases.extend(_dicom_cases(root, sorted(dicom_dirs)))
+        cases.extend(_dicom_cases(root, sorted(dicom_dirs), selected=dicom_files))
     if not cases:
+        if include or exclude:
+            raise ScanLoadError(f"{root}: no scans left after --include {list(include)} / --exclude {list(exclude)}")
         raise ScanLoadError(f"{root}: empty folder (no scans found)")
     return sorted(cases, key=lambda c: c.case_id)
 
 
-def _dicom_cases(root: Path, folders: list[Path]) -> list[CaseInput]:
+def _dicom_cases(root: Path, folders: list[Path], *, selected: set[Path] | None = None) -> list[CaseInput]:
     """One case per DICOM image series, reading headers once for the whole tree."""
     import os
 
@@ -91,6 +117,8 @@ def _dicom_cases(root: Path, folders: list[Path]) -> list[CaseInput]:
         series = []
     cases, covered = [], set()
     for info in series:
+        if selected is not None and not any(f in selected for f in info.files):
+            continue
         folder = Path(os.path.commonpath([str(f.parent) for f in info.files]))
         covered.update(f.parent for f in info.files)
         rel = folder.relative_to(root) if folder != root else Path(root.name)

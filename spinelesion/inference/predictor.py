@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinelesion.checkpoint import resolve_device  # noqa: F401 - re-exported (moved there)
 from spinelesion.errors import CheckpointError
 from spinelesion.io.scan import Scan
 
@@ -24,19 +25,6 @@ class Prediction:
     probabilities: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     model: str = ""
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'. Unknown names raise CheckpointError."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError("--device cuda asked for, but no CUDA GPU is available")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise CheckpointError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    return device
 
 
 def model_paths(model: str | Path | None) -> dict[str, Path]:
@@ -167,16 +155,9 @@ class Predictor:
 
 
 def _probabilities_on_grid(probabilities, *, source_affine: np.ndarray, scan: Scan) -> np.ndarray:
-    """(C, X, Y, Z) float16 probabilities resampled onto the scan grid (for --save-probabilities)."""
-    from scipy.ndimage import map_coordinates
+    """(C, X, Y, Z) float16 probabilities resampled onto the scan grid (for --save-probabilities),
+    by the labels' rule (see :func:`spinelesion.inference.resample.probabilities_on_grid`)."""
+    from spinelesion.inference.resample import probabilities_on_grid
 
-    target_to_source = np.linalg.inv(source_affine) @ scan.affine
-    out = np.empty((probabilities.shape[0], *scan.shape), dtype=np.float16)
-    nx, ny, nz = scan.shape
-    ii, jj, kk = np.meshgrid(np.arange(nx), np.arange(ny), np.arange(nz), indexing="ij")
-    coords = np.stack([ii, jj, kk, np.ones_like(ii)], axis=0).reshape(4, -1).astype(np.float64)
-    src = (target_to_source @ coords)[:3]
-    probs = probabilities.float().cpu().numpy()
-    for c in range(probs.shape[0]):
-        out[c] = map_coordinates(probs[c], src, order=1, mode="nearest").reshape(scan.shape)
-    return out
+    return probabilities_on_grid(probabilities, source_affine=source_affine, target_affine=scan.affine,
+                                 target_shape=scan.shape)

@@ -178,3 +178,42 @@ def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor) -> to
     sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=True)
     return class_argmax(sampled.reshape(probabilities.shape[0], -1))
+
+
+def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
+                          target_shape: tuple[int, int, int], slab_voxels: int = 1_000_000) -> np.ndarray:
+    """(C, X, Y, Z) float16 class probabilities trilinearly interpolated at each target voxel.
+
+    The same rule as :func:`labels_on_grid`, so that the saved probabilities and the labels agree
+    at the borders: trilinear inside the source grid; within one voxel outside it the inside
+    corners' weighted mean (the labels' zero-padded interpolation, renormalised: same argmax, sum
+    1); background (1, 0, ...) further out, where the labels are background. Target coordinates
+    are made a slab of ``slab_voxels`` at a time in float32 (never a full-volume coordinate array).
+    """
+    device = probabilities.device
+    probabilities = probabilities.float()
+    n_classes = probabilities.shape[0]
+    out = np.zeros((n_classes, *target_shape), dtype=np.float16)
+    matrix = torch.as_tensor(np.linalg.inv(source_affine) @ target_affine, dtype=torch.float32, device=device)
+    nx, ny, nz = (int(n) for n in target_shape)
+    if min(nx, ny, nz) <= 0:
+        return out
+    ii = torch.arange(nx, dtype=torch.float32, device=device)[:, None]
+    jj = torch.arange(ny, dtype=torch.float32, device=device)[None, :]
+    size = torch.tensor(probabilities.shape[1:], dtype=torch.float32, device=device)
+    k_step = max(1, slab_voxels // max(1, nx * ny))
+    for k0 in range(0, nz, k_step):
+        kk = torch.arange(k0, min(nz, k0 + k_step), dtype=torch.float32, device=device)[None, None, :]
+        pos = torch.stack([matrix[a, 0] * ii[..., None] + matrix[a, 1] * jj[..., None] + matrix[a, 2] * kk
+                           + matrix[a, 3] for a in range(3)], dim=-1)  # (nx, ny, nk, 3) source indices
+        norm = pos * (2.0 / (size - 1).clamp(min=1)) - 1  # align_corners=True, as _interpolate_argmax
+        grid = norm[..., [2, 1, 0]][None]  # grid_sample wants (W, H, D) = (Z, Y, X) coordinates
+        sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
+                                                  padding_mode="zeros", align_corners=True)[0]
+        total = sampled.sum(dim=0, keepdim=True)
+        # within one voxel outside the grid only the inside corners weigh: their weighted mean
+        # (the same argmax as the labels'); further out, background
+        sampled = torch.where(total > 0, sampled / total.clamp(min=1e-12), torch.zeros_like(sampled))
+        sampled[0] += (total[0] <= 0).float()
+        out[:, :, :, k0:k0 + kk.shape[-1]] = sampled.cpu().numpy().astype(np.float16)
+    return out

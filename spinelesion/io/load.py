@@ -41,22 +41,55 @@ def load_scan(path: str | os.PathLike, *, series_uid: str | None = None,
     path = Path(path)
     if not path.exists():
         raise ScanLoadError(f"{path}: no such file or folder")
+    try:
+        scan = _load_any(path, series_uid=series_uid, volume_index=volume_index)
+    except ScanLoadError:
+        raise
+    except MemoryError:
+        raise ScanLoadError(f"{path}: not enough memory to read this scan (is its header's size right?)") from None
+    except Exception as err:  # noqa: BLE001 - a corrupt file can break a reader anywhere: one line, no traceback
+        raise ScanLoadError(f"{path}: unreadable or corrupt file ({type(err).__name__}: {_first_line(err)})") from None
+    check_geometry(scan.affine, path)
+    _check_finite(scan.array, path)
+    return _with_modality(scan, modality)
+
+
+def _load_any(path: Path, *, series_uid: str | None, volume_index: int | None) -> Scan:
     if path.is_dir():
         from spinelesion.io.dicom import load_dicom_folder
 
-        scan = load_dicom_folder(path, series_uid=series_uid)
-    else:
-        name = path.name.lower()
-        if name.endswith(NIFTI_SUFFIXES):
-            scan = _load_nifti(path, volume_index=volume_index)
-        elif name.endswith(ITK_SUFFIXES):
-            scan = _load_itk(path, volume_index=volume_index)
-        else:
-            from spinelesion.io.dicom import load_dicom_file
+        return load_dicom_folder(path, series_uid=series_uid)
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return _load_nifti(path, volume_index=volume_index)
+    if name.endswith(ITK_SUFFIXES):
+        return _load_itk(path, volume_index=volume_index)
+    from spinelesion.io.dicom import load_dicom_file
 
-            scan = load_dicom_file(path)
-    _check_finite(scan.array, path)
-    return _with_modality(scan, modality)
+    return load_dicom_file(path)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return " ".join(text.splitlines()[0].split())[:200] if text else "no detail"
+
+
+def check_geometry(affine: np.ndarray, path) -> None:
+    """ScanLoadError naming ``path`` unless ``affine`` is a finite voxel -> world map with non-zero
+    voxel sizes and independent axes (a zero, NaN or infinite spacing, or a singular orientation
+    matrix, in a header gives no usable geometry: measurements in mm would be meaningless)."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ScanLoadError(f"{path}: the header's voxel geometry is not finite (NaN or infinite spacing, "
+                            "origin or orientation); fix the header (pixdim/sform/qform, ElementSpacing...)")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if not (spacing > 1e-6).all():
+        raise ScanLoadError(f"{path}: the header gives a voxel size of "
+                            f"{'x'.join(f'{s:.3g}' for s in spacing)} mm; every voxel size must be above 0")
+    rotation = affine[:3, :3] / spacing[None, :]
+    if abs(np.linalg.det(rotation)) < 1e-3:
+        raise ScanLoadError(f"{path}: the header's orientation matrix is singular (two voxel axes point the same "
+                            "way); the scan cannot be placed in space")
 
 
 def guess_modality(array: np.ndarray) -> str:
@@ -119,9 +152,14 @@ def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
 
     try:
         img = nib.load(str(path))
+        check_declared_size(path, shape=img.dataobj.shape, dtype=img.dataobj.dtype,
+                            offset=int(img.dataobj.offset), compressed=path.name.lower().endswith(".gz"))
         array = _nifti_voxels(img, path)
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError,
-            *_igzip_errors()) as err:
+    except ScanLoadError:
+        raise
+    except MemoryError:
+        raise ScanLoadError(f"{path}: not enough memory to read this NIfTI file's voxels") from None
+    except Exception as err:  # noqa: BLE001 - nibabel raises many kinds (HeaderDataError, zlib, EOF...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ScanLoadError(f"{path}: not a readable NIfTI file ({reason})") from None
     if array.dtype.kind == "c" or array.dtype.names:
@@ -150,6 +188,102 @@ def _nifti_voxels(img, path: Path) -> np.ndarray:
         return np.asarray(type(on_disk)(stream, spec, mmap=False, order=on_disk.order))
 
 
+#: Deflate cannot expand data more than about 1032 times: a larger claim is a corrupt header.
+MAX_DEFLATE_RATIO = 1032
+
+
+def _voxels(shape) -> str:
+    return "x".join(str(int(n)) for n in shape)
+
+
+def check_declared_size(path: Path, *, shape, dtype, offset: int, compressed: bool,
+                        data_path: Path | None = None) -> None:
+    """ScanLoadError naming ``path`` when the header claims more voxel bytes than the file can
+    hold (truncated file or corrupt dimensions), or more memory than this machine has; checked
+    before anything is allocated.
+
+    Uncompressed: the data file must hold ``offset`` + the voxel bytes. Compressed: deflate expands
+    at most ~1032 times; and a gzip file's trailer (ISIZE, the size modulo 2^32) smaller than the
+    claim is confirmed by inflating the stream without keeping it (multi-member files are allowed).
+    """
+    dims = [int(n) for n in shape]
+    if any(n < 0 for n in dims):
+        raise ScanLoadError(f"{path}: header declares negative dimensions {dims}")
+    itemsize = np.dtype(dtype).itemsize
+    needed = int(np.prod(dims, dtype=object)) * itemsize
+    data_path = data_path or path
+    on_disk = data_path.stat().st_size
+    if not compressed:
+        if on_disk < offset + needed:
+            raise ScanLoadError(f"{path}: header declares {_voxels(dims)} voxels ({needed:,} bytes of "
+                                f"{np.dtype(dtype)}) but the file holds {max(on_disk - offset, 0):,} bytes of "
+                                "voxel data: truncated file or corrupt header")
+    else:
+        if needed > MAX_DEFLATE_RATIO * on_disk + 1024:
+            raise ScanLoadError(f"{path}: header declares {_voxels(dims)} voxels ({needed:,} bytes) but the "
+                                f"{on_disk:,}-byte compressed file cannot hold that many: corrupt header")
+        if data_path.name.lower().endswith(".gz") and offset + needed < 2 ** 32:
+            _check_gzip_size(path, data_path, needed=offset + needed, dims=dims)
+    voxels = int(np.prod(dims, dtype=object))
+    memory = _physical_memory()
+    if memory and voxels * 4 > memory:
+        raise ScanLoadError(f"{path}: {_voxels(dims)} voxels need {voxels * 4 / 2 ** 30:.1f} GiB as float32; "
+                            f"this machine has {memory / 2 ** 30:.1f} GiB (corrupt header, or crop the scan)")
+
+
+def _check_gzip_size(path: Path, data_path: Path, *, needed: int, dims) -> None:
+    with open(data_path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        isize = int.from_bytes(f.read(4), "little")
+    if isize >= needed:
+        return
+    inflated = 0  # the trailer may be of the last member only: count what the stream really holds
+    decompressor, pending = zlib.decompressobj(zlib.MAX_WBITS | 32), b""
+    with open(data_path, "rb") as f:
+        while inflated < needed:
+            if not pending:
+                pending = f.read(1 << 20)
+                if not pending:
+                    break
+            try:
+                inflated += len(decompressor.decompress(pending, 1 << 24))
+            except zlib.error:
+                break
+            pending = decompressor.unconsumed_tail
+            if decompressor.eof:  # the next member, if any
+                pending = decompressor.unused_data
+                decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)
+    if inflated < needed:
+        raise ScanLoadError(f"{path}: header declares {_voxels(dims)} voxels ({needed:,} bytes with the header) "
+                            f"but the compressed file holds {inflated:,} bytes: truncated file or corrupt header")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _itk_data_file(path: Path) -> Path:
+    """The file holding the voxels of an MHA/MHD/NRRD/NHDR header (the header itself when LOCAL)."""
+    if not path.name.lower().endswith((".mhd", ".nhdr")):
+        return path
+    with open(path, "rb") as f:
+        head = f.read(65536).decode("latin-1")
+    for line in head.splitlines():
+        key, _, value = line.partition("=" if "=" in line else ":")
+        if key.strip().lower() in ("elementdatafile", "data file", "datafile"):
+            value = value.strip()
+            if value.upper() == "LOCAL" or not value or " " in value:
+                return path
+            candidate = path.parent / value
+            if not candidate.is_file():
+                raise ScanLoadError(f"{path}: its voxel data file {value} is missing")
+            return candidate
+    return path
+
+
 def _igzip_errors() -> tuple[type[BaseException], ...]:
     """Exception types igzip raises for corrupt data (none without ``isal``)."""
     try:
@@ -163,6 +297,12 @@ def _load_itk(path: Path, *, volume_index: int | None) -> Scan:
     import SimpleITK as sitk
 
     try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        # 1 byte per value is a lower bound on what any stored type needs
+        check_declared_size(path, shape=[*reader.GetSize(), reader.GetNumberOfComponents()], dtype=np.uint8,
+                            offset=0, compressed=True, data_path=_itk_data_file(path))
         img = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"

@@ -34,6 +34,31 @@ def save_labels(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> P
     return _write_volume(labels, dtype=np.uint8, affine=like.affine, path=path, what="label")
 
 
+def save_probabilities(probabilities: np.ndarray, *, like: Scan, path: str | os.PathLike) -> Path:
+    """Write (C, X, Y, Z) class probabilities on ``like``'s grid as a 4D NIfTI (X, Y, Z, C), uint8
+    scaled 0..255 (scl_slope 1/255), with the scan's affine in sform and qform, atomically."""
+    path = Path(path)
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 4 or probabilities.shape[1:] != like.shape:
+        raise LabelMapError(f"{path}: probabilities of shape {probabilities.shape} do not fit the scan's "
+                            f"(C, {', '.join(map(str, like.shape))})")
+    if not path.name.lower().endswith(NIFTI_SUFFIXES):
+        raise LabelMapError(f"{path}: probabilities are written as NIfTI (.nii.gz or .nii)")
+    import nibabel as nib
+
+    data = np.empty((*like.shape, probabilities.shape[0]), dtype=np.uint8, order="F")
+    for c in range(probabilities.shape[0]):  # a class at a time: no float copy of the whole 4D array
+        data[..., c] = np.clip(np.rint(probabilities[c].astype(np.float32) * 255), 0, 255)
+    img = nib.Nifti1Image(data, like.affine)
+    img.set_sform(like.affine, code=1)
+    img.set_qform(like.affine, code=1)
+    img.header.set_xyzt_units("mm")
+    img.header["scl_slope"], img.header["scl_inter"] = 1 / 255, 0
+    with atomic_path(path) as tmp:
+        save_nifti(img, tmp)
+    return path
+
+
 def save_image(scan: Scan, *, path: str | os.PathLike, dtype=np.float32) -> Path:
     """Write a scan's voxels on its own grid (NIfTI or MHA/NRRD by extension), atomically.
 

@@ -66,8 +66,3 @@ class Scan:
     @property
     def voxel_volume_ml(self) -> float:
         return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
-
-    def with_array(self, array: np.ndarray) -> "Scan":
-        """A scan on the same grid holding other voxels."""
-        return Scan(array=array, affine=self.affine, modality=self.modality, source=self.source,
-                    dicom=self.dicom, extra=self.extra)

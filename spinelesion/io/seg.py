@@ -106,7 +106,19 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
             display_color=hd.color.CIELabColor.from_rgb(*schema.LABEL_COLOURS[value]))
         for s, value in enumerate(values)
     ]
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, sources, segment_map, descriptions, present)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # highdicom: attributes it needs
+        raise LabelMapError(f"{path}: cannot write a DICOM SEG for {like.source}: the source images lack or "
+                            f"hold unusable attributes a SEG must repeat ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:200]})") from None
+    with atomic_path(path) as tmp:
+        pydicom.dcmwrite(tmp, seg, enforce_file_format=True)
+    return path
+
+
+def _segmentation(hd, sources, segment_map, descriptions, present):
+    return hd.seg.Segmentation(
         source_images=sources, pixel_array=segment_map,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -116,9 +128,6 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
         software_versions=__version__, device_serial_number="0",
         series_description=f"spinelesion labels v{schema.SCHEMA_VERSION}",
         omit_empty_frames=bool(present))
-    with atomic_path(path) as tmp:
-        pydicom.dcmwrite(tmp, seg, enforce_file_format=True)
-    return path
 
 
 def read_dicom_seg(path: str | os.PathLike, *, like: Scan,
@@ -195,4 +204,17 @@ def _source_dataset(path: Path):
         ds.StudyInstanceUID = study_uid_of(ds)
     if not str(ds.get("SeriesInstanceUID", "") or ""):
         ds.SeriesInstanceUID = series_uid_of(ds)[0]
+    for keyword in TYPE2_COPIED:  # type 2: present, empty when unknown (PS3.5 7.4.5)
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if not str(ds.get("FrameOfReferenceUID", "") or ""):  # type 1 where the SEG shares the source's frame
+        import pydicom.uid
+
+        ds.FrameOfReferenceUID = pydicom.uid.generate_uid(entropy_srcs=["spinelesion-frame", study_uid_of(ds)])
     return ds
+
+
+#: Type 2 attributes of the patient and study modules that a SEG repeats from its source; an
+#: anonymiser may have removed them, and the standard allows them empty.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber", "SliceThickness")

@@ -332,7 +332,7 @@ def sins_collapse(loss_pct: float | None, destruction_pct: float | None, setting
     if loss_pct is None and destruction_pct is None:
         return None
     loss = loss_pct or 0.0
-    if loss >= 50:
+    if loss > 50:  # "over 50 %" (Fisher 2010); exactly 50 % is under
         return "over_50pct"
     if loss >= settings.collapse_min_pct:
         return "under_50pct"

@@ -40,8 +40,10 @@ from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.vertebrae import Vertebra
 
+#: The cord part of a record where the cord was not measured: every figure None ("not measured"),
+#: the compression flag included (never a negative finding that was not made).
 NULL_CORD = {"mscc_pct": None, "mcc_pct": None, "worst_centroid_mm": None, "bilsky_grade": None,
-             "compression_flag": False}
+             "compression_flag": None}
 
 
 def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra], axis: np.ndarray,
@@ -131,7 +133,9 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     flag = record["bilsky_grade"] in settings.compression_bilsky_grades
     if settings.compression_mscc_pct is not None and record["mscc_pct"] is not None:
         flag |= record["mscc_pct"] >= settings.compression_mscc_pct
-    record["compression_flag"] = bool(flag)
+    # no MSCC and no grade: nothing was measured that could say "no compression"
+    record["compression_flag"] = None if not flag and record["mscc_pct"] is None and \
+        record["bilsky_grade"] is None else bool(flag)
     extra["profile"] = {"s_mm": prof["s"][ok].round(1).tolist(), "cord_ap_mm": cord_ap[ok].round(2).tolist(),
                         "cord_area_mm2": prof["cord_area"][ok].round(1).tolist()}
     return record, notes, extra

@@ -141,3 +141,73 @@ def _value_counts(labels: np.ndarray, chunk_voxels: int = 1 << 22) -> np.ndarray
         part = np.bincount(labels[i:i + rows].ravel(), minlength=counts.size)
         counts += part
     return counts
+
+
+#: A single-value mask thinner than this (mean cross-section, mm^2) and elongated is a cord (or
+#: canal) mask: a spinal cord is 50-120 mm^2, a thecal sac up to ~250; vertebral bodies 500 and more.
+TUBE_MAX_AREA_MM2 = 300.0
+
+
+def check_fits(labels: np.ndarray, affine: np.ndarray, spec: str | dict | Path | None, *, what: str = "label map") -> None:
+    """LabelMapError when ``labels`` do not look like the chosen mapping, naming the one that fits.
+
+    Caught: a single-value thin tube (a spinal cord mask, as the Spinal Cord Toolbox writes) read
+    with a mapping where 1 is bone; and maps most of whose labelled voxels the chosen mapping does
+    not name while a built-in mapping names them (a TotalSegmentator map read as ours...).
+    """
+    mapping = load_label_map(spec)
+    name = str(mapping.get("name", "custom"))
+    labels = np.asarray(labels)
+    if labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+        if labels.size == 0 or not np.array_equal(labels, np.round(labels)):
+            return
+        labels = labels.astype(np.int64)
+    if labels.min() < 0 or labels.max() > 65535:
+        return  # apply_label_map says what is wrong
+    counts = _value_counts(labels)
+    counts[0] = 0
+    total = int(counts.sum())
+    if total == 0:
+        return
+    present = [int(v) for v in np.flatnonzero(counts)]
+    if present == [1] and _CLASS_BY_NAME.get(mapping.get("classes", {}).get("1", "")) in (
+            L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS, MERGED_VERTEBRA):
+        tube = _tube(labels == 1, affine)
+        if tube is not None:
+            area, length = tube
+            raise LabelMapError(
+                f"{what}: one value only (1), shaped like a thin tube ({area:.0f} mm^2 cross-section over "
+                f"{length:.0f} mm) with no bone: a spinal cord mask, not label map {name!r} "
+                f"(1 = {mapping['classes']['1']}); pass --label-map cord")
+
+    def named_fraction(m: dict) -> float:
+        named = {int(v) for v in m.get("classes", {})} | {int(v) for v in m.get("levels", {})}
+        return sum(int(counts[v]) for v in present if v in named) / total
+
+    if named_fraction(mapping) >= 0.5:
+        return
+    fits = [other for other, m in BUILTIN_MAPS.items() if other != name and named_fraction(m) >= 0.9]
+    if fits:
+        shown = present[:8] + (["..."] if len(present) > 8 else [])
+        raise LabelMapError(f"{what}: label map {name!r} names only {100 * named_fraction(mapping):.0f} % of the "
+                            f"labelled voxels (values {shown}); they fit label map {fits[0]!r}: pass "
+                            f"--label-map {fits[0]}")
+
+
+def _tube(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float] | None:
+    """(mean cross-section mm^2, length mm) of ``mask`` when it is a thin elongated tube, else None."""
+    index = np.flatnonzero(mask)
+    voxel_mm3 = abs(float(np.linalg.det(affine[:3, :3])))
+    volume = index.size * voxel_mm3
+    sample = index[:: max(1, index.size // 200_000)]
+    points = np.stack(np.unravel_index(sample, mask.shape), axis=1) @ affine[:3, :3].T
+    if len(points) < 10:
+        return None
+    centred = points - points.mean(axis=0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    along = centred @ axis
+    length = float(np.ptp(along)) + float(np.cbrt(voxel_mm3))  # centre to centre, plus one voxel
+    area = volume / length
+    if area < TUBE_MAX_AREA_MM2 and length > 3 * np.sqrt(area):
+        return area, length
+    return None

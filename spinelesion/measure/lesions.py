@@ -50,13 +50,17 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     for k in np.argsort(-counts[1:]) + 1:
         if counts[k] * voxel_mm3 < settings.min_lesion_mm3:
             continue
+        centroid = affine[:3, :3] @ centroids[k] + affine[:3, 3]
+        vertebra_index = int(votes[k].argmax()) if n_vert and votes[k].any() else None
         records.append({
             "id": len(records) + 1,
             "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
-            "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ centroids[k] + affine[:3, 3]],
-            "vertebra_index": int(votes[k].argmax()) if n_vert and votes[k].any() else None,
+            "centroid_mm": [round(float(x), 2) for x in centroid],
+            "vertebra_index": vertebra_index,
             "epidural": bool(k in epidural_ids),
         })
+        if vertebra_index is None:  # say where it is instead
+            records[-1]["location"] = outside_location(centroid, vertebrae)
         if k in epidural_ids:
             epidural_kept.append(k)
     np.put(epidural_mask, flat[np.isin(comp_of, epidural_kept)], True)
@@ -96,3 +100,19 @@ def _in_canal_components(flat, comp_of, shape, affine, vertebrae, vert_of) -> se
         inside = (a < v.body_back_rel_mm - 1.0) & (a > -v.body_back_rel_mm) & (np.abs(r) < v.canal_half_width_mm - 1.0)
         ids |= set(np.unique(comp_of[sel][inside]).tolist())
     return ids
+
+
+def outside_location(centroid_mm: np.ndarray, vertebrae: list[Vertebra]) -> str:
+    """Where a lesion that belongs to no vertebra lies: distance and direction (patient R/L, A/P,
+    S/I) from the nearest vertebra's centroid, or its RAS position when there are no vertebrae."""
+    centroid_mm = np.asarray(centroid_mm, float)
+    if not vertebrae:
+        return "in no vertebra (no vertebrae found): at RAS " + ", ".join(f"{x:.0f}" for x in centroid_mm) + " mm"
+    nearest = min(vertebrae, key=lambda v: float(np.linalg.norm(centroid_mm - v.centroid_mm)))
+    offset = centroid_mm - nearest.centroid_mm
+    words = [("right", "left"), ("anterior", "posterior"), ("superior", "inferior")]
+    parts = [f"{abs(d):.0f} mm {words[a][0] if d >= 0 else words[a][1]}"
+             for a, d in sorted(enumerate(offset), key=lambda ad: -abs(ad[1])) if abs(d) >= 5]
+    name = nearest.level or f"vertebra {nearest.index}"
+    where = ", ".join(parts) if parts else "at the centre"
+    return f"in no vertebra: {where} of {name}'s body centre ({np.linalg.norm(offset):.0f} mm away)"

@@ -19,6 +19,8 @@ from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.vertebrae import LEVEL_ORDER, Vertebra, find_vertebrae
 
 RECORD_SCHEMA_VERSION = 1
+#: Body destruction (%) from which a vertebra gets a flag line.
+DESTRUCTION_FLAG_PCT = 5.0
 
 
 def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None,
@@ -51,7 +53,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     record = {"schema_version": RECORD_SCHEMA_VERSION,
               "scan": {"shape": [int(s) for s in labels.shape], "spacing_mm": [round(float(s), 4) for s in spacing],
                        "orientation": "".join(__import__("nibabel").aff2axcodes(affine)), "modality": modality},
-              "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "flags": []}
+              "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "flags": [],
+              "settings": {"min_lesion_mm3": settings.min_lesion_mm3}}
     box = G.crop_box(labels != 0, margin=2)
     if box is None:
         record["flags"].append("empty label map: nothing could be measured (no vertebrae, lesions or cord)")
@@ -224,7 +227,7 @@ def _flags(record: dict, cord_extra: dict) -> list[str]:
         flags.append(f"epidural tumour without cord compression, Bilsky {cord['bilsky_grade']}{where}")
     for v in verts:
         parts = []
-        if (v["body_destruction_pct"] or 0) >= 5:
+        if (v["body_destruction_pct"] or 0) >= DESTRUCTION_FLAG_PCT:
             kind = f" ({v['lesion_type']})" if v["lesion_type"] else ""
             parts.append(f"{v['body_destruction_pct']:.0f} % of the body destroyed{kind}")
         if (v["genant_grade"] or 0) >= 1:
@@ -245,16 +248,22 @@ def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLi
 
     Raises:
         LabelMapError: the label map's voxel centres are not the image's (the same grid stored
-            in another axis order or direction is accepted and put in the image's order).
+            in another axis order or direction is accepted and put in the image's order), or the
+            labels do not look like ``label_map`` (the message names the mapping that fits).
+        NotAScanError: ``image_path`` holds a label map, not a scan.
         ScanLoadError: either file cannot be read.
     """
+    from spinelesion.inference.checks import require_image
     from spinelesion.io.grid import labels_on_image_grid
     from spinelesion.io.load import load_scan
+    from spinelesion.measure.label_maps import check_fits
 
     scan = load_scan(image_path)
+    require_image(scan, hint="--image takes the scan, --labels its label map")  # as infer refuses one
     seg = load_scan(labels_path)
     # the same voxel centres stored in another axis order or direction are put in the image's order
     labels = labels_on_image_grid(seg, like=scan, path=labels_path)
+    check_fits(labels, scan.affine, label_map, what=str(labels_path))
     return measure_labels(labels=labels, affine=scan.affine, image=scan.array, modality=scan.modality,
                           label_map=label_map, lowest_level=lowest_level, settings=settings)
 

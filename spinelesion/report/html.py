@@ -74,6 +74,13 @@ def _text(value) -> str:
     return _e(value)
 
 
+def _compression(flag) -> str:
+    """The compression flag: YES, no, or "not measured" (None), never a negative it did not find."""
+    if flag is None:
+        return '<span class="muted">not measured</span>'
+    return "<span class=flag>YES</span>" if flag else "no"
+
+
 def _mm(point) -> str:
     return "&ndash;" if point is None else _e(", ".join(f"{float(c):.1f}" for c in point))
 
@@ -125,7 +132,7 @@ def _cohort_table(ordered: list[tuple[int, dict]]) -> str:
             f'<td class="num">{_num(volume, 2)}</td><td>{_text(cord.get("bilsky_grade"))}</td>'
             f'<td class="num">{_num(cord.get("mscc_pct"))}</td>'
             f'<td class="num">{_num(max_body_destruction_pct(record))}</td>'
-            f'<td>{"<span class=flag>YES</span>" if cord.get("compression_flag") else "no"}</td>'
+            f'<td>{_compression(cord.get("compression_flag"))}</td>'
             f'<td>{"<br>".join(_e(f) for f in flags)}</td><td class="num">{_num(case.get("seconds"))}</td></tr>')
     return f'<table id="cohort"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -157,7 +164,7 @@ def _lesion_table(record: dict) -> str:
     names = {v.get("index"): v.get("level") or f"v{v.get('index')}" for v in record.get("vertebrae") or []}
     rows = [f'<tr><td class="num">{_text(x.get("id"))}</td><td class="num">{_num(x.get("volume_ml"), 2)}</td>'
             f'<td>{_mm(x.get("centroid_mm"))}</td>'
-            f'<td>{_text(names.get(x.get("vertebra_index"), x.get("vertebra_index")))}</td>'
+            f'<td>{_text(names.get(x.get("vertebra_index"), x.get("vertebra_index")) if x.get("vertebra_index") is not None else x.get("location"))}</td>'
             f'<td>{_text(x.get("epidural"))}</td></tr>' for x in record.get("lesions") or []]
     if not rows:
         return '<p class="muted">No lesions found.</p>'
@@ -170,7 +177,7 @@ def _cord_table(record: dict) -> str:
     scan = record.get("scan") or {}
     items = [("MSCC (%)", _num(cord.get("mscc_pct"))), ("MCC (%)", _num(cord.get("mcc_pct"))),
              ("Bilsky grade", _text(cord.get("bilsky_grade"))),
-             ("cord compression", _text(cord.get("compression_flag"))),
+             ("cord compression", _compression(cord.get("compression_flag"))),
              ("worst slice centre (RAS mm)", _mm(cord.get("worst_centroid_mm"))),
              ("scan", _e(f"{scan.get('modality') or '?'} {scan.get('shape')} voxels, spacing "
                          f"{scan.get('spacing_mm')} mm, {scan.get('orientation') or '?'}"))]
@@ -228,7 +235,9 @@ def render_report(*, run_dir: Path, cases: list[dict], run_info: dict) -> str:
     numbered = list(enumerate(cases))
     ordered = sorted(numbered, key=lambda nc: cohort_sort_key(
         record=nc[1].get("record"), status=str(nc[1].get("status")), case=str(nc[1].get("case"))))
-    failed = [(n, c) for n, c in numbered if c.get("record") is None]
+    failed = [(n, c) for n, c in numbered if c.get("record") is None and c.get("status") != "skipped"]
+    skipped = sum(1 for _, c in numbered if c.get("status") == "skipped")
+    partial = sum(1 for _, c in numbered if c.get("status") == "partial")
     flagged = sum(1 for _, c in numbered if c.get("record") and
                   ((c["record"].get("flags")) or (c["record"].get("cord") or {}).get("compression_flag")))
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -237,7 +246,10 @@ def render_report(*, run_dir: Path, cases: list[dict], run_info: dict) -> str:
              "<h1>spinelesion review report</h1>", f'<p class="disclaimer" id="disclaimer">{_e(DISCLAIMER)}</p>',
              (f'<p class="disclaimer" id="demonstration-model">{_e(DEMONSTRATION_WARNING)}</p>'
               if run_info.get("demonstration_models") else ""),
-             f"<p>{len(cases)} scan{'' if len(cases) == 1 else 's'}: {len(cases) - len(failed)} measured, {len(failed)} failed, "
+             f"<p>{len(cases)} input{'' if len(cases) == 1 else 's'}: "
+             f"{sum(1 for _, c in numbered if c.get('record') is not None)} measured, {len(failed)} failed, "
+             + (f"{partial} partial (some outputs missing), " if partial else "")
+             + (f"{skipped} skipped (segmentations, not scans), " if skipped else "") +
              f"{flagged} flagged. Sorted with flagged scans first (cord compression, worst Bilsky grade, "
              "highest body destruction).</p>",
              "<h2>Cohort</h2>", _cohort_table(ordered)]

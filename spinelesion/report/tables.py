@@ -16,7 +16,7 @@ SUMMARY_COLUMNS = (
     "case", "input", "status", "error", "modality", "n_vertebrae", "n_lesions", "lesion_volume_ml",
     "worst_bilsky", "max_mscc_pct", "max_body_destruction_pct", "compression_flag", "flags", "seconds",
 )
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "partial", "failed", "skipped")
 
 #: Bilsky ESCC grades (Bilsky 2010) from least to most severe; None (no lesion) ranks below "0".
 BILSKY_ORDER = ("0", "1a", "1b", "1c", "2", "3")
@@ -38,18 +38,22 @@ def max_body_destruction_pct(record: dict) -> float | None:
 
 
 def flagged_vertebra_indices(record: dict) -> list[int]:
-    """Indices of vertebrae worth an axial view, ascending.
+    """Indices of vertebrae worth an axial view (drawn red in the report), ascending.
 
-    A vertebra is flagged when it holds lesion (``lesion_volume_ml`` or ``body_destruction_pct`` > 0),
-    has a Genant grade of 1 or more, posterolateral involvement, a lesion of the ``lesions`` list
-    points at it, or a line of ``flags`` names it ("... at vertebra 4", "T7: ...").
+    A vertebra is flagged when it holds at least the smallest lesion kept
+    (``record["settings"]["min_lesion_mm3"]``, default that of MeasureSettings: a speck of a few
+    voxels flags nothing) or has DESTRUCTION_FLAG_PCT of its body destroyed, has a Genant grade of 1 or more, posterolateral involvement, a lesion
+    of the ``lesions`` list (all at least that size) points at it, or a line of ``flags`` names it
+    ("... at vertebra 4", "T7: ...").
     """
     known = {int(v["index"]) for v in record.get("vertebrae") or [] if v.get("index") is not None}
     flagged: set[int] = set()
+    min_ml = min_lesion_ml(record)
     for v in record.get("vertebrae") or []:
         if v.get("index") is None:
             continue
-        if ((v.get("lesion_volume_ml") or 0) > 0 or (v.get("body_destruction_pct") or 0) > 0
+        if ((v.get("lesion_volume_ml") or 0) >= min_ml
+                or (v.get("body_destruction_pct") or 0) >= DESTRUCTION_FLAG_PCT
                 or (v.get("genant_grade") or 0) >= 1
                 or v.get("posterolateral") not in (None, "none")):
             flagged.add(int(v["index"]))
@@ -63,6 +67,18 @@ def flagged_vertebra_indices(record: dict) -> list[int]:
         flagged.update(index for level, index in levels.items()
                        if re.search(rf"(?<![A-Za-z0-9]){re.escape(level)}(?![A-Za-z0-9])", str(flag)))
     return sorted(flagged & known)
+
+
+#: Body destruction (%) from which a vertebra is flagged (as the record's flags say it).
+DESTRUCTION_FLAG_PCT = 5.0
+
+
+def min_lesion_ml(record: dict) -> float:
+    """The smallest lesion the record's measurement kept, in ml (its settings, else the default)."""
+    from spinelesion.measure.settings import MeasureSettings
+
+    value = (record.get("settings") or {}).get("min_lesion_mm3")
+    return float(MeasureSettings().min_lesion_mm3 if value is None else value) / 1000.0
 
 
 def cohort_sort_key(*, record: dict | None, status: str, case: str) -> tuple:
@@ -95,8 +111,9 @@ def summary_row(*, case: str, record: dict | None, status: str, error: str | Non
     Args:
         case: the case folder name (no patient data).
         record: the measurement record (design.md section 2), None when the scan failed.
-        status: "ok", "failed" or "skipped" (finished in an earlier run).
-        error: one-line reason for a failure, else None.
+        status: "ok", "partial" (some outputs failed), "failed" or "skipped" (a segmentation
+            found among the scans).
+        error: one-line reason for a failure, a partial case or a skipped input, else None.
         input_label: the input path relative to the run's input (no PHI).
         seconds: wall time spent on the scan.
     """
@@ -116,7 +133,7 @@ def summary_row(*, case: str, record: dict | None, status: str, error: str | Non
             worst_bilsky=cord.get("bilsky_grade"),
             max_mscc_pct=_round(cord.get("mscc_pct"), 1),
             max_body_destruction_pct=_round(max_body_destruction_pct(record), 1),
-            compression_flag=bool(cord.get("compression_flag")),
+            compression_flag=cord.get("compression_flag"),  # None: not measured
             flags="; ".join(one_line(f) for f in record.get("flags") or []),
         )
     return row

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from spinelesion.errors import LabelMapError, ScanLoadError
+from spinelesion.errors import DatasetError, LabelMapError, ScanLoadError
 from spinelesion.io.grid import labels_on_image_grid
 from spinelesion.io.scan import Scan
 from spinelesion.labels import NUM_CLASSES
@@ -79,10 +79,10 @@ def annotated_mask(classes: tuple[int, ...]) -> np.ndarray:
 
 
 def require_root(root: Path, *, dataset: str) -> Path:
-    """``root`` as a Path, or a LabelMapError naming it when it is not a folder."""
+    """``root`` as a Path, or a DatasetError naming it when it is not a folder."""
     root = Path(root)
     if not root.is_dir():
-        raise LabelMapError(f"{root}: {dataset} dataset folder not found")
+        raise DatasetError(f"{root}: {dataset} dataset folder not found")
     return root
 
 
