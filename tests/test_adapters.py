@@ -326,7 +326,6 @@ def test_spinemets_without_lesion_segment_leaves_lesion_unannotated(tmp_path):
 
 
 def test_spinemets_load_case_through_the_dicom_loader(tmp_path):
-    pytest.importorskip("spinelesion.io.dicom")
     root, col = standins.spinemets(tmp_path / "tcia")
     (case,) = get_adapter("spinemets").find_cases(root)
     scan, labels, annotated = load_case(case)

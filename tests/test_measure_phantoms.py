@@ -23,9 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-phantoms = pytest.importorskip("spinelesion.data.phantoms")
-
-from spinelesion.measure import measure_labels  # noqa: E402
+from spinelesion.data import phantoms
+from spinelesion.measure import measure_labels
 
 pytestmark = pytest.mark.slow
 

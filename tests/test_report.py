@@ -271,7 +271,8 @@ def test_overlays_on_real_scans_are_head_up(real_data, tmp_path):
 @pytest.mark.slow
 def test_overlays_on_an_oblique_phantom(tmp_path):
     """A project phantom (oblique LPS CT, Bilsky 1b) with its truth record."""
-    phantoms = pytest.importorskip("spinelesion.data.phantoms")
+    from spinelesion.data import phantoms
+
     phantom = phantoms.make_phantom(seed=5, modality="ct", bilsky="1b", orientation="LPS", oblique=True,
                                     shape_limit_vox=80)
     record = phantom.truth

@@ -160,7 +160,6 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         dist.destroy_process_group()
     counts = {kind: sum((s or {}).get("status", "failed") == kind for s in statuses)
               for kind in ("ok", "partial", "failed", "skipped")}
-    counts["failed"] += sum(s is None for s in statuses)
     problems = tuple((c.case_id, (s or {}).get("status", "failed"),
                       (s or {}).get("error") or "no status written (process died?)")
                      for c, s in zip(cases, statuses) if (s or {}).get("status") not in DONE)

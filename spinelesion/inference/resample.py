@@ -210,7 +210,8 @@ def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndar
         grid = norm[..., [2, 1, 0]][None]  # grid_sample wants (W, H, D) = (Z, Y, X) coordinates
         sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
                                                   padding_mode="zeros", align_corners=True)[0]
-        total = sampled.sum(dim=0, keepdim=True)
+        near = ((pos > -1) & (pos < size)).all(dim=-1)[None]  # labels_on_grid's "near" rule
+        total = sampled.sum(dim=0, keepdim=True) * near
         # within one voxel outside the grid only the inside corners weigh: their weighted mean
         # (the same argmax as the labels'); further out, background
         sampled = torch.where(total > 0, sampled / total.clamp(min=1e-12), torch.zeros_like(sampled))
