@@ -194,6 +194,8 @@ def test_vertebra_levels_detected_and_identified(folders, tmp_path):
     assert lev["identification_rate"]["value"] == pytest.approx(1 / 3, abs=1e-4)  # L3 was called L4
     assert {r["level"]: (r["detected"], r["identified"]) for r in _rows(out / "levels.csv")} == {
         "L1": ("True", "True"), "L2": ("False", "False"), "L3": ("True", "False")}
+    # the reference names the cord (79) but holds none: the cord is not scored on this case
+    assert [r["class"] for r in _rows(out / "cases.csv")] == ["vertebra"]
     vertebra = next(r for r in _rows(out / "cases.csv") if r["class"] == "vertebra")
     assert int(vertebra["ref_voxels"]) == 7 * 36 + 2 * 64 and int(vertebra["pred_voxels"]) == 216
 

@@ -6,6 +6,8 @@ import csv
 import os
 from pathlib import Path
 
+import numpy as np
+
 from spinelesion.evaluation.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from spinelesion.evaluation.cases import CaseMatchError, LoadedCase, load_case, pair_cases
 from spinelesion.evaluation.lesions import DEFAULT_SIZE_BINS_ML, case_lesions
@@ -29,11 +31,28 @@ def annotated_classes(ref_map, extra=()) -> list[str]:
     return [name for name in SCORABLE_CLASSES if name in named | set(extra)]
 
 
+def classes_in_case(ref_classes, *, classes: list[str], always=None) -> list[str]:
+    """The classes scored on one case: of ``classes`` (those the reference map names), the ones in
+    ``always`` (None: all) and the others only where the reference holds them. A reference in our
+    own schema annotates every class (absent means absent: ``always`` None); a reference in another
+    map (TotalSegmentator, a cord mask, a custom map) often holds a subset of what its map can
+    name, so a class it names but does not hold is not scored there, unless ``--annotates`` says
+    the reference does annotate it.
+
+    Args:
+        ref_classes: (X, Y, Z) mapped reference classes.
+    """
+    if always is None:
+        return list(classes)
+    present = set(np.unique(ref_classes).tolist())
+    return [c for c in classes if c in always or present & set(SCORABLE_CLASSES[c])]
+
+
 def evaluate_case(loaded: LoadedCase, *, classes: list[str], tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                   min_iou: float = 0.0, size_bins_ml=DEFAULT_SIZE_BINS_ML) -> dict:
-    """Scores of one case: a row per scored class, lesions (when ``lesion`` is scored), vertebra
-    levels (when the reference names levels), measurements (when there is a truth record and a
-    predicted record)."""
+    """Scores of one case: a row per scored class in ``classes`` (:func:`classes_in_case`), lesions
+    (when ``lesion`` is scored), vertebra levels (when the reference names levels), measurements
+    (when there is a truth record and a predicted record)."""
     pred, ref = loaded.pred.classes, loaded.ref.classes
     rows = [{"class": name, **overlap_metrics(pred=class_mask(pred, name), ref=class_mask(ref, name),
                                               spacing_mm=loaded.spacing_mm, tolerance_mm=tolerance_mm)}
@@ -94,12 +113,14 @@ def evaluate_folders(*, pred_dir: str | os.PathLike, ref_dir: str | os.PathLike,
 
     cases, skipped = pair_cases(pred_dir=pred_dir, ref_dir=ref_dir, truth_dir=truth_dir, only_ref_cases=only_ref_cases)
     classes = annotated_classes(ref_map, annotates)
+    always = None if ref_map in ("schema", None) else set(annotates)
     results = []
     for case in cases:
         if progress is not None:
             progress(case.case)
         loaded = load_case(case, ref_map=ref_map, pred_map=pred_map)
-        result = evaluate_case(loaded, classes=classes, tolerance_mm=tolerance_mm, min_iou=min_iou,
+        scored = classes_in_case(loaded.ref.classes, classes=classes, always=always)
+        result = evaluate_case(loaded, classes=scored, tolerance_mm=tolerance_mm, min_iou=min_iou,
                                size_bins_ml=size_bins_ml)
         results.append({"case": case.case, **result})
     groups = case_groups([r["case"] for r in results], by=by, modalities={r["case"]: r["modality"] for r in results})
@@ -108,7 +129,7 @@ def evaluate_folders(*, pred_dir: str | os.PathLike, ref_dir: str | os.PathLike,
     settings = {"pred": str(pred_dir), "ref": str(ref_dir), "truth": None if truth_dir is None else str(truth_dir),
                 "ref_map": ref_map if isinstance(ref_map, (str, dict)) else str(ref_map),
                 "pred_map": pred_map if isinstance(pred_map, (str, dict)) else str(pred_map),
-                "scored_classes": classes, "by": by, "surface_tolerance_mm": tolerance_mm,
+                "scored_classes": classes, "classes_always_annotated": "all" if always is None else sorted(always), "by": by, "surface_tolerance_mm": tolerance_mm,
                 "lesion_match": {"connectivity": 26, "min_iou_exclusive": min_iou, "assignment": "greedy by IoU, one-to-one"},
                 "size_bins_ml": list(size_bins_ml), "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": 0.95,
                                                                   "unit": "case"}}

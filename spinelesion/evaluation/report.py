@@ -122,10 +122,10 @@ def write_plots(*, out_dir: Path, results: list[dict], summary: dict) -> list[tu
         ax.set_xticks(range(1, len(shown) + 1), [c.replace("_", "\n") for c, _ in shown])
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("Dice per case")
-        ax.set_title("Dice per class (box: quartiles, triangle: mean, dots: cases)")
+        ax.set_title("Dice per case and class", fontsize=11)
         fig.tight_layout()
         _save(fig, out_dir / "plots" / "dice_boxplot.png")
-        plots.append(("plots/dice_boxplot.png", "Dice per case and class"))
+        plots.append(("plots/dice_boxplot.png", "Dice per case and class (box: quartiles, triangle: mean, dots: cases)"))
     lesions = summary["all"].get("lesions") or {}
     if "froc" in lesions and lesions["froc"]["sensitivity"][0] is not None:
         froc = lesions["froc"]
@@ -228,7 +228,7 @@ def _group_sections(name: str, s: dict, suffix: str) -> list[str]:
                                                    "FP per scan"],
                          [[b, e["reference_lesions"], e["tp"], _fig(e["sensitivity"]), e["predicted_lesions"], e["fp"],
                            _fig(e["fp_per_scan"], 2)] for b, e in les["by_size"].items()])]
-        if "froc" in les:
+        if "froc" in les and les["reference_lesions"]:
             parts.append(_table(f"froc{suffix}", ["FP per scan", *les["froc"]["sensitivity_at_fp"], "CPM"],
                                 [["sensitivity", *(_fig(f) for f in les["froc"]["sensitivity_at_fp"].values()),
                                   _fig(les["froc"]["cpm"])]]))
@@ -286,7 +286,7 @@ def render_html(*, results: list[dict], summary: dict, plots: list[tuple[str, st
     for r in results:
         by_class = {row["class"]: row for row in r["class_rows"]}
         les = r["lesions"]
-        rows.append([r["case"], r["group"], *(_cell(by_class[c]["dice"], 3) for c in classes),
+        rows.append([r["case"], r["group"], *(_cell((by_class.get(c) or {}).get("dice"), 3) if c in by_class else "not scored" for c in classes),
                      *(() if les is None else (les["n_ref"], les["tp"], les["fp"]))])
     header = ["case", "group", *(f"Dice {c}" for c in classes)]
     if "lesion" in classes:
