@@ -27,7 +27,7 @@ import yaml
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 
-ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets")
+ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue")
 
 
 class _Invalid(Exception):
@@ -51,6 +51,7 @@ class DataSource:
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     sources: tuple[DataSource, ...]
+    validation_sources: tuple[DataSource, ...] = ()
     val_fraction: float = 0.2
     cache: Literal["memory", "disk"] = "memory"
     cache_dir: str | None = None
@@ -69,7 +70,7 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class IntensityConfig:
-    kind: Literal["ct_window", "mr_percentile"]
+    kind: Literal["ct_window", "mr_percentile", "percentile"]
     min_hu: float = -1000.0
     max_hu: float = 1500.0
     lower: float = 0.5
@@ -78,27 +79,27 @@ class IntensityConfig:
     def check(self) -> None:
         if self.kind == "ct_window" and not self.min_hu < self.max_hu:
             raise _Invalid("max_hu", f"must be above min_hu ({self.min_hu}), got {self.max_hu}")
-        if self.kind == "mr_percentile" and not 0.0 <= self.lower < self.upper <= 100.0:
+        if self.kind in ("mr_percentile", "percentile") and not 0.0 <= self.lower < self.upper <= 100.0:
             raise _Invalid("upper", f"need 0 <= lower < upper <= 100, got {self.lower}, {self.upper}")
 
     def as_meta(self) -> dict:
         """The checkpoint's ``preprocessing.intensity`` record (only the keys of this kind)."""
         if self.kind == "ct_window":
             return {"kind": "ct_window", "min_hu": self.min_hu, "max_hu": self.max_hu}
-        return {"kind": "mr_percentile", "lower": self.lower, "upper": self.upper}
+        return {"kind": self.kind, "lower": self.lower, "upper": self.upper}
 
 
 @dataclass(frozen=True, kw_only=True)
 class PreprocessingConfig:
-    modality: Literal["CT", "MR"]
+    modality: Literal["CT", "MR", "any"]
     spacing_mm: tuple[float, float, float]
     intensity: IntensityConfig
 
     def check(self) -> None:
         if any(s <= 0 for s in self.spacing_mm):
             raise _Invalid("spacing_mm", f"must be positive, got {list(self.spacing_mm)}")
-        wanted = "ct_window" if self.modality == "CT" else "mr_percentile"
-        if self.intensity.kind != wanted:
+        wanted = {"CT": "ct_window", "MR": "mr_percentile", "any": "percentile"}[self.modality]
+        if self.intensity.kind != wanted and not (self.intensity.kind == "percentile" and self.modality != "CT"):
             raise _Invalid("intensity", f"kind {self.intensity.kind!r} does not suit modality "
                                         f"{self.modality}; use {wanted!r}")
 
@@ -148,6 +149,40 @@ class AugmentConfig:
         for name in ("rotate_deg", "scale", "intensity_scale", "intensity_shift", "noise_std"):
             if getattr(self, name) < 0:
                 raise _Invalid(name, "must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthesisConfig:
+    """Images synthesised from tissue maps in the training step (``tissue`` data sources)."""
+
+    enabled: bool = False
+    families: dict[str, float] = field(default_factory=lambda: {
+        "ct": 0.3, "t1": 0.12, "t2": 0.12, "stir": 0.08, "t2star": 0.08, "random": 0.3})
+    in_plane_mm: tuple[float, float] = (0.3, 1.5)
+    slice_mm: tuple[float, float] = (1.0, 7.0)
+    slice_prob: float = 0.7
+    bias_max: float = 0.35
+    gamma_sd: float = 0.25
+    noise_max: float = 0.06
+    ghost_prob: float = 0.1
+    clip_prob: float = 0.15
+    texture_max: float = 0.12
+
+    def check(self) -> None:
+        try:
+            self.settings()
+        except ValueError as err:
+            raise _Invalid("families", str(err)) from None
+        for name in ("slice_prob", "ghost_prob", "clip_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
+
+    def settings(self):
+        """The :class:`spinelesion.synthesis.AppearanceSettings` these keys describe."""
+        from spinelesion.synthesis.appearance import AppearanceSettings
+
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "enabled"}
+        return AppearanceSettings(**values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,10 +271,20 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
     def check(self) -> None:
         if any(p < 8 for p in self.patch_size):
             raise _Invalid("patch_size", f"each side must be >= 8 voxels, got {list(self.patch_size)}")
+        tissue = [s.adapter == "tissue" for s in self.data.sources]
+        if self.synthesis.enabled and not all(tissue):
+            raise _Invalid("data.sources", "synthesis.enabled trains on tissue maps only: every source "
+                                           "needs adapter 'tissue'")
+        if any(tissue) and not self.synthesis.enabled:
+            raise _Invalid("synthesis.enabled", "a 'tissue' source needs synthesis.enabled: true")
+        if self.synthesis.enabled and self.preprocessing.intensity.kind == "ct_window":
+            raise _Invalid("preprocessing.intensity", "synthesised images are percentile-normalised: "
+                                                      "use kind 'percentile' (modality 'any')")
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-ready dict (tuples become lists)."""

@@ -12,6 +12,7 @@ CPU; rank 0 writes checkpoints and logs. Outputs in ``config.output_dir``:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -42,13 +43,18 @@ def find_cases(config: Config) -> tuple[list, list]:
     from spinelesion.data.adapters import get_adapter
 
     cases = []
-    for i, source in enumerate(config.data.sources):
+    separate = [(f"data.validation_sources.{i}", s) for i, s in enumerate(config.data.validation_sources)]
+    for key, source in [(f"data.sources.{i}", s) for i, s in enumerate(config.data.sources)] + separate:
         root = Path(source.root)
         if not root.exists():
-            raise ConfigError(f"data.sources.{i}.root: {root}: no such file or folder")
+            raise ConfigError(f"{key}.root: {root}: no such file or folder")
         found = [c for c in get_adapter(source.adapter).find_cases(root) if c.label is not None]
+        if key.startswith("data.validation_sources"):
+            found = [dataclasses.replace(c, split="validation") for c in found]
+        elif separate:   # the validation sources replace the training sources' own splits
+            found = [c for c in found if c.split != "validation"]
         if not found:
-            raise ConfigError(f"data.sources.{i}: {root}: no labelled cases for adapter {source.adapter!r}")
+            raise ConfigError(f"{key}: {root}: no labelled cases for adapter {source.adapter!r}")
         for case in found:
             if not Path(case.image).exists():
                 raise ScanLoadError(f"{case.image}: image of case {case.case_id} not found")
@@ -88,7 +94,8 @@ def make_datasets(config: Config, train_cases, val_cases, *, rank: int = 0, worl
 
     prep = config.preprocessing.as_meta()
     train_tf = train_transforms(preprocessing=prep, patch_size=config.patch_size,
-                                sampling=config.sampling, augment=config.augment)
+                                sampling=config.sampling, augment=config.augment,
+                                tissue=config.synthesis.enabled)
     val_tf = val_transforms(preprocessing=prep)
     train_items = [case_item(c) for c in train_cases]
     val_items = [case_item(c) for c in val_cases][rank::world]
@@ -146,10 +153,20 @@ def make_step(config: Config, *, model, network, loss_fn, optimizer, scheduler, 
     """
     mask = config.loss.mask_unannotated
     clip = config.train.grad_clip_norm
+    synth = config.synthesis.settings() if config.synthesis.enabled else None
+    synth_gen = torch.Generator(device=device) if synth else None
+    rank = int(os.environ.get("RANK", "0"))
 
     def step(batch: dict) -> float:
         image = batch["image"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
+        if synth is not None:   # tissue maps -> a new image per patch, on the training device
+            from spinelesion.synthesis import synthesize
+
+            # seeded by the step count, which --resume restores: a resumed run draws what an unbroken one would
+            synth_gen.manual_seed((config.seed * 1_000_003 + scheduler.last_epoch) * 64 + rank)
+            image = synthesize(image.round().long(), generator=synth_gen, settings=synth,
+                               spacing_mm=config.preprocessing.spacing_mm)
         annotated = batch["annotated"].to(device) if mask else None
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = model(image)

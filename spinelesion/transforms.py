@@ -46,29 +46,31 @@ def intensity_transform(intensity: dict, *, keys: Sequence[str] = (IMAGE,)):
     if intensity["kind"] == "ct_window":
         return ScaleIntensityRanged(keys=list(keys), a_min=float(intensity["min_hu"]),
                                     a_max=float(intensity["max_hu"]), b_min=0.0, b_max=1.0, clip=True)
-    if intensity["kind"] == "mr_percentile":
+    if intensity["kind"] in ("mr_percentile", "percentile"):
         return ScaleIntensityRangePercentilesd(keys=list(keys), lower=float(intensity["lower"]),
                                                upper=float(intensity["upper"]), b_min=0.0, b_max=1.0,
                                                clip=True)
     raise ValueError(f"unknown intensity kind {intensity['kind']!r}")
 
 
-def preprocessing_transforms(preprocessing: dict, *, with_label: bool) -> list:
+def preprocessing_transforms(preprocessing: dict, *, with_label: bool, tissue: bool = False) -> list:
     """Orientation (RAS), resampling to ``preprocessing["spacing_mm"]`` (image linear, label
     nearest), intensity normalisation of the image. ``preprocessing`` is the checkpoint's
-    ``preprocessing`` record (:meth:`spinelesion.config.PreprocessingConfig.as_meta`)."""
+    ``preprocessing`` record (:meth:`spinelesion.config.PreprocessingConfig.as_meta`).
+
+    ``tissue``: the "image" is a tissue map (synthesis training): resampled nearest, not normalised."""
     from monai.transforms import Orientationd, Spacingd
 
     if preprocessing.get("orientation", "RAS") != "RAS":
         raise ValueError("only RAS orientation is supported")
     keys = [IMAGE, LABEL] if with_label else [IMAGE]
-    modes = ["bilinear", "nearest"] if with_label else ["bilinear"]
-    return [
+    modes = ["nearest" if tissue else "bilinear", "nearest"][: len(keys)]
+    chain = [
         Orientationd(keys=keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=keys, pixdim=[float(s) for s in preprocessing["spacing_mm"]], mode=modes,
                  padding_mode="border", dtype=np.float32),
-        intensity_transform(preprocessing["intensity"]),
     ]
+    return chain if tissue else chain + [intensity_transform(preprocessing["intensity"])]
 
 
 def preprocess(scan: Scan, *, preprocessing: dict) -> tuple[torch.Tensor, np.ndarray]:
@@ -118,10 +120,11 @@ class LoadCased(Transform):
                 "case_id": str(case.case_id)}
 
 
-def _deterministic(preprocessing: dict, *, patch_size: Sequence[int] | None, indices: bool) -> list:
+def _deterministic(preprocessing: dict, *, patch_size: Sequence[int] | None, indices: bool,
+                   tissue: bool = False) -> list:
     from monai.transforms import ClassesToIndicesd, EnsureTyped, SpatialPadd
 
-    chain = [LoadCased(), *preprocessing_transforms(preprocessing, with_label=True)]
+    chain = [LoadCased(), *preprocessing_transforms(preprocessing, with_label=True, tissue=tissue)]
     if patch_size is not None:
         chain.append(SpatialPadd(keys=[IMAGE, LABEL], spatial_size=list(patch_size)))
     chain.append(EnsureTyped(keys=[IMAGE, LABEL], track_meta=False))
@@ -130,17 +133,19 @@ def _deterministic(preprocessing: dict, *, patch_size: Sequence[int] | None, ind
     return chain
 
 
-def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling, augment):
+def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling, augment, tissue: bool = False):
     """Deterministic part (cached) then crops balanced by class and augmentation.
 
     ``sampling`` and ``augment`` are :class:`spinelesion.config.SamplingConfig` and
     :class:`~spinelesion.config.AugmentConfig`. Each item yields ``samples_per_volume`` patches.
+    ``tissue``: items hold tissue maps as "image" (resampled and rotated nearest, no intensity
+    augmentation): the training step synthesises the image (:mod:`spinelesion.synthesis`).
     """
     from monai import transforms as t
 
     keys = [IMAGE, LABEL]
     rotate = math.radians(augment.rotate_deg)
-    chain = _deterministic(preprocessing, patch_size=patch_size, indices=True) + [
+    chain = _deterministic(preprocessing, patch_size=patch_size, indices=True, tissue=tissue) + [
         t.RandCropByLabelClassesd(keys=keys, label_key=LABEL, spatial_size=list(patch_size),
                                   ratios=list(sampling.class_ratios), num_classes=NUM_CLASSES,
                                   num_samples=sampling.samples_per_volume, indices_key=INDICES,
@@ -150,8 +155,10 @@ def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling
     chain += [t.RandFlipd(keys=keys, prob=augment.flip_prob, spatial_axis=axis) for axis in augment.flip_axes]
     if augment.affine_prob > 0 and (rotate > 0 or augment.scale > 0):
         chain.append(t.RandAffined(keys=keys, prob=augment.affine_prob, rotate_range=(rotate,) * 3,
-                                   scale_range=(augment.scale,) * 3, mode=["bilinear", "nearest"],
-                                   padding_mode="border"))
+                                   scale_range=(augment.scale,) * 3,
+                                   mode=["nearest" if tissue else "bilinear", "nearest"], padding_mode="border"))
+    if tissue:
+        return t.Compose(chain + [t.EnsureTyped(keys=[IMAGE, LABEL], track_meta=False)])
     chain += [
         t.RandScaleIntensityd(keys=IMAGE, factors=augment.intensity_scale, prob=augment.intensity_prob),
         t.RandShiftIntensityd(keys=IMAGE, offsets=augment.intensity_shift, prob=augment.intensity_prob),

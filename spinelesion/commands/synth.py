@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of cases in the validation split (default 0.2)")
     parser.add_argument("--max-shape", type=int, default=160,
                         help="at most this many voxels along any axis (default 160)")
+    parser.add_argument("--context", action="store_true",
+                        help="draw ribs, pelvis, organs, hardware and benign mimics too, levels down to L5, and "
+                             "write tissue maps (tissueTr/) for training on synthesised images")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -22,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
 
     path = write_dataset(args.out, n=args.n, modality=args.modality, seed=args.seed,
                          val_fraction=args.val_fraction, progress=not args.no_progress,
-                         shape_limit_vox=args.max_shape)
+                         shape_limit_vox=args.max_shape, context=args.context)
     print(f"wrote {args.n} {args.modality} phantoms: {path}")
     return 0

@@ -55,3 +55,82 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
     cleaned[:, mask] = 0.0
     cleaned[0, mask] = 1.0
     return cleaned
+
+
+#: Label values a lesion must lie in or touch: vertebral bone, cord and thecal sac (epidural tumour).
+_SPINE_CLASSES = (1, 2, 4, 5)
+
+
+def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_mm3: float = 65.0,
+                        lesion_probability: float = 0.5, touch_mm: float = 2.0) -> tuple[torch.Tensor, dict]:
+    """Drop lesion components that a spine lesion cannot be (anatomy-aware clean-up).
+
+    A lesion component (26-connected voxels whose most likely class is "lesion") is kept only when
+    all three hold:
+
+    * it lies in or within ``touch_mm`` of spinal bone (vertebral body, posterior elements) or of
+      the canal contents (cord, thecal sac: epidural tumour); a "lesion" in the liver, a rib or the
+      bowel is not a spine lesion;
+    * its volume is at least ``min_lesion_mm3`` (65 mm³ is a sphere of 5 mm diameter);
+    * its highest lesion probability reaches ``lesion_probability``.
+
+    Dropped voxels lose their lesion probability, so they take their next most likely class
+    (marrow of a body stays body). Both thresholds are stored in the checkpoint (``postprocess``)
+    and chosen on validation data (see the model card).
+
+    Args:
+        probabilities: (C, X, Y, Z) softmax output on the network grid.
+        spacing_mm: (3,) voxel size of that grid.
+
+    Returns:
+        ((C, X, Y, Z) probabilities (a new tensor when anything was dropped), counts of kept and
+        dropped components by reason).
+    """
+    import cc3d
+    from scipy.ndimage import distance_transform_edt
+
+    from spinelesion.inference.resample import class_argmax
+
+    counts = {"kept": 0, "outside_spine": 0, "too_small": 0, "low_probability": 0}
+    labels = class_argmax(probabilities).cpu().numpy()
+    lesion = labels == 3
+    if not lesion.any():
+        return probabilities, counts
+    spacing = np.array([float(s) for s in spacing_mm])
+    voxel_mm3 = float(np.prod(spacing))
+    components, n = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26, return_N=True)
+    spine = np.isin(labels, _SPINE_CLASSES)
+    if spine.any():
+        grow = np.ceil(touch_mm / spacing).astype(int) + 1
+        idx = np.argwhere(lesion)
+        lo = np.maximum(idx.min(axis=0) - grow, 0)
+        hi = np.minimum(idx.max(axis=0) + grow + 1, lesion.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        near = np.zeros(lesion.shape, bool)
+        near[box] = distance_transform_edt(~spine[box], sampling=spacing) <= touch_mm
+    else:
+        near = np.zeros(lesion.shape, bool)
+    p_lesion = probabilities[3].float().cpu().numpy()
+    stats = cc3d.statistics(components)
+    drop = np.zeros(n + 1, bool)
+    touching = np.zeros(n + 1, bool)
+    touching[np.unique(components[near & lesion])] = True
+    peak = np.zeros(n + 1, np.float32)
+    np.maximum.at(peak, components[lesion], p_lesion[lesion])
+    for c in range(1, n + 1):
+        if not touching[c]:
+            counts["outside_spine"] += 1
+        elif stats["voxel_counts"][c] * voxel_mm3 < min_lesion_mm3:
+            counts["too_small"] += 1
+        elif peak[c] < lesion_probability:
+            counts["low_probability"] += 1
+        else:
+            counts["kept"] += 1
+            continue
+        drop[c] = True
+    if not drop.any():
+        return probabilities, counts
+    mask = torch.as_tensor(drop[components], device=probabilities.device)
+    cleaned = probabilities.clone()
+    cleaned[3, mask] = 0.0
+    return cleaned, counts

@@ -90,6 +90,8 @@ class Predictor:
             return self.paths["*"]
         if modality in self.paths:
             return self.paths[modality]
+        if "any" in self.paths:      # one model for every modality (synthesis-trained)
+            return self.paths["any"]
         raise CheckpointError(f"no model for modality {modality!r}; available: {sorted(self.paths)}")
 
     def network(self, path: Path):
@@ -119,10 +121,15 @@ class Predictor:
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
         if self.spine_margin_mm is not None:
-            from spinelesion.inference.postprocess import keep_spine_structure
+            from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
 
-            probabilities = keep_spine_structure(probabilities, spacing_mm=meta["preprocessing"]["spacing_mm"],
-                                                 margin_mm=self.spine_margin_mm)
+            spacing = meta["preprocessing"]["spacing_mm"]
+            probabilities = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=self.spine_margin_mm)
+            post = meta.get("postprocess")
+            if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
+                probabilities, _ = keep_spinal_lesions(
+                    probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
+                    lesion_probability=float(post["lesion_probability"]))
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
         kept = None

@@ -17,6 +17,7 @@ from spinelesion.data.adapters.base import Adapter, Case, annotated_mask
 from spinelesion.data.adapters.msd import MSDAdapter
 from spinelesion.data.adapters.spider import SpiderAdapter
 from spinelesion.data.adapters.spinemets import SpineMetsAdapter
+from spinelesion.data.adapters.tissue import TissueAdapter
 from spinelesion.data.adapters.totalseg import TotalSegmentatorAdapter
 from spinelesion.data.adapters.verse import VerSeAdapter
 from spinelesion.errors import ConfigError
@@ -29,6 +30,7 @@ ADAPTERS: dict[str, type] = {
     "totalsegmentator": TotalSegmentatorAdapter,
     "spider": SpiderAdapter,
     "spinemets": SpineMetsAdapter,
+    "tissue": TissueAdapter,
 }
 
 

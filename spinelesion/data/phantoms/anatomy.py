@@ -19,6 +19,8 @@ from scipy.spatial.transform import Rotation
 
 LEVELS: tuple[str, ...] = tuple([f"C{i}" for i in range(3, 8)] + [f"T{i}" for i in range(1, 13)]
                                 + ["L1", "L2"])
+#: Levels of phantoms drawn with context (``draw_params(context=True)``): down to L5.
+LEVELS_CONTEXT: tuple[str, ...] = LEVELS + ("L3", "L4", "L5")
 
 # anchor level -> (height, depth, width, disc_above, canal_half_width, cord_half_width,
 #                  pedicle_r, spinous_len, spinous_angle_deg, tp_len, tp_back, lordosis_deg)
@@ -29,6 +31,7 @@ _ANCHORS: dict[str, tuple[float, ...]] = {
     "T6": (19.0, 24.0, 29.0, 4.5, 9.5, 4.5, 4.0, 30.0, 60.0, 36.0, 10.0, -3.5),
     "T12": (23.0, 29.0, 38.0, 7.0, 10.5, 4.5, 4.5, 26.0, 20.0, 30.0, 4.0, 1.0),
     "L2": (26.0, 32.0, 44.0, 10.0, 11.5, 4.5, 5.0, 26.0, 5.0, 38.0, 0.0, 6.0),
+    "L5": (27.0, 34.0, 50.0, 11.5, 12.5, 4.5, 6.0, 22.0, 0.0, 28.0, 0.0, 9.0),
 }
 _FIELDS = ("height_mm", "depth_mm", "width_mm", "disc_above_mm", "canal_half_width_mm",
            "cord_half_width_mm", "pedicle_radius_mm", "spinous_length_mm", "spinous_angle_deg",
@@ -37,8 +40,8 @@ _FIELDS = ("height_mm", "depth_mm", "width_mm", "disc_above_mm", "canal_half_wid
 
 def level_dims(level: str) -> dict[str, float]:
     """Typical dimensions of one level, linearly interpolated between anchor levels."""
-    idx = LEVELS.index(level)
-    xs = [LEVELS.index(k) for k in _ANCHORS]
+    idx = LEVELS_CONTEXT.index(level)
+    xs = [LEVELS_CONTEXT.index(k) for k in _ANCHORS]
     vals = np.array(list(_ANCHORS.values()))
     return {f: float(np.interp(idx, xs, vals[:, j])) for j, f in enumerate(_FIELDS)}
 
@@ -46,10 +49,10 @@ def level_dims(level: str) -> dict[str, float]:
 def draw_anatomy(rng: np.random.Generator, *, n_vertebrae: int, lowest_level_index: int) -> dict:
     """Draw one column (JSON-serialisable). Vertebrae are listed inferior -> superior.
 
-    ``lowest_level_index`` indexes :data:`LEVELS` (0 = C3 ... 21 = L2).
+    ``lowest_level_index`` indexes :data:`LEVELS_CONTEXT` (0 = C3 ... 21 = L2 ... 24 = L5).
     """
     scale = float(rng.uniform(0.9, 1.1))
-    levels = [LEVELS[lowest_level_index - i] for i in range(n_vertebrae)]
+    levels = [LEVELS_CONTEXT[lowest_level_index - i] for i in range(n_vertebrae)]
     phase = rng.uniform(0, 2 * np.pi)
     vertebrae = []
     for k, level in enumerate(levels):

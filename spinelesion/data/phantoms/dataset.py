@@ -6,7 +6,11 @@ Layout::
     OUT/labelsTr/phantom_ct_0000.nii.gz   label map, schema v1, same grid
     OUT/truth/phantom_ct_0000.json        measurement record (design.md section 2)
     OUT/params/phantom_ct_0000.json       drawn parameters (render_phantom rebuilds the case)
+    OUT/tissueTr/phantom_ct_0000.nii.gz   tissue classes (spinelesion.synthesis.tissues), with --context
     OUT/dataset.json                      MSD datalist with a train / validation split
+
+With ``context=True`` each entry also names its ``tissue`` map, which the ``tissue`` adapter
+trains on (images synthesised on the fly); the rendered image stays for validation.
 
 Every file is written atomically.
 """
@@ -37,7 +41,8 @@ def write_image(scan: Scan, path: str | os.PathLike) -> Path:
 
 
 def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: int,
-                  val_fraction: float = 0.2, progress: bool = True, shape_limit_vox: int = 160) -> Path:
+                  val_fraction: float = 0.2, progress: bool = True, shape_limit_vox: int = 160,
+                  context: bool = False) -> Path:
     """Make ``n`` phantoms of ``modality`` ("ct", "t1", "t2") and write them under ``out_dir``.
 
     Returns the path of ``dataset.json``. The validation split holds round(n * val_fraction) cases
@@ -57,13 +62,18 @@ def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: in
     entries = []
     for i in tqdm(range(n), desc=f"phantoms ({modality})", unit="case", disable=not progress):
         name = f"phantom_{modality}_{i:04d}"
-        ph = make_phantom(seed=case_seed(seed, i), modality=modality, shape_limit_vox=shape_limit_vox)
+        ph = make_phantom(seed=case_seed(seed, i), modality=modality, shape_limit_vox=shape_limit_vox,
+                          context=context)
         write_image(ph.scan, out / "imagesTr" / f"{name}.nii.gz")
         save_labels(ph.labels, like=ph.scan, path=out / "labelsTr" / f"{name}.nii.gz")
         write_text_atomic(out / "truth" / f"{name}.json", json.dumps(ph.truth, indent=1))
         write_text_atomic(out / "params" / f"{name}.json", json.dumps(ph.params))
-        entries.append({"image": f"imagesTr/{name}.nii.gz", "label": f"labelsTr/{name}.nii.gz",
-                        "truth": f"truth/{name}.json"})
+        entry = {"image": f"imagesTr/{name}.nii.gz", "label": f"labelsTr/{name}.nii.gz",
+                 "truth": f"truth/{name}.json"}
+        if context:
+            save_labels(ph.tissue, like=ph.scan, path=out / "tissueTr" / f"{name}.nii.gz")
+            entry["tissue"] = f"tissueTr/{name}.nii.gz"
+        entries.append(entry)
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n >= 2:
         n_val = max(n_val, 1)

@@ -12,10 +12,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-# tissue classes (uint8), rendered by the lookup tables below
+from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TISSUES
+
+# tissue classes (uint8), rendered by the lookup tables below; ids from spinelesion.synthesis.tissues
 AIR, FAT, SOFT, MUSCLE, LUNG, CORTEX, MARROW, ANNULUS, NUCLEUS, CSF, CORD, LYTIC, BLASTIC, EPIDURAL, \
     VESSEL, EPIDURAL_FAT = range(16)
-N_TISSUES = 16
 
 #: name -> (CT HU, T1, T2-STIR) for each tissue class, in class order. MR values are relative.
 TISSUE_VALUES: dict[str, tuple[float, float, float]] = {
@@ -26,6 +27,10 @@ TISSUE_VALUES: dict[str, tuple[float, float, float]] = {
     "blastic": (1000, 0.08, 0.12), "epidural": (60, 0.3, 0.7), "vessel": (45, 0.3, 0.2),
     "epidural_fat": (-90, 0.95, 0.12),
 }
+# context tissues (phantoms drawn with context): the synthesis tables' CT mean, T1 and STIR values
+TISSUE_VALUES.update({name: (CT_HU[name][0], MR_SIGNAL[name][0], MR_SIGNAL[name][2])
+                      for name in TISSUES[len(TISSUE_VALUES):]})
+assert tuple(TISSUE_VALUES) == TISSUES
 ORIENTATIONS: dict[str, np.ndarray] = {  # columns: world direction of array axes 0, 1, 2 (RAS+)
     "RAS": np.eye(3),
     "LPS": np.diag([-1.0, -1.0, 1.0]),

@@ -15,6 +15,7 @@ import numpy as np
 
 from spinelesion import labels as L
 from spinelesion.data.phantoms import anatomy as an
+from spinelesion.data.phantoms import context as cx
 from spinelesion.data.phantoms import imaging as im
 from spinelesion.data.phantoms.pathology import BILSKY_GRADES, CanalModel, draw_pathology, lesion_inside
 from spinelesion.data.phantoms.truth import build_truth
@@ -37,6 +38,8 @@ class Phantom:
             right posterior elements (pedicle, facets, lamina, transverse process), 4 spinous process.
         truth: measurement record (design.md section 2) from the generation parameters.
         params: the drawn parameters (JSON-serialisable); ``render_phantom(params)`` rebuilds it.
+        tissue: (X, Y, Z) uint8 tissue classes (:mod:`spinelesion.synthesis.tissues`) on the
+            final grid (centre sub-slice): what images are synthesised from in training.
     """
 
     scan: Scan
@@ -45,43 +48,56 @@ class Phantom:
     truth: dict
     params: dict
     region_ids: np.ndarray | None = None
+    tissue: np.ndarray | None = None
 
 
 def draw_params(*, seed: int, modality: str = "ct", healthy: bool | None = None, bilsky: str | None = None,
-                orientation: str | None = None, oblique: bool | None = None, shape_limit_vox: int = 160) -> dict:
-    """Draw every random choice of a phantom from ``seed`` (JSON-serialisable dict)."""
+                orientation: str | None = None, oblique: bool | None = None, shape_limit_vox: int = 160,
+                context: bool = False) -> dict:
+    """Draw every random choice of a phantom from ``seed`` (JSON-serialisable dict).
+
+    ``context``: levels down to L5, ribs, pelvis, organs, bowel, hardware and benign mimics
+    (:mod:`.context`); False keeps the phantoms of earlier versions unchanged."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     if bilsky is not None and bilsky not in BILSKY_GRADES:
         raise ValueError(f"bilsky must be one of {BILSKY_GRADES}, got {bilsky!r}")
     if bilsky is not None and healthy:
         raise ValueError("a healthy phantom has no Bilsky grade")
-    rng_case, rng_anat, rng_path, rng_img = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    streams = np.random.SeedSequence(seed).spawn(5 if context else 4)   # children 0-3 do not depend on the count
+    rng_case, rng_anat, rng_path, rng_img = (np.random.default_rng(s) for s in streams[:4])
     if healthy is None:
         healthy = bilsky is None and bool(rng_case.random() < 0.2)
     grid = im.draw_grid(rng_case, modality=modality, orientation=orientation, oblique=oblique)
+    if context:   # a real scan's field of view: anything from a tight slab to the whole trunk
+        extra = np.random.default_rng(streams[4]).uniform(0, 110, 6)
+        grid["margin_mm"] = [float(m + e) for m, e in zip(grid["margin_mm"], extra)]
     # how much column fits along the axis nearest to superior without coarsening the spacing
     axis_s = {"RAS": 2, "LPS": 2, "PSR": 1}[grid["orientation"]]
     room_mm = shape_limit_vox * grid["spacing_mm"][axis_s] - 30
     n = int(rng_case.integers(5, 13))
-    lowest = int(rng_case.integers(n - 1, len(an.LEVELS)))
+    lowest = int(rng_case.integers(n - 1, len(an.LEVELS_CONTEXT if context else an.LEVELS)))
     while n > 5 and _column_length(lowest, n) > room_mm:
         n -= 1
         lowest = max(lowest - 1, n - 1) if rng_case.random() < 0.5 else lowest
     anatomy = an.draw_anatomy(rng_anat, n_vertebrae=n, lowest_level_index=lowest)
     pathology = draw_pathology(rng_path, anatomy, healthy=healthy, bilsky=bilsky)
-    return {"version": PARAMS_VERSION, "seed": int(seed), "modality": modality, "healthy": bool(healthy),
-            "shape_limit_vox": int(shape_limit_vox), "anatomy": anatomy, "pathology": pathology,
-            "grid": grid, "imaging": im.draw_imaging(rng_img, modality=modality)}
+    params = {"version": PARAMS_VERSION, "seed": int(seed), "modality": modality, "healthy": bool(healthy),
+              "shape_limit_vox": int(shape_limit_vox), "anatomy": anatomy, "pathology": pathology,
+              "grid": grid, "imaging": im.draw_imaging(rng_img, modality=modality)}
+    if context:
+        params["context"] = cx.draw_context(np.random.default_rng(streams[4]), anatomy)
+    return params
 
 
 def _column_length(lowest: int, n: int) -> float:
-    dims = [an.level_dims(an.LEVELS[lowest - i]) for i in range(n)]
+    dims = [an.level_dims(an.LEVELS_CONTEXT[lowest - i]) for i in range(n)]
     return sum(d["height_mm"] + d["disc_above_mm"] for d in dims) * 1.1
 
 
 def make_phantom(*, seed: int, modality: str = "ct", healthy: bool | None = None, bilsky: str | None = None,
-                 orientation: str | None = None, oblique: bool | None = None, shape_limit_vox: int = 160) -> Phantom:
+                 orientation: str | None = None, oblique: bool | None = None, shape_limit_vox: int = 160,
+                 context: bool = False) -> Phantom:
     """Draw and render one phantom; the same arguments always give identical arrays and truth.
 
     Args:
@@ -91,9 +107,11 @@ def make_phantom(*, seed: int, modality: str = "ct", healthy: bool | None = None
         bilsky: force the epidural grade ("0", "1a", "1b", "1c", "2", "3").
         orientation: "RAS", "LPS" or "PSR" (None draws one); oblique: tilt the grid up to 15 deg.
         shape_limit_vox: at most this many voxels along any axis (spacing grows if needed).
+        context: draw the surroundings and benign mimics too (:mod:`.context`).
     """
     params = draw_params(seed=seed, modality=modality, healthy=healthy, bilsky=bilsky,
-                         orientation=orientation, oblique=oblique, shape_limit_vox=shape_limit_vox)
+                         orientation=orientation, oblique=oblique, shape_limit_vox=shape_limit_vox,
+                         context=context)
     return render_phantom(params)
 
 
@@ -119,11 +137,17 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
 
     s, u, v = _tube_coords(line, affine, shape, n_sub)
     clock.tick("tube_coords")
+    ctx = params.get("context")
     tissue = _soft_tissue(s, u, v, line, anat)
+    if ctx:
+        cx.render_soft_tissue(tissue, s, u, v, line, anat, ctx)
     canal_hw = line.interp(s, np.array([x["canal_half_width_mm"] for x in verts]))
     in_canal = canal.canal(u, v, canal_hw)
     in_sac = canal.sac(u, v, canal_hw - 2.0)
     in_cord = canal.cord(s, u, v, line.interp(s, np.array([x["cord_half_width_mm"] for x in verts])))
+    conus = cx.conus_s(line, anat, ctx) if ctx else None
+    if conus is not None:
+        in_cord &= s >= conus
     tissue[in_canal] = im.EPIDURAL_FAT
     tissue[in_sac] = im.CSF
     tissue[in_cord] = im.CORD
@@ -168,6 +192,7 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
             tis[hit] = np.where(blastic[hit], im.BLASTIC, im.LYTIC)
             lab[hit] = L.LESION
             src[hit] = n_les + 1
+        cx.mark_mimics(ctx, k, vert, q, reg, lab, tis)
         bone = body | post
         at = tuple(i[bone] for i in sub_idx)
         for arr, val in ((tissue, tis), (label, lab), (vid, np.uint8(k + 1)), (region, reg), (source, src)):
@@ -189,8 +214,15 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
         bshape = tissue[sub].shape
         disc = (disc & (vid[sub].ravel() == 0) & ~in_canal[sub].ravel()).reshape(bshape)
         tissue[sub][disc] = np.where(nucleus.reshape(bshape)[disc], im.NUCLEUS, im.ANNULUS)
+        if j in cx.vacuum_discs(ctx):
+            gas = disc & nucleus.reshape(bshape) & (texture[sub] > 0.3)
+            tissue[sub][gas] = im.AIR
         label[sub][disc] = L.DISC
     clock.tick("discs")
+    if ctx:
+        cx.render_bones(tissue, label, vid, in_canal, fine, fshape, cx.bone_capsules(anat, frames, ctx),
+                        _world_points, _index_box)
+        clock.tick("context_bones")
     if epi is not None:
         mass = canal.mass(s, u, v, canal_hw) & ~in_cord & (vid == 0) & (label != L.DISC)
         centre = mass[:, :, (n_sub - 1) // 2::n_sub]
@@ -201,7 +233,8 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     clock.tick("epidural")
 
     c = (n_sub - 1) // 2
-    labels_f, vid_f, region_f, source_f = (x[:, :, c::n_sub].copy() for x in (label, vid, region, source))
+    labels_f, vid_f, region_f, source_f, tissue_f = (x[:, :, c::n_sub].copy()
+                                                     for x in (label, vid, region, source, tissue))
     image = im.render_intensity(tissue, modality=params["modality"], imaging=params["imaging"],
                                 texture=texture, n_sub=n_sub)
     clock.tick("intensity")
@@ -211,7 +244,7 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
                         lesion_source=source_f, canal=canal, line=line)
     clock.tick("truth")
     return Phantom(scan=scan, labels=labels_f, vertebra_ids=vid_f, region_ids=region_f, truth=truth,
-                   params=dict(params, grid=grid))
+                   params=dict(params, grid=grid), tissue=tissue_f)
 
 
 def _fov_points(frames, verts, canal_p, anat, line) -> np.ndarray:

@@ -1,0 +1,225 @@
+"""Draw an appearance and render a tissue map into an image, in torch, on the batch's device.
+
+:func:`draw_appearance` takes every random choice for one case (a plain dict of numbers, so it
+can be logged and replayed); :func:`render` turns a tissue map into an image with those choices,
+deterministically; :func:`synthesize` does both for a batch. The steps follow SynthSeg (Billot
+et al., Med Image Anal 2023) adapted to CT and MR of the spine:
+
+1. per-tissue mean and spread from the case's family (CT HU tables, MR contrasts, random);
+2. texture: a smooth random field scaled per tissue (trabecular marrow, lesion heterogeneity);
+3. acquisition resolution: Gaussian blur for the in-plane resolution and slice thickness along
+   a random slice axis, then down-sampling to the slice spacing and back (partial volume);
+4. multiplicative bias field (smooth, exp of a low-resolution Gaussian field);
+5. normalisation to [0, 1] (percentiles, as inference does), gamma, Gaussian or Rician noise,
+   motion ghosting along the phase axis, clipping of the brightest values;
+6. final percentile normalisation, so the network sees what ``mr_percentile``/``percentile``
+   preprocessing gives at inference.
+
+Shapes: tissue maps are (N, 1, X, Y, Z) integer tensors; images (N, 1, X, Y, Z) float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from spinelesion.synthesis.tissues import CT_HU, FAMILIES, MR_SIGNAL, N_TISSUES, TEXTURED, TISSUES
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppearanceSettings:
+    """Ranges of the random appearance (defaults: the issue's SynthSeg-style ranges).
+
+    Attributes:
+        families: family name -> probability (normalised); leave one out to hold it out.
+        in_plane_mm, slice_mm: acquisition resolution ranges (mm) simulated on the patch grid.
+        slice_prob: chance that a case has a thick-slice axis at all.
+        bias_max: largest standard deviation of the log bias field.
+        gamma_sd: standard deviation of log(gamma).
+        noise_max: largest noise standard deviation (normalised units).
+        ghost_prob, clip_prob: chance of motion ghosting / clipping of the brightest values.
+        texture_max: largest texture amplitude (fraction of the image range).
+    """
+
+    families: dict[str, float] = field(default_factory=lambda: {
+        "ct": 0.3, "t1": 0.12, "t2": 0.12, "stir": 0.08, "t2star": 0.08, "random": 0.3})
+    in_plane_mm: tuple[float, float] = (0.3, 1.5)
+    slice_mm: tuple[float, float] = (1.0, 7.0)
+    slice_prob: float = 0.7
+    bias_max: float = 0.35
+    gamma_sd: float = 0.25
+    noise_max: float = 0.06
+    ghost_prob: float = 0.1
+    clip_prob: float = 0.15
+    texture_max: float = 0.12
+
+    def __post_init__(self) -> None:
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown or not self.families:
+            raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
+        if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
+            raise ValueError("family probabilities must be >= 0 and not all 0")
+        for name in ("in_plane_mm", "slice_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")
+
+
+def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings) -> dict:
+    """Every random choice of one case's appearance (numbers only; see the module docstring)."""
+    dev = generator.device
+
+    def rand(*shape, dtype=torch.float32):
+        return torch.rand(shape, generator=generator, device=dev, dtype=dtype).cpu()
+
+    def randn(*shape, dtype=torch.float32):
+        return torch.randn(shape, generator=generator, device=dev, dtype=dtype).cpu()
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(rand())
+
+    names = list(settings.families)
+    probs = torch.tensor([settings.families[n] for n in names], dtype=torch.float64)
+    cumulative = torch.cumsum(probs / probs.sum(), 0)
+    family = names[min(int(torch.searchsorted(cumulative, float(rand()))), len(names) - 1)]
+    z = randn(N_TISSUES, dtype=torch.float64)
+    if family == "ct":
+        means = [CT_HU[t][0] + CT_HU[t][1] * float(z[i]) for i, t in enumerate(TISSUES)]
+        scale = 3000.0
+    elif family == "random":
+        means = rand(N_TISSUES, dtype=torch.float64).tolist()
+        scale = 1.0
+    else:
+        col = ("t1", "t2", "stir", "t2star").index(family)
+        means = [max(0.0, MR_SIGNAL[t][col] * (1.0 + 0.25 * float(z[i])) + 0.03 * float(z[i]))
+                 for i, t in enumerate(TISSUES)]
+        scale = 1.0
+    spreads = (rand(N_TISSUES, dtype=torch.float64) * 0.04 * scale).tolist()
+    slice_axis = min(2, int(3 * float(rand())))
+    thick = bool(rand() < settings.slice_prob)
+    resolution = [uniform(*settings.in_plane_mm) for _ in range(3)]
+    if thick:
+        resolution[slice_axis] = uniform(*settings.slice_mm)
+    return {
+        "family": family, "means": means, "spreads": spreads, "scale": scale,
+        "texture": uniform(0.0, settings.texture_max), "resolution_mm": resolution,
+        "slice_axis": slice_axis, "thick": thick,
+        "bias": uniform(0.0, settings.bias_max), "gamma": math.exp(settings.gamma_sd * float(randn())),
+        "noise": uniform(0.0, settings.noise_max), "rician": family != "ct" and bool(rand() < 0.5),
+        "ghost": uniform(0.05, 0.2) if rand() < settings.ghost_prob else 0.0,
+        "ghost_axis": min(2, int(3 * float(rand()))),
+        "clip": uniform(0.9, 0.99) if rand() < settings.clip_prob else 1.0,
+        "field_seed": int(float(rand(dtype=torch.float64)) * (2**31 - 1)),
+    }
+
+
+def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tensor:
+    """(1, X, Y, Z) float32 image in [0, 1] for a (1, X, Y, Z) integer tissue map (deterministic).
+
+    ``spacing_mm`` is the tissue map's voxel size; resolutions finer than it only blur a little.
+    """
+    device = tissue.device
+    shape = tissue.shape[1:]
+    gen = torch.Generator(device=device).manual_seed(appearance["field_seed"])
+    scale = appearance["scale"]
+    idx = tissue.long().clamp(0, N_TISSUES - 1)[0]
+    means = torch.tensor(appearance["means"], dtype=torch.float32, device=device) / scale
+    spreads = torch.tensor(appearance["spreads"], dtype=torch.float32, device=device) / scale
+    image = means[idx]
+    white = torch.randn(tuple(shape), generator=gen, device=device)
+    image = image + spreads[idx] * white
+    weights = torch.zeros(N_TISSUES, dtype=torch.float32, device=device)
+    for name, w in TEXTURED.items():
+        weights[TISSUES.index(name)] = w
+    if appearance["texture"] > 0:
+        image = image + appearance["texture"] * weights[idx] * _smooth_field(shape, cells=6, generator=gen, device=device)
+    image = _acquire(image, resolution_mm=appearance["resolution_mm"], spacing_mm=spacing_mm,
+                     slice_axis=appearance["slice_axis"], thick=appearance["thick"])
+    if appearance["bias"] > 0:
+        image = image * torch.exp(appearance["bias"] * _smooth_field(shape, cells=3, generator=gen, device=device))
+    image = _normalise(image)
+    image = image.clamp(0, 1) ** appearance["gamma"]
+    if appearance["noise"] > 0:
+        noise = torch.randn(tuple(shape), generator=gen, device=device) * appearance["noise"]
+        if appearance["rician"]:
+            other = torch.randn(tuple(shape), generator=gen, device=device) * appearance["noise"]
+            image = torch.sqrt((image + noise) ** 2 + other ** 2)
+        else:
+            image = image + noise
+    if appearance["ghost"] > 0:
+        ax = appearance["ghost_axis"]
+        image = image + appearance["ghost"] * torch.roll(image, shifts=max(1, shape[ax] // 4), dims=ax)
+    if appearance["clip"] < 1.0:
+        top = torch.quantile(_sample(image), appearance["clip"])
+        image = torch.minimum(image, top)
+    return _normalise(image)[None].float()
+
+
+def synthesize(tissue: torch.Tensor, *, generator: torch.Generator, spacing_mm,
+               settings: AppearanceSettings | None = None) -> torch.Tensor:
+    """Images (N, 1, X, Y, Z) float32 in [0, 1] for tissue maps (N, 1, X, Y, Z), a new appearance each."""
+    settings = settings or AppearanceSettings()
+    return torch.stack([render(t, appearance=draw_appearance(generator, settings=settings), spacing_mm=spacing_mm)
+                        for t in tissue])
+
+
+# ---------------------------------------------------------------- pieces
+
+def _smooth_field(shape, *, cells: int, generator: torch.Generator, device) -> torch.Tensor:
+    """(X, Y, Z) smooth random field, unit spread: a (cells+1)^3 Gaussian grid, trilinear up-sampling."""
+    coarse = torch.randn((1, 1, cells + 1, cells + 1, cells + 1), generator=generator, device=device)
+    return F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)[0, 0]
+
+
+def _acquire(image: torch.Tensor, *, resolution_mm, spacing_mm, slice_axis: int, thick: bool) -> torch.Tensor:
+    """Blur to the acquisition resolution; a thick-slice axis is also sampled at the slice spacing."""
+    spacing = [float(s) for s in spacing_mm]
+    sigmas = [0.425 * max(0.0, (r * r - s * s)) ** 0.5 / s for r, s in zip(resolution_mm, spacing)]  # FWHM -> sigma
+    out = _gaussian_blur(image, sigmas)
+    if thick:
+        factor = resolution_mm[slice_axis] / spacing[slice_axis]
+        n = out.shape[slice_axis]
+        coarse_n = max(2, int(round(n / factor)))
+        if coarse_n < n:
+            size = list(out.shape)
+            size[slice_axis] = coarse_n
+            low = F.interpolate(out[None, None], size=tuple(size), mode="trilinear", align_corners=True)
+            out = F.interpolate(low, size=tuple(image.shape), mode="trilinear", align_corners=True)[0, 0]
+    return out
+
+
+def _gaussian_blur(image: torch.Tensor, sigmas_vox) -> torch.Tensor:
+    """Separable Gaussian blur of an (X, Y, Z) tensor, sigma per axis in voxels (edges replicated)."""
+    out = image[None, None]
+    for axis, sigma in enumerate(sigmas_vox):
+        if sigma < 0.2:
+            continue
+        radius = max(1, int(math.ceil(3 * sigma)))
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=image.device)
+        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = kernel.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        out = F.conv3d(F.pad(out, pad, mode="replicate"), kernel.view(shape))
+    return out[0, 0]
+
+
+def _sample(image: torch.Tensor, n: int = 200_000) -> torch.Tensor:
+    """At most ``n`` values of ``image`` (evenly strided) for quantiles (torch.quantile's size limit)."""
+    flat = image.reshape(-1)
+    step = max(1, flat.numel() // n)
+    return flat[::step].float()
+
+
+def _normalise(image: torch.Tensor, lower: float = 0.005, upper: float = 0.995) -> torch.Tensor:
+    """Map the ``lower``/``upper`` quantiles to 0/1 and clip (the ``percentile`` preprocessing)."""
+    q = torch.quantile(_sample(image), torch.tensor([lower, upper], device=image.device))
+    lo, hi = float(q[0]), float(q[1])
+    if hi - lo < 1e-6:
+        return torch.zeros_like(image)
+    return ((image - lo) / (hi - lo)).clamp(0, 1)

@@ -1,0 +1,55 @@
+"""Anatomy-aware lesion clean-up (keep_spinal_lesions) and the choice of its thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spinelesion.inference.calibrate import choose_operating_point
+from spinelesion.inference.postprocess import keep_spinal_lesions
+from spinelesion.inference.resample import class_argmax
+
+
+def _probabilities(labels: np.ndarray, *, lesion_p: float = 0.9) -> torch.Tensor:
+    """(7, X, Y, Z) probabilities whose argmax is ``labels``; lesion voxels' second choice is body."""
+    probs = np.full((7, *labels.shape), 0.01, np.float32)
+    for c in range(7):
+        probs[c][labels == c] = 0.94
+    lesion = labels == 3
+    probs[3][lesion] = lesion_p
+    probs[1][lesion] = 1.0 - lesion_p - 0.05
+    return torch.as_tensor(probs)
+
+
+def test_lesions_away_from_the_spine_are_dropped_and_become_their_next_class():
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[5:20, 5:20, 5:20] = 1              # a vertebral body
+    labels[8:14, 8:14, 8:14] = 3              # a lesion inside it: kept
+    labels[30:36, 30:36, 30:36] = 3           # a "lesion" in the liver, 10 voxels away: dropped
+    cleaned, counts = keep_spinal_lesions(_probabilities(labels), spacing_mm=(1.5,) * 3, min_lesion_mm3=10.0)
+    out = class_argmax(cleaned).numpy()
+    assert counts == {"kept": 1, "outside_spine": 1, "too_small": 0, "low_probability": 0}
+    assert np.all(out[8:14, 8:14, 8:14] == 3)
+    assert not np.any(out[30:36, 30:36, 30:36] == 3)
+
+
+def test_minimum_volume_and_probability():
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:28, 2:28, 2:28] = 1
+    labels[5, 5, 5] = 3                        # one voxel: 3.4 mm3 at 1.5 mm
+    labels[15:19, 15:19, 15:19] = 3            # 64 voxels: 216 mm3
+    small, counts = keep_spinal_lesions(_probabilities(labels), spacing_mm=(1.5,) * 3, min_lesion_mm3=65.0)
+    assert counts["kept"] == 1 and counts["too_small"] == 1
+    assert class_argmax(small).numpy()[5, 5, 5] == 1
+    unsure, counts = keep_spinal_lesions(_probabilities(labels, lesion_p=0.55), spacing_mm=(1.5,) * 3,
+                                         min_lesion_mm3=0.0, lesion_probability=0.8)
+    assert counts["low_probability"] == 2 and not np.any(class_argmax(unsure).numpy() == 3)
+
+
+def test_choice_is_the_most_sensitive_within_the_false_positive_budget():
+    rows = [{"min_lesion_mm3": 0.0, "lesion_probability": 0.5, "sensitivity": 0.95, "fp_per_scan": 3.0},
+            {"min_lesion_mm3": 65.0, "lesion_probability": 0.5, "sensitivity": 0.9, "fp_per_scan": 0.4},
+            {"min_lesion_mm3": 65.0, "lesion_probability": 0.8, "sensitivity": 0.9, "fp_per_scan": 0.2},
+            {"min_lesion_mm3": 250.0, "lesion_probability": 0.9, "sensitivity": 0.5, "fp_per_scan": 0.0}]
+    assert choose_operating_point(rows, max_fp_per_scan=0.5) == rows[2]
+    assert choose_operating_point(rows, max_fp_per_scan=0.0) == rows[3]

@@ -1,0 +1,134 @@
+"""Images synthesised from tissue maps (spinelesion.synthesis) and the context phantoms they come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spinelesion.synthesis import AppearanceSettings, synthesize
+from spinelesion.synthesis.appearance import _acquire, draw_appearance, render
+from spinelesion.synthesis.tissues import ID, N_TISSUES
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synth_spine.yaml"
+
+
+def _tissue_block(shape=(24, 24, 24)) -> torch.Tensor:
+    """(1, X, Y, Z) tissue map: soft tissue with a marrow cube in a cortex shell and a CSF tube."""
+    t = torch.full(shape, ID["soft"], dtype=torch.long)
+    t[6:18, 6:18, 4:20] = ID["cortex"]
+    t[7:17, 7:17, 5:19] = ID["marrow"]
+    t[10:14, 19:23, :] = ID["csf"]
+    return t[None]
+
+
+def test_same_seed_same_image_and_range():
+    tissue = _tissue_block()[None]
+    a = synthesize(tissue, generator=torch.Generator().manual_seed(4), spacing_mm=(1.5,) * 3)
+    b = synthesize(tissue, generator=torch.Generator().manual_seed(4), spacing_mm=(1.5,) * 3)
+    c = synthesize(tissue, generator=torch.Generator().manual_seed(5), spacing_mm=(1.5,) * 3)
+    assert a.shape == tissue.shape and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+
+
+def test_ct_family_orders_tissues_by_hounsfield():
+    """A CT appearance without blur or noise keeps bone brighter than marrow brighter than CSF."""
+    settings = AppearanceSettings(families={"ct": 1.0}, slice_prob=0.0, in_plane_mm=(0.3, 0.3), noise_max=0.0,
+                                  bias_max=0.0, gamma_sd=0.0, ghost_prob=0.0, clip_prob=0.0, texture_max=0.0)
+    tissue = _tissue_block()
+    appearance = draw_appearance(torch.Generator().manual_seed(0), settings=settings)
+    appearance["spreads"] = [0.0] * N_TISSUES
+    image = render(tissue, appearance=appearance, spacing_mm=(1.5,) * 3)[0]
+    t = tissue[0]
+    cortex, marrow, csf = (float(image[t == ID[n]].mean()) for n in ("cortex", "marrow", "csf"))
+    assert cortex > marrow > csf
+
+
+def test_random_family_draws_every_order():
+    """The 'random' family is contrast-agnostic: marrow is brighter than CSF in some cases, darker in others."""
+    g = torch.Generator().manual_seed(1)
+    settings = AppearanceSettings(families={"random": 1.0})
+    brighter = [draw_appearance(g, settings=settings)["means"] for _ in range(40)]
+    order = [m[ID["marrow"]] > m[ID["csf"]] for m in brighter]
+    assert 5 < sum(order) < 35
+
+
+def test_thick_slices_blur_only_their_axis():
+    """A 6 mm slice axis smears an edge along that axis; the fine axes keep it sharp."""
+    image = torch.zeros((32, 32, 32))
+    image[:, :, 16:] = 1.0
+    image[:, 16:, :] = image[:, 16:, :] + 1.0
+    out = _acquire(image, resolution_mm=[0.5, 0.5, 6.0], spacing_mm=[1.0] * 3, slice_axis=2, thick=True)
+    along_z = out[8, 8, 12:20]
+    along_y = out[8, 12:20, 8]
+    assert float(along_z.diff().abs().max()) < 0.5          # the z edge is spread over several voxels
+    assert float(along_y.diff().abs().max()) > 0.9          # the y edge stays a step
+
+
+def test_settings_refuse_unknown_family():
+    with pytest.raises(ValueError, match="families"):
+        AppearanceSettings(families={"pet": 1.0})
+
+
+def test_context_phantom_has_unlabelled_bone_and_keeps_old_phantoms():
+    """Context phantoms hold bone with label 0 (ribs, pelvis) and a tissue map; default phantoms are unchanged."""
+    from spinelesion.data.phantoms import make_phantom
+
+    old = make_phantom(seed=3, modality="ct", shape_limit_vox=64)
+    again = make_phantom(seed=3, modality="ct", shape_limit_vox=64)
+    assert np.array_equal(old.labels, again.labels) and "context" not in old.params
+    ph = make_phantom(seed=11, modality="ct", context=True, shape_limit_vox=96, orientation="RAS", oblique=False)
+    assert ph.tissue.shape == ph.labels.shape
+    bone = np.isin(ph.tissue, [ID["cortex"], ID["marrow"]])
+    assert np.count_nonzero(bone & (ph.labels == 0)) > 200       # ribs or pelvis: bone that is not vertebra
+    assert np.all(ph.labels[ph.tissue == ID["metal"]] == 0)
+    vertebral = np.isin(ph.labels, [1, 2])
+    assert np.all(np.isin(ph.tissue[vertebral], [ID[n] for n in ("cortex", "marrow", "haemangioma", "bone_island",
+                                                                    "modic", "nucleus")]))
+
+
+
+def test_training_on_tissue_maps_gives_one_model_for_ct_and_mr(tmp_path):
+    """`train` with synthesis on a context dataset: checkpoint for any modality, usable on CT and MR scans."""
+    import yaml
+
+    from spinelesion.checkpoint import load_checkpoint
+    from spinelesion.cli import main
+    from spinelesion.data.phantoms import make_phantom, write_dataset
+    from spinelesion.inference.predictor import Predictor
+
+    write_dataset(tmp_path / "tissue", n=3, modality="ct", seed=2, progress=False, shape_limit_vox=40, context=True)
+    raw = {"output_dir": str(tmp_path / "run"),
+           "data": {"sources": [{"adapter": "tissue", "root": str(tmp_path / "tissue")}]},
+           "preprocessing": {"modality": "any", "spacing_mm": [3.0, 3.0, 3.0],
+                             "intensity": {"kind": "percentile", "lower": 0.5, "upper": 99.5}},
+           "patch_size": [16, 16, 16], "synthesis": {"enabled": True},
+           "network": {"name": "unet", "params": {"channels": [4, 8, 16], "strides": [2, 2]}},
+           "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 1, "tensorboard": False}}
+    config = tmp_path / "synth.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["train", "--config", str(config), "--device", "cpu"]) == 0
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["preprocessing"]["modality"] == "any"
+    assert meta["config"]["synthesis"]["enabled"] is True
+    predictor = Predictor(model=tmp_path / "run", device="cpu")
+    for modality in ("ct", "t2"):
+        ph = make_phantom(seed=1, modality=modality, shape_limit_vox=40)
+        assert predictor.predict(ph.scan).labels.shape == ph.scan.shape
+
+
+def test_config_ties_tissue_sources_to_synthesis(tmp_path):
+    from spinelesion.config import load_config
+    from spinelesion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synthesis.enabled"):
+        load_config(CONFIG, overrides=["synthesis.enabled=false"])
+    with pytest.raises(ConfigError, match="adapter 'tissue'"):
+        load_config(CONFIG, overrides=["data.sources=[{adapter: msd, root: x}]"])
+    with pytest.raises(ConfigError, match="families"):
+        load_config(CONFIG, overrides=["synthesis.families={pet: 1.0}"])
+    assert load_config(CONFIG).synthesis.enabled
