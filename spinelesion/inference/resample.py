@@ -34,6 +34,9 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
     """
     device = probabilities.device
     probabilities = probabilities.float()
+    for axis in range(1, 4):  # a network grid one voxel thick (a scan thinner than a network voxel):
+        if probabilities.shape[axis] == 1:  # that voxel's values one step further too, so cells exist
+            probabilities = torch.cat([probabilities, probabilities], dim=axis)
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
     labels_src = class_argmax(probabilities)
     # class of each source cell (the 2x2x2 voxels from its corner) where all corners agree, else MIXED
@@ -192,6 +195,9 @@ def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndar
     """
     device = probabilities.device
     probabilities = probabilities.float()
+    for axis in range(1, 4):  # as labels_on_grid does for a grid one voxel thick
+        if probabilities.shape[axis] == 1:
+            probabilities = torch.cat([probabilities, probabilities], dim=axis)
     n_classes = probabilities.shape[0]
     out = np.zeros((n_classes, *target_shape), dtype=np.float16)
     matrix = torch.as_tensor(np.linalg.inv(source_affine) @ target_affine, dtype=torch.float32, device=device)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -148,8 +152,11 @@ def to_3d(array: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray
 
 
 def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
+    import logging
+
     import nibabel as nib
 
+    quiet = _Quiet(logging.getLogger("nibabel.global"))  # header fixes are logged, not our one line
     try:
         img = nib.load(str(path))
         check_declared_size(path, shape=img.dataobj.shape, dtype=img.dataobj.dtype,
@@ -162,11 +169,48 @@ def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
     except Exception as err:  # noqa: BLE001 - nibabel raises many kinds (HeaderDataError, zlib, EOF...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ScanLoadError(f"{path}: not a readable NIfTI file ({reason})") from None
+    finally:
+        quiet.restore()
     if array.dtype.kind == "c" or array.dtype.names:
         raise ScanLoadError(f"{path}: unsupported voxel type {array.dtype}")
     array = to_3d(array, path, volume_index)
     return Scan(array=as_c_order(array, dtype=np.float32), affine=np.asarray(img.affine, dtype=np.float64),
                 modality=None, source=f"NIfTI {path.name}")
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stderr_to(lines: list[str]):
+    """Collect what C code writes to file descriptor 2 inside the block into ``lines`` (one thread at
+    a time; Python's own sys.stderr writes in other threads may land there too while it runs)."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to redirect
+            yield
+            return
+        try:
+            sys.stderr.flush()
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read(65536).decode("utf-8", "replace").splitlines())
+
+
+class _Quiet:
+    """Silence a logger until ``restore()`` (nibabel logs the header fields it fixes to stderr)."""
+
+    def __init__(self, logger):
+        self.logger, self.disabled = logger, logger.disabled
+        logger.disabled = True
+
+    def restore(self) -> None:
+        self.logger.disabled = self.disabled
 
 
 def _nifti_voxels(img, path: Path) -> np.ndarray:
@@ -296,17 +340,21 @@ def _igzip_errors() -> tuple[type[BaseException], ...]:
 def _load_itk(path: Path, *, volume_index: int | None) -> Scan:
     import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own multi-line messages: ours is one line
+    messages: list[str] = []
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        # 1 byte per value is a lower bound on what any stored type needs
-        check_declared_size(path, shape=[*reader.GetSize(), reader.GetNumberOfComponents()], dtype=np.uint8,
-                            offset=0, compressed=True, data_path=_itk_data_file(path))
-        img = sitk.ReadImage(str(path))
+        with _stderr_to(messages):  # MetaIO writes its complaints straight to the C stderr
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            # 1 byte per value is a lower bound on what any stored type needs
+            check_declared_size(path, shape=[*reader.GetSize(), reader.GetNumberOfComponents()], dtype=np.uint8,
+                                offset=0, compressed=True, data_path=_itk_data_file(path))
+            img = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
-        raise ScanLoadError(f"{path}: not a readable image file ({first_line})") from None
+        said = [line.strip() for line in messages if line.strip()]
+        reason = said[0] if said else (str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable")
+        raise ScanLoadError(f"{path}: not a readable image file ({reason})") from None
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise ScanLoadError(f"{path}: {img.GetNumberOfComponentsPerPixel()}-component (vector/RGB) image; "
                             "a scalar volume is needed")
