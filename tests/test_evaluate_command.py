@@ -292,3 +292,19 @@ def test_evaluation_html_renders_in_chromium(folders, tmp_path):
     assert header[:3] == ["class", "cases", "Dice"]
     assert rows[0][0] == "vertebral_body" and rows[0][2].startswith("0.917")
     assert [r[0] for r in dom.tables["cases"][1:]] == ["ct_case", "mr_case"]
+
+
+def test_groups_from_a_csv_file(folders, tmp_path, capsys):
+    groups = tmp_path / "groups.csv"
+    groups.write_text("case,group\nct_case,site A\nmr_case,site B\n")
+    out = tmp_path / "grouped"
+    assert main(["evaluate", "--pred", str(folders["pred"]), "--ref", str(folders["cord_ref"]), "--ref-map", "cord",
+                 "--by", str(groups), "--bootstrap", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"]["site A"]["segmentation"]["spinal_cord"]["dice"]["value"] == 1.0
+    assert summary["groups"]["site B"]["segmentation"]["spinal_cord"]["dice"]["value"] == pytest.approx(0.75)
+    assert {r["group"] for r in _rows(out / "cases.csv")} == {"site A", "site B"}
+    groups.write_text("case,group\nct_case,site A\n")
+    assert main(["evaluate", "--pred", str(folders["pred"]), "--ref", str(folders["cord_ref"]), "--ref-map", "cord",
+                 "--by", str(groups), "--out", str(tmp_path / "y")]) == 2
+    assert "mr_case" in capsys.readouterr().err
