@@ -127,7 +127,7 @@ def case_lesions(*, pred_mask: np.ndarray, ref_mask: np.ndarray, affine: np.ndar
     matched = match(ref=ref, pred=pred, shared=shared, min_iou=min_iou)
     pred_to_ref = {p: (r, iou, dice) for r, (p, iou, dice) in matched.items()}
     scores = _scores(pred, probability)
-    centroids_r, centroids_p = _centroids(ref, affine), _centroids(pred, affine)
+    centroids_r, centroids_p = centroids_mm(ref, affine), centroids_mm(pred, affine)
     rows = []
     by_bin = {name: {"ref": 0, "tp": 0, "pred": 0, "fp": 0} for name in bin_names(size_bins_ml)}
     for r in range(1, ref.n + 1):
@@ -169,7 +169,8 @@ def _scores(pred: Instances, probability: np.ndarray | None) -> dict[int, float]
     return {i + 1: round(float(v), 4) for i, v in enumerate(np.atleast_1d(highest))}
 
 
-def _centroids(inst: Instances, affine: np.ndarray) -> dict[int, list[float]]:
+def centroids_mm(inst: Instances, affine: np.ndarray) -> dict[int, list[float]]:
+    """{id: centroid [x, y, z] in RAS+ mm} of each instance; ``affine`` (4, 4) voxel -> mm."""
     if inst.n == 0:
         return {}
     from scipy import ndimage

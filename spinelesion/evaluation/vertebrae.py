@@ -24,10 +24,10 @@ def predicted_vertebrae(*, record: dict | None, pred_classes: np.ndarray, affine
     if record is not None and record.get("vertebrae") is not None:
         return [{"index": v.get("index", k), "level": v.get("level"), "centroid_mm": v.get("centroid_mm")}
                 for k, v in enumerate(record["vertebrae"]) if v.get("centroid_mm") is not None]
-    from spinelesion.evaluation.lesions import _centroids, instances
+    from spinelesion.evaluation.lesions import centroids_mm, instances
 
     bodies = instances(pred_classes == 1)
-    return [{"index": k - 1, "level": None, "centroid_mm": c} for k, c in _centroids(bodies, affine).items()]
+    return [{"index": k - 1, "level": None, "centroid_mm": c} for k, c in centroids_mm(bodies, affine).items()]
 
 
 def level_detection(*, ref_levels: np.ndarray, level_names, pred_vertebrae: list[dict], affine: np.ndarray) -> list[dict]:
