@@ -27,7 +27,7 @@ import yaml
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 
-ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue")
+ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue", "labelmaps")
 
 
 class _Invalid(Exception):
@@ -42,10 +42,13 @@ class _Invalid(Exception):
 class DataSource:
     adapter: str
     root: str
+    description: str | None = None
 
     def check(self) -> None:
         if self.adapter not in ADAPTERS:
             raise _Invalid("adapter", f"unknown adapter {self.adapter!r}; choose one of {', '.join(ADAPTERS)}")
+        if self.description is not None and self.adapter != "labelmaps":
+            raise _Invalid("description", "is read by the 'labelmaps' adapter only")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,12 +279,12 @@ class Config:
     def check(self) -> None:
         if any(p < 8 for p in self.patch_size):
             raise _Invalid("patch_size", f"each side must be >= 8 voxels, got {list(self.patch_size)}")
-        tissue = [s.adapter == "tissue" for s in self.data.sources]
+        tissue = [s.adapter in ("tissue", "labelmaps") for s in self.data.sources]
         if self.synthesis.enabled and not all(tissue):
             raise _Invalid("data.sources", "synthesis.enabled trains on tissue maps only: every source "
-                                           "needs adapter 'tissue'")
+                                           "needs adapter 'tissue' or 'labelmaps'")
         if any(tissue) and not self.synthesis.enabled:
-            raise _Invalid("synthesis.enabled", "a 'tissue' source needs synthesis.enabled: true")
+            raise _Invalid("synthesis.enabled", "'tissue' and 'labelmaps' sources need synthesis.enabled: true")
         if self.synthesis.enabled and self.preprocessing.intensity.kind == "ct_window":
             raise _Invalid("preprocessing.intensity", "synthesised images are percentile-normalised: "
                                                       "use kind 'percentile' (modality 'any')")

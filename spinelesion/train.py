@@ -48,7 +48,10 @@ def find_cases(config: Config) -> tuple[list, list]:
         root = Path(source.root)
         if not root.exists():
             raise ConfigError(f"{key}.root: {root}: no such file or folder")
-        found = [c for c in get_adapter(source.adapter).find_cases(root) if c.label is not None]
+        adapter = get_adapter(source.adapter)
+        listed = (adapter.find_cases(root, description=source.description) if source.description
+                  else adapter.find_cases(root))
+        found = [c for c in listed if c.label is not None]
         if key.startswith("data.validation_sources"):
             found = [dataclasses.replace(c, split="validation") for c in found]
         elif separate:   # the validation sources replace the training sources' own splits

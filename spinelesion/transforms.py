@@ -13,6 +13,7 @@ PersistentDataset cache the preprocessed volume (and its per-class voxel indices
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,7 +99,7 @@ class LoadCased(Transform):
     """
 
     def __call__(self, item: dict) -> dict:
-        from spinelesion.data.adapters import Case, load_case
+        from spinelesion.data.adapters import Case, get_adapter, load_case
 
         fields = dict(item[CASE])
         for key in ("image", "label"):
@@ -106,6 +107,10 @@ class LoadCased(Transform):
                 fields[key] = Path(fields[key])
         case = Case(**fields)
         scan, labels, annotated = load_case(case)
+        adapter = get_adapter(case.dataset)
+        if hasattr(adapter, "to_tissue"):    # a label map: its "image" is the tissue map made from it
+            scan = dataclasses.replace(scan, array=adapter.to_tissue(scan.array, labels=labels, case=case,
+                                                     spacing_mm=scan.spacing_mm).astype(np.float32))
         if labels.shape != scan.array.shape:
             raise LabelMapError(f"{case.label}: label map shape {labels.shape} differs from image "
                                 f"{case.image} shape {scan.array.shape}")
@@ -158,7 +163,10 @@ def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling
                                    scale_range=(augment.scale,) * 3,
                                    mode=["nearest" if tissue else "bilinear", "nearest"], padding_mode="border"))
     if tissue:
-        return t.Compose(chain + [t.EnsureTyped(keys=[IMAGE, LABEL], track_meta=False)])
+        from spinelesion.synthesis.lesions import RandInsertLesiond
+
+        return t.Compose(chain + [t.EnsureTyped(keys=[IMAGE, LABEL], track_meta=False),
+                                  RandInsertLesiond(keys=(IMAGE, LABEL), prob=0.3)])
     chain += [
         t.RandScaleIntensityd(keys=IMAGE, factors=augment.intensity_scale, prob=augment.intensity_prob),
         t.RandShiftIntensityd(keys=IMAGE, offsets=augment.intensity_shift, prob=augment.intensity_prob),

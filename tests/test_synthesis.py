@@ -132,3 +132,53 @@ def test_config_ties_tissue_sources_to_synthesis(tmp_path):
     with pytest.raises(ConfigError, match="families"):
         load_config(CONFIG, overrides=["synthesis.families={pet: 1.0}"])
     assert load_config(CONFIG).synthesis.enabled
+
+
+def test_label_map_folders_become_labels_and_tissue(tmp_path):
+    """A folder of label maps + description: schema labels, annotated classes, tissue with context."""
+    import json
+
+    import nibabel as nib
+
+    from spinelesion.data.adapters import get_adapter, load_case
+    from spinelesion.errors import DatasetError
+
+    raw = np.zeros((20, 20, 20), np.uint8)
+    raw[5:15, 5:15, 2:18] = 1          # vertebral body
+    raw[8:11, 16:19, :] = 2            # cord
+    raw[0:4, :, :] = 3                 # lung (context)
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(raw, np.diag([1.5, 1.5, 1.5, 1.0])), folder / "case_a.nii.gz")
+    desc = tmp_path / "desc.json"
+    desc.write_text(json.dumps({"values": {"1": "vertebral_body", "2": "spinal_cord", "3": "lung"}}))
+    adapter = get_adapter("labelmaps")
+    (case,) = adapter.find_cases(folder, description=desc)
+    assert case.annotated_classes == (0, 1, 3, 4)          # lesion too: healthy maps, inserted lesions only
+    scan, labels, annotated = load_case(case)
+    assert labels[6, 6, 6] == 1 and labels[9, 17, 5] == 4 and labels[1, 1, 1] == 0
+    tissue = adapter.to_tissue(scan.array, labels=labels, case=case, spacing_mm=scan.spacing_mm)
+    assert tissue[1, 1, 1] == ID["lung"] and tissue[9, 17, 5] == ID["cord"]
+    assert tissue[9, 9, 9] == ID["marrow"] and tissue[5, 9, 9] == ID["cortex"]
+    desc.write_text(json.dumps({"values": {"1": "tumour"}}))
+    with pytest.raises(DatasetError, match="unknown structure 'tumour'"):
+        adapter.find_cases(folder, description=desc)
+    with pytest.raises(DatasetError, match="description not found"):
+        adapter.find_cases(folder)
+
+
+def test_inserted_lesions_replace_bone_only():
+    from spinelesion.synthesis.lesions import RandInsertLesiond
+
+    tissue = torch.full((1, 24, 24, 24), float(ID["soft"]))
+    label = torch.zeros((1, 24, 24, 24))
+    tissue[0, 6:18, 6:18, 6:18] = ID["marrow"]
+    label[0, 6:18, 6:18, 6:18] = 1
+    insert = RandInsertLesiond(keys=("image", "label"), prob=1.0, radius_vox=(3.0, 5.0))
+    insert.set_random_state(0)
+    out = insert({"image": tissue, "label": label})
+    lesion = out["label"][0] == 3
+    assert lesion.sum() > 20
+    assert torch.all(label[0][lesion] == 1)                     # only where bone was
+    assert torch.all(torch.isin(out["image"][0][lesion], torch.tensor([float(ID["lytic"]), float(ID["blastic"])])))
+    assert torch.equal(out["label"][0][~lesion], label[0][~lesion])

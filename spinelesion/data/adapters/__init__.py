@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from spinelesion.data.adapters.base import Adapter, Case, annotated_mask
+from spinelesion.data.adapters.labelmaps import LabelMapsAdapter
 from spinelesion.data.adapters.msd import MSDAdapter
 from spinelesion.data.adapters.spider import SpiderAdapter
 from spinelesion.data.adapters.spinemets import SpineMetsAdapter
@@ -31,6 +32,7 @@ ADAPTERS: dict[str, type] = {
     "spider": SpiderAdapter,
     "spinemets": SpineMetsAdapter,
     "tissue": TissueAdapter,
+    "labelmaps": LabelMapsAdapter,
 }
 
 

@@ -35,6 +35,7 @@ class Case:
             out of the loss, not treated as background.
         split: ``"train"``, ``"validation"`` or ``"test"`` where the dataset says; else None.
         modality: ``"CT"`` or ``"MR"`` where the dataset says; None lets the loader decide.
+        label_map: description of the label values, for adapters that need one (``labelmaps``).
     """
 
     case_id: str
@@ -44,6 +45,7 @@ class Case:
     annotated_classes: tuple[int, ...]
     split: str | None = None
     modality: str | None = None
+    label_map: str | None = None
 
 
 @runtime_checkable
