@@ -29,6 +29,8 @@ echo "== bench_batch ($DEVICE, batch wall per scan by finishing workers)" >> "$O
 python3 benchmarks/bench_batch.py --device $DEVICE --copies 4 --workers 0 1 4 --real-ct runs/example_ct.nii.gz >> "$OUT/gpu.txt" 2>&1
 echo "== bench_network (shipped CT model)" >> "$OUT/gpu.txt"
 python3 benchmarks/bench_network.py --device $DEVICE --checkpoint spinelesion/models/phantom_ct.safetensors >> "$OUT/gpu.txt" 2>&1
+echo "== bench_synthesis (image synthesis per training step vs the network's forward+backward)" >> "$OUT/gpu.txt"
+python3 benchmarks/bench_synthesis.py --device $DEVICE --batch 4 >> "$OUT/gpu.txt" 2>&1
 if [ "${TRAIN:-0}" = 1 ]; then
   EPOCHS=${EPOCHS:-120}; STEPS=${STEPS:-20}; TRAIN_S=${TRAIN_S:-190}
   common=(--set train.epochs=$EPOCHS --set train.steps_per_epoch=$STEPS --set validation.interval=10 --set data.num_workers=6 --set train.tensorboard=false)

@@ -39,7 +39,10 @@ def assert_split(labels: np.ndarray, col: standins.Column, index: int) -> None:
 
 
 def test_registry_names_and_unknown():
-    assert set(ADAPTERS) == {"msd", "verse", "totalsegmentator", "spider", "spinemets"}
+    from spinelesion.config import ADAPTERS as CONFIG_ADAPTERS
+
+    assert set(ADAPTERS) == {"msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue", "labelmaps"}
+    assert set(CONFIG_ADAPTERS) == set(ADAPTERS)
     for name in ADAPTERS:
         adapter = get_adapter(name)
         assert adapter.name == name
