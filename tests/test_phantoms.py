@@ -240,3 +240,15 @@ def test_cli_synth_writes_a_dataset(tmp_path):
         assert e["image"].startswith("imagesTr/phantom_t1_")
     assert not list(out.rglob("*.tmp*"))                          # atomic writes left nothing behind
     assert main(["synth", str(tmp_path / "x"), "--n", "0"]) == 2   # user error: one line, exit 2
+
+
+def test_every_bilsky_grade_appears_in_any_36_cases_of_a_seed():
+    """Dataset grades come in shuffled blocks of the six grades and one healthy case (issue 13)."""
+    from spinelesion.data.phantoms.dataset import case_grade
+    from spinelesion.data.phantoms.pathology import BILSKY_GRADES
+
+    for seed in (0, 1, 1000, 2000):
+        grades = [case_grade(seed, i) for i in range(100)]
+        for start in range(0, 100 - 36):
+            assert set(grades[start:start + 36]) == {*BILSKY_GRADES, None}, (seed, start)
+    assert [case_grade(5, i) for i in range(14)] == [case_grade(5, i) for i in range(14)]

@@ -35,6 +35,18 @@ def case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+def case_grade(seed: int, index: int) -> str | None:
+    """Bilsky grade of case ``index`` (None: healthy) in a dataset made with ``seed``.
+
+    Cases come in blocks of seven, each a seeded shuffle of the six grades and one healthy case,
+    so every grade appears in any 13 consecutive cases (and in any 36 with room to spare)."""
+    from spinelesion.data.phantoms.pathology import BILSKY_GRADES
+
+    block = (*BILSKY_GRADES, None)
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), index // len(block), 7])).permutation(len(block))
+    return block[int(order[index % len(block)])]
+
+
 def write_image(scan: Scan, path: str | os.PathLike) -> Path:
     """Write a phantom image as int16 NIfTI (sform and qform set), atomically."""
     return save_image(scan, path=path, dtype=np.int16)
@@ -62,8 +74,9 @@ def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: in
     entries = []
     for i in tqdm(range(n), desc=f"phantoms ({modality})", unit="case", disable=not progress):
         name = f"phantom_{modality}_{i:04d}"
+        grade = case_grade(seed, i)
         ph = make_phantom(seed=case_seed(seed, i), modality=modality, shape_limit_vox=shape_limit_vox,
-                          context=context)
+                          context=context, bilsky=grade, healthy=grade is None)
         write_image(ph.scan, out / "imagesTr" / f"{name}.nii.gz")
         save_labels(ph.labels, like=ph.scan, path=out / "labelsTr" / f"{name}.nii.gz")
         write_text_atomic(out / "truth" / f"{name}.json", json.dumps(ph.truth, indent=1))
