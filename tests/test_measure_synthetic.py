@@ -226,3 +226,100 @@ def test_heights_unbiased_on_a_column_tilted_against_thick_slices(tilt_deg):
     assert len(errors) == 5
     assert abs(errors.mean()) < 0.15, errors.round(2)
     assert np.abs(errors).max() < 0.6, errors.round(2)
+
+
+# ---------------------------------------------------------------- Genant's reading (issue 17)
+
+def _reading(v):
+    return v["height_loss_pct"], v["height_loss_comparison"], v["genant_deformity"], v["height_loss_confidence"]
+
+
+def test_intact_end_vertebra_off_the_size_trend_reads_no_loss():
+    """An intact top vertebra 10 % shorter than the trend of the others (sizes do bend at the
+    column's ends): its shape is intact and the one-sided comparison is within its uncertainty, so
+    no loss, with moderate confidence. The old reading (smallest height against the extrapolated
+    size) gave it 10 % of false loss."""
+    r = _measure(heights=[20, 21, 22, 23, 21.3])
+    top = r["vertebrae"][-1]
+    assert top["height_loss_pct"] < 1, top
+    assert top["height_loss_comparison"] == "none" and top["genant_deformity"] == "none"
+    assert top["height_loss_confidence"] == "moderate"
+    assert top["height_ratios"]["posterior_neighbours"] == pytest.approx(21.3 / 24.0, abs=0.05)
+    assert r["vertebrae"][2]["height_loss_confidence"] == "high"
+    assert all(v["height_loss_pct"] < 1 for v in r["vertebrae"])
+
+
+def test_crushed_end_vertebra_is_read_against_its_neighbours():
+    """A uniform crush shows in no ratio of the body's own heights: the comparison with the
+    neighbours' posterior heights gives it, also at the end of the column (moderate confidence)."""
+    r = _measure(heights=[20, 20, 20, 20, 13])
+    loss, comparison, deformity, confidence = _reading(r["vertebrae"][-1])
+    assert loss == pytest.approx(35, abs=3) and comparison == "neighbours"
+    assert deformity == "crush" and confidence == "moderate"
+    assert r["vertebrae"][-1]["neighbour_posterior_height_mm"] == pytest.approx(20, abs=0.7)
+    assert r["vertebrae"][-2]["height_loss_confidence"] == "moderate"  # beside the crush
+    assert all(v["height_loss_pct"] < 1 for v in r["vertebrae"][:-1])
+
+
+@pytest.fixture(scope="module")
+def tilted_fractures():
+    """A column tilted 30 deg sagittally and 20 deg coronally in the scan, bent 8 deg per level
+    (lordosis) with 3 deg of scoliosis, on 0.9 x 0.9 x 1.5 mm voxels: a wedge at the bottom end,
+    a biconcave body, a crush and an intact top."""
+    profiles = [{"kind": "wedge", "anterior": 11.0, "posterior": 19.0}, None,
+                {"kind": "biconcave", "rim": 19.5, "middle": 13.0}, None,
+                {"kind": "crush", "height": 13.0}, None]
+    labels, affine, truth = S.curved_column(n_vertebrae=6, profiles=profiles, bends_deg=[(8, 3)] * 5,
+                                            base_tilt_deg=(30, 20), spacing_mm=(0.9, 0.9, 1.5))
+    return measure_labels(labels=labels, affine=affine), truth
+
+
+def test_genant_reading_on_a_tilted_column(tilted_fractures):
+    """Issue 17: each body's own ratios (wedge: anterior/posterior, biconcave: middle/posterior)
+    with the neighbours' posterior heights (crush), on a column tilted 20-30 deg in the scan; the
+    record says which comparison gave the loss and the heights and ratios behind it."""
+    r, truth = tilted_fractures
+    v = r["vertebrae"]
+    assert len(v) == 6
+    for m, t in zip(v, truth):
+        h = (m["height_anterior_mm"], m["height_middle_mm"], m["height_posterior_mm"])
+        assert np.allclose(h, t["heights"], atol=1.0), (h, t["heights"])
+        assert m["height_loss_pct"] == pytest.approx(t["loss_pct"], abs=4), (m["height_loss_pct"], t)
+    # an end vertebra: its own posterior wall (19 mm; the one-sided prediction is not trusted over it)
+    assert _reading(v[0])[1:] == ("own_shape", "wedge", "moderate")
+    assert v[0]["height_loss_reference_mm"] == pytest.approx(19, abs=0.8)
+    assert v[0]["height_ratios"]["anterior_posterior"] == pytest.approx(11 / 19, abs=0.05)
+    assert v[2]["genant_deformity"] == "biconcave" and v[2]["height_loss_comparison"].startswith("own_shape")
+    assert v[2]["height_ratios"]["middle_posterior"] < 0.8
+    assert _reading(v[4])[1:3] == ("neighbours", "crush")
+    assert v[4]["height_loss_reference_mm"] == pytest.approx(20, abs=1.0)
+    for k in (1, 3, 5):
+        assert v[k]["height_loss_pct"] < 1 and v[k]["genant_deformity"] == "none"
+    assert [m["genant_grade"] for m in v] == [3, 0, 2, 0, 2, 0]
+    json.dumps(r)
+
+
+@pytest.mark.parametrize("bends", [[(35, 0)] + [(5, 0)] * 3, [(0, 0), (0, 0), (30, 12), (0, 0)]])
+def test_heights_on_each_vertebras_own_axes_at_a_sharp_angle(bends):
+    """One sharp angle in the column (as at L5/S1, 30-35 deg, with coronal tilt): heights along
+    each vertebra's own axis within 0.8 mm and no false loss."""
+    labels, affine, truth = S.curved_column(n_vertebrae=5, bends_deg=bends, spacing_mm=(1.0, 1.0, 1.2))
+    r = measure_labels(labels=labels, affine=affine)
+    for m, t in zip(r["vertebrae"], truth):
+        h = (m["height_anterior_mm"], m["height_middle_mm"], m["height_posterior_mm"])
+        assert np.allclose(h, t["heights"], atol=0.8), (h, t["heights"])
+        assert m["height_loss_pct"] < 1
+
+
+def test_neighbour_comparison_by_named_level():
+    """With levels known, the neighbours are placed by level: a vertebra missing from the map
+    leaves a gap, and a vertebra across the gap is not 'directly beside' it."""
+    from spinelesion.measure import body as B
+
+    assert B.column_positions(["L3", "L2", "T12", "T11"]) == [7.0, 8.0, 10.0, 11.0]
+    assert B.column_positions(["L3", None, "L1"]) == [0.0, 1.0, 2.0]
+    heights = [(24.0, 24.0, 24.0), (23.0, 23.0, 23.0), (21.0, 21.0, 21.0), (20.0, 20.0, 20.0)]
+    out = B.genant_readings(heights, [True] * 4, [7.0, 8.0, 10.0, 11.0], [1.0] * 4)
+    assert [o["confidence"] for o in out] == ["moderate", "moderate", "moderate", "moderate"]
+    assert out[1]["neighbour_posterior_mm"] == pytest.approx(22.5, abs=0.6)  # L1 missing: L2 a level above L3's trend
+    assert all(o["loss_pct"] == 0 for o in out)

@@ -166,9 +166,14 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
         r["heights"] = None if v.truncated else B.body_heights_mm(v, r["idx"], shape, affine)
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
-    normal = B.reference_vertebrae([r["heights"] if r["comparable"] else None for r in rows],
-                                   [r["destruction"] for r in rows], settings)
-    expected, exp_notes = B.expected_heights([r["heights"] if r["comparable"] else None for r in rows], normal)
+    compared = [r["heights"] if r["comparable"] else None for r in rows]
+    steps = [G.step_along_mm(r["v"].superior, affine) for r in rows]
+    positions = B.column_positions([r["v"].level for r in rows])
+    normal = B.reference_vertebrae(compared, [r["destruction"] for r in rows], settings, positions=positions)
+    # a wedged or biconcave body is no reference for its neighbours' posterior heights either
+    normal = [n and not d for n, d in zip(normal, B.deformed_shapes(compared, steps))]
+    expected, exp_notes = B.expected_heights(compared, normal, positions=positions)
+    readings = B.genant_readings(compared, normal, positions, steps)
     notes += exp_notes
     for r in rows:
         if r["heights"] is not None and not r["comparable"]:
@@ -178,9 +183,9 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         idx = np.concatenate([r["v"].body_idx for r, n in zip(rows, normal) if n] or [np.zeros(0, np.int64)])
         marrow = float(np.median(image[idx])) if idx.size >= 50 else None
     out = []
-    for r, exp, is_normal in zip(rows, expected, normal):
+    for r, exp, is_normal, reading in zip(rows, expected, normal, readings):
         v, h = r["v"], r["heights"]
-        loss = B.height_loss_pct(h, exp)
+        loss = None if reading is None else reading["loss_pct"]
         bony = r["inb"] | ~B.in_canal(v, r["les_pts"])  # intraosseous lesion voxels
         # a type needs a smallest lesion's worth of bone lesion: a few voxels of a neighbour's
         # epidural mass across the level's boundary are no lytic lesion of this vertebra
@@ -199,6 +204,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
             "expected_heights_mm": None if exp is None else [round(x, 1) for x in exp],
             "height_loss_pct": None if loss is None else round(loss, 1),
             "genant_grade": B.genant_grade(loss),
+            **_reading_fields(reading),
             "sins_collapse": B.sins_collapse(loss, r["destruction"], settings),
             "lesion_type": B.lesion_type(lesion_hu, marrow, settings) if modality == "CT" else None,
             "posterolateral": B.posterolateral(v, r["les_pts"], voxel_mm3, settings),
@@ -207,6 +213,25 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
             "canal_source": v.canal_source,
         })
     return out, notes
+
+
+def _reading_fields(reading: dict | None) -> dict:
+    """Record fields of Genant's reading (:func:`body.genant_readings`): which comparison gave the
+    height loss, the heights' ratios behind it, the reference height and the confidence."""
+    r2 = lambda x: None if x is None else round(float(x), 3)  # noqa: E731
+    r1 = lambda x: None if x is None else round(float(x), 1)  # noqa: E731
+    if reading is None:
+        return {"height_loss_comparison": None, "genant_deformity": None, "height_loss_confidence": None,
+                "height_ratios": None, "neighbour_posterior_height_mm": None, "height_loss_reference_mm": None,
+                "height_resolution_pct": None}
+    return {"height_loss_comparison": reading["comparison"], "genant_deformity": reading["deformity"],
+            "height_loss_confidence": reading["confidence"],
+            "height_ratios": {"anterior_posterior": r2(reading["anterior_posterior_ratio"]),
+                              "middle_posterior": r2(reading["middle_posterior_ratio"]),
+                              "posterior_neighbours": r2(reading["posterior_neighbours_ratio"])},
+            "neighbour_posterior_height_mm": r1(reading["neighbour_posterior_mm"]),
+            "height_loss_reference_mm": r1(reading["reference_mm"]),
+            "height_resolution_pct": r1(reading["resolution_pct"])}
 
 
 def _name(v: dict) -> str:
