@@ -27,7 +27,7 @@ def main() -> None:
     from spinelesion.checkpoint import resolve_device
     from spinelesion.config import load_config
     from spinelesion.model import build_network
-    from spinelesion.synthesis import synthesize
+    from spinelesion.synthesis.appearance import synthesize
     from spinelesion.synthesis.tissues import N_TISSUES
 
     config = load_config(args.config)

@@ -26,6 +26,7 @@ import yaml
 
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
+from spinelesion.synthesis.settings import AppearanceSettings
 
 ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue", "labelmaps")
 
@@ -155,37 +156,27 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SynthesisConfig:
-    """Images synthesised from tissue maps in the training step (``tissue`` data sources)."""
+class SynthesisConfig(AppearanceSettings):
+    """Images synthesised from tissue maps in the training step (``tissue``/``labelmaps`` sources);
+    the other keys are those of :class:`~spinelesion.synthesis.settings.AppearanceSettings`."""
 
     enabled: bool = False
-    families: dict[str, float] = field(default_factory=lambda: {
-        "ct": 0.3, "t1": 0.12, "t2": 0.12, "stir": 0.08, "t2star": 0.08, "random": 0.3})
-    in_plane_mm: tuple[float, float] = (0.3, 1.5)
-    slice_mm: tuple[float, float] = (1.0, 7.0)
-    slice_prob: float = 0.7
-    bias_max: float = 0.35
-    gamma_sd: float = 0.25
-    noise_max: float = 0.06
-    ghost_prob: float = 0.1
-    clip_prob: float = 0.15
-    texture_max: float = 0.12
+
+    def __post_init__(self) -> None:  # checked by check(), which names the key
+        pass
 
     def check(self) -> None:
         try:
-            self.settings()
+            AppearanceSettings.__post_init__(self)
         except ValueError as err:
             raise _Invalid("families", str(err)) from None
         for name in ("slice_prob", "ghost_prob", "clip_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
 
-    def settings(self):
-        """The :class:`spinelesion.synthesis.AppearanceSettings` these keys describe."""
-        from spinelesion.synthesis.appearance import AppearanceSettings
-
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "enabled"}
-        return AppearanceSettings(**values)
+    def settings(self) -> AppearanceSettings:
+        """The appearance settings alone (without ``enabled``)."""
+        return AppearanceSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AppearanceSettings)})
 
 
 @dataclass(frozen=True, kw_only=True)

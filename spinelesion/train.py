@@ -164,7 +164,7 @@ def make_step(config: Config, *, model, network, loss_fn, optimizer, scheduler, 
         image = batch["image"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
         if synth is not None:   # tissue maps -> a new image per patch, on the training device
-            from spinelesion.synthesis import synthesize
+            from spinelesion.synthesis.appearance import synthesize
 
             # seeded by the step count, which --resume restores: a resumed run draws what an unbroken one would
             synth_gen.manual_seed((config.seed * 1_000_003 + scheduler.last_epoch) * 64 + rank)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from spinelesion.synthesis import AppearanceSettings, synthesize
+from spinelesion.synthesis.appearance import synthesize
+from spinelesion.synthesis.settings import AppearanceSettings
 from spinelesion.synthesis.appearance import _acquire, draw_appearance, render
 from spinelesion.synthesis.tissues import ID, N_TISSUES
 
@@ -182,3 +183,12 @@ def test_inserted_lesions_replace_bone_only():
     assert torch.all(label[0][lesion] == 1)                     # only where bone was
     assert torch.all(torch.isin(out["image"][0][lesion], torch.tensor([float(ID["lytic"]), float(ID["blastic"])])))
     assert torch.equal(out["label"][0][~lesion], label[0][~lesion])
+
+
+def test_monai_transform_is_seeded():
+    from spinelesion.synthesis.transform import SynthesizeImaged
+
+    tissue = _tissue_block().float()
+    a = SynthesizeImaged(keys=("image",), spacing_mm=(1.5,) * 3).set_random_state(7)({"image": tissue})["image"]
+    b = SynthesizeImaged(keys=("image",), spacing_mm=(1.5,) * 3).set_random_state(7)({"image": tissue})["image"]
+    assert a.shape == tissue.shape and torch.equal(a, b)

@@ -23,7 +23,6 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
         (C, X, Y, Z) probabilities with far islands set to background (a new tensor).
     """
     import cc3d
-    from scipy.ndimage import distance_transform_edt
 
     from spinelesion.inference.resample import class_argmax
 
@@ -36,16 +35,7 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
     largest = components == int(sizes.argmax())
-    # distances only inside the largest component's box grown by the margin: a voxel outside it
-    # lies farther than the margin along one axis already (same result, a fraction of the work)
-    spacing = np.array([float(s) for s in spacing_mm])
-    grow = np.ceil(margin_mm / spacing).astype(int) + 1
-    nonzero = np.argwhere(largest)
-    lo = np.maximum(nonzero.min(axis=0) - grow, 0)
-    hi = np.minimum(nonzero.max(axis=0) + grow + 1, largest.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    near = np.zeros(largest.shape, bool)
-    near[box] = distance_transform_edt(~largest[box], sampling=spacing) <= margin_mm
+    near = within_mm(largest, around=largest, spacing_mm=spacing_mm, distance_mm=margin_mm)
     keep_ids = np.unique(components[near & foreground])
     remove = foreground & ~np.isin(components, keep_ids)
     if not remove.any():
@@ -55,6 +45,24 @@ def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: 
     cleaned[:, mask] = 0.0
     cleaned[0, mask] = 1.0
     return cleaned
+
+
+def within_mm(mask: np.ndarray, *, around: np.ndarray, spacing_mm, distance_mm: float) -> np.ndarray:
+    """Bool (X, Y, Z): voxels within ``distance_mm`` of ``mask``, computed only in the box of
+    ``around`` grown by the distance (outside it the answer is not needed; False there)."""
+    from scipy.ndimage import distance_transform_edt
+
+    near = np.zeros(mask.shape, bool)
+    if not mask.any() or not around.any():
+        return near
+    spacing = np.array([float(s) for s in spacing_mm])
+    grow = np.ceil(distance_mm / spacing).astype(int) + 1
+    idx = np.argwhere(around)
+    lo = np.maximum(idx.min(axis=0) - grow, 0)
+    hi = np.minimum(idx.max(axis=0) + grow + 1, mask.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    near[box] = distance_transform_edt(~mask[box], sampling=spacing) <= distance_mm
+    return near
 
 
 #: Label values a lesion must lie in or touch: vertebral bone, cord and thecal sac (epidural tumour).
@@ -87,7 +95,6 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
         dropped components by reason).
     """
     import cc3d
-    from scipy.ndimage import distance_transform_edt
 
     from spinelesion.inference.resample import class_argmax
 
@@ -96,20 +103,9 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
     lesion = labels == 3
     if not lesion.any():
         return probabilities, counts
-    spacing = np.array([float(s) for s in spacing_mm])
-    voxel_mm3 = float(np.prod(spacing))
+    voxel_mm3 = float(np.prod([float(s) for s in spacing_mm]))
     components, n = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26, return_N=True)
-    spine = np.isin(labels, _SPINE_CLASSES)
-    if spine.any():
-        grow = np.ceil(touch_mm / spacing).astype(int) + 1
-        idx = np.argwhere(lesion)
-        lo = np.maximum(idx.min(axis=0) - grow, 0)
-        hi = np.minimum(idx.max(axis=0) + grow + 1, lesion.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        near = np.zeros(lesion.shape, bool)
-        near[box] = distance_transform_edt(~spine[box], sampling=spacing) <= touch_mm
-    else:
-        near = np.zeros(lesion.shape, bool)
+    near = within_mm(np.isin(labels, _SPINE_CLASSES), around=lesion, spacing_mm=spacing_mm, distance_mm=touch_mm)
     p_lesion = probabilities[3].float().cpu().numpy()
     stats = cc3d.statistics(components)
     drop = np.zeros(n + 1, bool)

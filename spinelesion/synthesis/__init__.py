@@ -9,9 +9,8 @@ per-tissue intensities (CT tables, MR contrasts or random), texture, resolution 
 thickness, bias field, gamma, noise, ghosting and clipping, as torch operations that run where
 the batch is (the GPU in training). :class:`~spinelesion.synthesis.transform.SynthesizeImaged`
 wraps it as a seeded MONAI transform.
+
+Modules: ``tissues`` (classes and families), ``settings`` (ranges; no torch), ``appearance``
+(torch), ``lesions`` (lesions inserted into training patches), ``transform`` (MONAI wrapper).
+The package imports nothing on its own, so the training config can read the settings without torch.
 """
-
-from spinelesion.synthesis.appearance import AppearanceSettings, synthesize
-from spinelesion.synthesis.tissues import FAMILIES, N_TISSUES, TISSUES
-
-__all__ = ["AppearanceSettings", "FAMILIES", "N_TISSUES", "TISSUES", "synthesize"]

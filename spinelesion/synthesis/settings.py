@@ -1,0 +1,46 @@
+"""Ranges of the random appearance (no torch import: the training config builds on this)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spinelesion.synthesis.tissues import FAMILIES
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppearanceSettings:
+    """Ranges of the random appearance (defaults: the issue's SynthSeg-style ranges).
+
+    Attributes:
+        families: family name -> probability (normalised); leave one out to hold it out.
+        in_plane_mm, slice_mm: acquisition resolution ranges (mm) simulated on the patch grid.
+        slice_prob: chance that a case has a thick-slice axis at all.
+        bias_max: largest standard deviation of the log bias field.
+        gamma_sd: standard deviation of log(gamma).
+        noise_max: largest noise standard deviation (normalised units).
+        ghost_prob, clip_prob: chance of motion ghosting / clipping of the brightest values.
+        texture_max: largest texture amplitude (fraction of the image range).
+    """
+
+    families: dict[str, float] = field(default_factory=lambda: {
+        "ct": 0.3, "t1": 0.12, "t2": 0.12, "stir": 0.08, "t2star": 0.08, "random": 0.3})
+    in_plane_mm: tuple[float, float] = (0.3, 1.5)
+    slice_mm: tuple[float, float] = (1.0, 7.0)
+    slice_prob: float = 0.7
+    bias_max: float = 0.35
+    gamma_sd: float = 0.25
+    noise_max: float = 0.06
+    ghost_prob: float = 0.1
+    clip_prob: float = 0.15
+    texture_max: float = 0.12
+
+    def __post_init__(self) -> None:
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown or not self.families:
+            raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
+        if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
+            raise ValueError("family probabilities must be >= 0 and not all 0")
+        for name in ("in_plane_mm", "slice_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")
