@@ -53,3 +53,14 @@ def test_choice_is_the_most_sensitive_within_the_false_positive_budget():
             {"min_lesion_mm3": 250.0, "lesion_probability": 0.9, "sensitivity": 0.5, "fp_per_scan": 0.0}]
     assert choose_operating_point(rows, max_fp_per_scan=0.5) == rows[2]
     assert choose_operating_point(rows, max_fp_per_scan=0.0) == rows[3]
+
+
+def test_without_canal_contact_an_epidural_lesion_must_reach_bone():
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:12, 2:28, 2:28] = 1               # body
+    labels[16:26, 10:20, 2:28] = 5             # thecal sac, 4 voxels behind the body
+    labels[20:24, 12:16, 10:14] = 3            # a "lesion" inside the sac, touching only CSF
+    probs = _probabilities(labels)
+    _, with_canal = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0)
+    _, bone_only = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0, touch_canal=False)
+    assert with_canal["kept"] == 1 and bone_only["outside_spine"] == 1

@@ -192,3 +192,14 @@ def test_monai_transform_is_seeded():
     a = SynthesizeImaged(keys=("image",), spacing_mm=(1.5,) * 3).set_random_state(7)({"image": tissue})["image"]
     b = SynthesizeImaged(keys=("image",), spacing_mm=(1.5,) * 3).set_random_state(7)({"image": tissue})["image"]
     assert a.shape == tissue.shape and torch.equal(a, b)
+
+
+def test_random_family_keeps_lesions_visible():
+    from spinelesion.synthesis.appearance import MIN_LESION_CONTRAST
+
+    g = torch.Generator().manual_seed(2)
+    settings = AppearanceSettings(families={"random": 1.0})
+    for _ in range(200):
+        means = draw_appearance(g, settings=settings)["means"]
+        for name in ("lytic", "blastic"):
+            assert abs(means[ID[name]] - means[ID["marrow"]]) >= MIN_LESION_CONTRAST - 1e-9

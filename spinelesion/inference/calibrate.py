@@ -4,8 +4,8 @@
 :func:`~spinelesion.inference.postprocess.keep_spinal_lesions` with every (minimum volume,
 probability) pair of a grid and counts lesion-wise detections and false positives on the
 network grid (the definitions of :mod:`spinelesion.validation`). :func:`choose_operating_point`
-takes the most sensitive pair whose false positives per scan stay within a budget (ties: fewer
-false positives, then the smaller thresholds). :func:`store_postprocess` writes the choice and the
+takes the most sensitive setting whose false positives per scan stay within a budget (ties:
+fewer false positives, then lesions allowed to touch only the canal, then the smaller thresholds). :func:`store_postprocess` writes the choice and the
 whole table (the lesion-wise FROC) into the checkpoint's metadata.
 """
 
@@ -21,7 +21,7 @@ LESION_PROBABILITY = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu",
                             min_lesion_mm3=MIN_LESION_MM3, lesion_probability=LESION_PROBABILITY) -> list[dict]:
-    """One row per (min_lesion_mm3, lesion_probability): sensitivity, FP per scan, lesion counts.
+    """One row per (min_lesion_mm3, lesion_probability, touch_canal): sensitivity, FP per scan, counts.
 
     ``cases``: adapter :class:`~spinelesion.data.adapters.Case` objects with images and labels.
     """
@@ -38,6 +38,7 @@ def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu
     prep = meta["preprocessing"]
     spacing = prep["spacing_mm"]
     transform = val_transforms(preprocessing=prep)
+    grid = [(size, prob, canal) for size in min_lesion_mm3 for prob in lesion_probability for canal in (True, False)]
     per_case = []
     for case in cases:
         item = transform(case_item(case))
@@ -47,24 +48,23 @@ def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu
         truth = np.asarray(item["label"][0]).astype(np.int64)
         annotated = np.asarray(item["annotated"], bool)
         row = {}
-        for size in min_lesion_mm3:
-            for prob in lesion_probability:
-                cleaned, _ = keep_spinal_lesions(probabilities, spacing_mm=spacing, min_lesion_mm3=size,
-                                                 lesion_probability=prob)
-                pred = class_argmax(cleaned).cpu().numpy()
-                row[(size, prob)] = case_stats(pred, truth, annotated)
+        for key in grid:
+            size, prob, canal = key
+            cleaned, _ = keep_spinal_lesions(probabilities, spacing_mm=spacing, min_lesion_mm3=size,
+                                             lesion_probability=prob, touch_canal=canal)
+            pred = class_argmax(cleaned).cpu().numpy()
+            row[key] = case_stats(pred, truth, annotated)
         per_case.append(row)
     rows = []
-    for size in min_lesion_mm3:
-        for prob in lesion_probability:
-            stats = [c[(size, prob)] for c in per_case]
-            n_truth = sum(s["lesions_truth"] for s in stats)
-            detected = sum(s["lesions_detected"] for s in stats)
-            fp = sum(s["lesions_false_positive"] for s in stats)
-            rows.append({"min_lesion_mm3": size, "lesion_probability": prob, "lesions_truth": n_truth,
-                         "lesions_detected": detected, "false_positives": fp, "cases": len(stats),
-                         "sensitivity": detected / n_truth if n_truth else None,
-                         "fp_per_scan": fp / len(stats) if stats else None})
+    for size, prob, canal in grid:
+        stats = [c[(size, prob, canal)] for c in per_case]
+        n_truth = sum(s["lesions_truth"] for s in stats)
+        detected = sum(s["lesions_detected"] for s in stats)
+        fp = sum(s["lesions_false_positive"] for s in stats)
+        rows.append({"min_lesion_mm3": size, "lesion_probability": prob, "touch_canal": canal,
+                     "lesions_truth": n_truth, "lesions_detected": detected, "false_positives": fp,
+                     "cases": len(stats), "sensitivity": detected / n_truth if n_truth else None,
+                     "fp_per_scan": fp / len(stats) if stats else None})
     return rows
 
 
@@ -73,7 +73,7 @@ def choose_operating_point(rows: list[dict], *, max_fp_per_scan: float) -> dict:
     within = [r for r in rows if r["fp_per_scan"] is not None and r["fp_per_scan"] <= max_fp_per_scan]
     if not within:
         return min(rows, key=lambda r: (r["fp_per_scan"], -(r["sensitivity"] or 0)))
-    return max(within, key=lambda r: ((r["sensitivity"] or 0), -r["fp_per_scan"],
+    return max(within, key=lambda r: ((r["sensitivity"] or 0), -r["fp_per_scan"], r.get("touch_canal", True),
                                       -r["min_lesion_mm3"], -r["lesion_probability"]))
 
 
@@ -85,5 +85,6 @@ def store_postprocess(checkpoint: Path, *, out: Path, chosen: dict, rows: list[d
     meta.pop("schema_version", None)
     meta["postprocess"] = {"min_lesion_mm3": chosen["min_lesion_mm3"],
                            "lesion_probability": chosen["lesion_probability"],
+                           "touch_canal": bool(chosen.get("touch_canal", True)),
                            "chosen_on": chosen_on, "operating_points": rows}
     return save_checkpoint(out, state_dict=state, meta=meta)

@@ -67,18 +67,21 @@ def within_mm(mask: np.ndarray, *, around: np.ndarray, spacing_mm, distance_mm: 
 
 #: Label values a lesion must lie in or touch: vertebral bone, cord and thecal sac (epidural tumour).
 _SPINE_CLASSES = (1, 2, 4, 5)
+_BONE_CLASSES = (1, 2)
 
 
 def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_mm3: float = 65.0,
-                        lesion_probability: float = 0.5, touch_mm: float = 2.0) -> tuple[torch.Tensor, dict]:
+                        lesion_probability: float = 0.5, touch_mm: float = 2.0,
+                        touch_canal: bool = True) -> tuple[torch.Tensor, dict]:
     """Drop lesion components that a spine lesion cannot be (anatomy-aware clean-up).
 
     A lesion component (26-connected voxels whose most likely class is "lesion") is kept only when
     all three hold:
 
-    * it lies in or within ``touch_mm`` of spinal bone (vertebral body, posterior elements) or of
-      the canal contents (cord, thecal sac: epidural tumour); a "lesion" in the liver, a rib or the
-      bowel is not a spine lesion;
+    * it lies in or within ``touch_mm`` of spinal bone (vertebral body, posterior elements) or,
+      with ``touch_canal``, of the canal contents (cord, thecal sac: epidural tumour); a "lesion"
+      in the liver, a rib or the bowel is not a spine lesion. Without ``touch_canal`` an epidural
+      mass must reach bone too (as one from a vertebral metastasis does);
     * its volume is at least ``min_lesion_mm3`` (65 mm³ is a sphere of 5 mm diameter);
     * its highest lesion probability reaches ``lesion_probability``.
 
@@ -105,7 +108,8 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
         return probabilities, counts
     voxel_mm3 = float(np.prod([float(s) for s in spacing_mm]))
     components, n = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26, return_N=True)
-    near = within_mm(np.isin(labels, _SPINE_CLASSES), around=lesion, spacing_mm=spacing_mm, distance_mm=touch_mm)
+    anchors = _SPINE_CLASSES if touch_canal else _BONE_CLASSES
+    near = within_mm(np.isin(labels, anchors), around=lesion, spacing_mm=spacing_mm, distance_mm=touch_mm)
     p_lesion = probabilities[3].float().cpu().numpy()
     stats = cc3d.statistics(components)
     drop = np.zeros(n + 1, bool)

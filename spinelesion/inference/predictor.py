@@ -129,7 +129,8 @@ class Predictor:
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 probabilities, _ = keep_spinal_lesions(
                     probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
-                    lesion_probability=float(post["lesion_probability"]))
+                    lesion_probability=float(post["lesion_probability"]),
+                    touch_canal=bool(post.get("touch_canal", True)))
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
         kept = None

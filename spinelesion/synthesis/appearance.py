@@ -28,6 +28,11 @@ import torch.nn.functional as F
 from spinelesion.synthesis.settings import AppearanceSettings
 from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TEXTURED, TISSUES
 
+#: Smallest difference (fraction of the range) between a lesion tissue's and marrow's mean in the
+#: "random" family: SynthSeg's classes are told apart by shape, but a lesion is a blob whose only
+#: sign is that it looks unlike the marrow around it.
+MIN_LESION_CONTRAST = 0.15
+
 
 def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings) -> dict:
     """Every random choice of one case's appearance (numbers only; see the module docstring)."""
@@ -58,6 +63,17 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
         means = [max(0.0, MR_SIGNAL[t][col] * (1.0 + 0.25 * float(z[i])) + 0.03 * float(z[i]))
                  for i, t in enumerate(TISSUES)]
         scale = 1.0
+    if family == "random":   # a lesion must differ from the marrow it replaces, or its label is noise
+        marrow = means[TISSUES.index("marrow")]
+        for name in ("lytic", "blastic", "epidural"):
+            i = TISSUES.index(name)
+            gap = means[i] - marrow
+            if abs(gap) < MIN_LESION_CONTRAST:
+                sign = 1.0 if gap >= 0 else -1.0
+                if not 0.0 <= marrow + sign * MIN_LESION_CONTRAST <= 1.0:
+                    sign = -sign
+                means[i] = marrow + sign * (MIN_LESION_CONTRAST + 0.5 * float(rand()) * (1 - MIN_LESION_CONTRAST))
+                means[i] = min(1.0, max(0.0, means[i]))
     spreads = (rand(N_TISSUES, dtype=torch.float64) * 0.04 * scale).tolist()
     slice_axis = min(2, int(3 * float(rand())))
     thick = bool(rand() < settings.slice_prob)
