@@ -6,7 +6,7 @@ The reference is the same number of patch forward passes run back to back on one
 Sizes are what a 512x512x300 and a 512x512x600 CT at 0.7 x 0.7 x 0.8 mm become at the
 checkpoint's spacing (2 mm for the shipped models).
 
-    python benchmarks/bench_network.py --checkpoint spinelesion/models/phantom_ct.safetensors [--device cuda] [--amp off]
+    python benchmarks/bench_network.py --checkpoint spinelesion/models/spine_any.safetensors [--device cuda] [--amp off]
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ echo "== bench_infer ($DEVICE, end to end per stage; --big: 512x512x600 CT in a 
 python3 benchmarks/bench_infer.py --device $DEVICE --big --real-ct runs/example_ct.nii.gz --json "$OUT/bench_infer.json" >> "$OUT/gpu.txt" 2>&1
 echo "== bench_batch ($DEVICE, batch wall per scan by finishing workers)" >> "$OUT/gpu.txt"
 python3 benchmarks/bench_batch.py --device $DEVICE --copies 4 --workers 0 1 4 --real-ct runs/example_ct.nii.gz >> "$OUT/gpu.txt" 2>&1
-echo "== bench_network (shipped CT model)" >> "$OUT/gpu.txt"
-python3 benchmarks/bench_network.py --device $DEVICE --checkpoint spinelesion/models/phantom_ct.safetensors >> "$OUT/gpu.txt" 2>&1
+echo "== bench_network (shipped model)" >> "$OUT/gpu.txt"
+python3 benchmarks/bench_network.py --device $DEVICE --checkpoint spinelesion/models/spine_any.safetensors >> "$OUT/gpu.txt" 2>&1
 echo "== bench_synthesis (image synthesis per training step vs the network's forward+backward)" >> "$OUT/gpu.txt"
 python3 benchmarks/bench_synthesis.py --device $DEVICE --batch 4 >> "$OUT/gpu.txt" 2>&1
 if [ "${TRAIN:-0}" = 1 ]; then

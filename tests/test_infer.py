@@ -305,7 +305,7 @@ def test_shipped_models_are_recognised_as_demonstration_models(tiny_model):
 
 
 def test_cli_says_when_the_shipped_demonstration_models_segmented(tmp_path, capsys):
-    """Without --model the phantom-trained models run: the CLI notes it on stderr and the report
+    """Without --model the shipped model runs: the CLI notes it on stderr and the report
     and run.json say so (a run with the user's checkpoint says nothing: test above)."""
     from spinelesion.cli import main
 
@@ -314,6 +314,6 @@ def test_cli_says_when_the_shipped_demonstration_models_segmented(tmp_path, caps
     _nifti(inputs / "ct.nii.gz", ct_volume((24, 22, 12)), np.diag([1.0, 1.1, 2.0, 1.0]))
     assert main(["infer", str(inputs), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet",
                  "--no-overlays"]) == 0
-    assert "demonstration models" in capsys.readouterr().err
+    assert "never shown a real tumour" in capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "run.json").read_text())["demonstration_models"] is True
     assert 'id="demonstration-model"' in (tmp_path / "out" / "report.html").read_text()

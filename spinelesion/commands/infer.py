@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="a scan file, a DICOM series folder, or a folder tree of scans")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per scan + run report)")
     parser.add_argument("--model", help="checkpoint (.safetensors) or folder of them; default: the shipped "
-                                        "phantom-trained demonstration models")
+                                        "synthesis-trained model (spinelesion/models/MODEL_CARD.md)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation (4x network time)")
     parser.add_argument("--save-probabilities", action="store_true",

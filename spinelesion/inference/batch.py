@@ -55,7 +55,7 @@ class BatchResult:
     n_failed: int
     n_skipped: int
     report: Path | None
-    demonstration_models: bool = False  # segmented by the shipped phantom-trained models
+    demonstration_models: bool = False  # segmented by the shipped model (see its MODEL_CARD.md)
     n_partial: int = 0
     n_not_scans: int = 0
     problems: tuple[tuple[str, str, str], ...] = ()

@@ -13,7 +13,7 @@ from spinelesion.checkpoint import resolve_device  # noqa: F401 - re-exported (m
 from spinelesion.errors import CheckpointError
 from spinelesion.io.scan import Scan
 
-#: Shipped default models, one per modality (trained on phantoms; see spinelesion/models/MODEL_CARD.md).
+#: Shipped default model, one for every modality (synthesis-trained; see spinelesion/models/MODEL_CARD.md).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -47,7 +47,8 @@ def model_paths(model: str | Path | None) -> dict[str, Path]:
 
 
 def is_demonstration_model(path: Path) -> bool:
-    """True for the phantom-trained checkpoints shipped in ``spinelesion/models`` (see its MODEL_CARD.md)."""
+    """True for the checkpoints shipped in ``spinelesion/models`` (see its MODEL_CARD.md): runs that use
+    them carry the warning of :data:`spinelesion.report.html.DEMONSTRATION_WARNING`."""
     return Path(path).resolve().parent == DEFAULT_MODEL_DIR
 
 

@@ -21,11 +21,11 @@ DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measuremen
               "automatically and have not been reviewed; they must not guide the care of patients.")
 
 DEMONSTRATION_WARNING = (
-    "Segmented by the demonstration models shipped with spinelesion, which were trained on synthetic "
-    "phantoms only (spinelesion/models/MODEL_CARD.md). On real scans they find false lesions and false "
-    "cord compression (a healthy volunteer's lumbar MRI read as Bilsky 2): use these results to test the "
-    "pipeline, not to read scans. For real scans, train a model on labelled data (scripts/train.py) and "
-    "pass it with --model.")
+    "Segmented by the default model shipped with spinelesion, trained on synthetic images only and "
+    "never shown a real tumour (spinelesion/models/MODEL_CARD.md). On real scans of healthy volunteers "
+    "it still reports false lesions and, on four of ten, a false cord compression: read every lesion "
+    "and flag here as a candidate to check. For research conclusions, train or fine-tune a model on "
+    "data like yours (scripts/train.py) and pass it with --model.")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;
