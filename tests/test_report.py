@@ -434,4 +434,4 @@ def test_colour_tables(tmp_path):
 def test_report_warns_when_the_demonstration_models_segmented(tmp_path):
     write_report_html(run_dir=tmp_path, cases=[], run_info={"demonstration_models": True})
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert 'id="demonstration-model"' in text and "synthetic phantoms only" in text
+    assert 'id="demonstration-model"' in text and "trained on synthetic images only" in text
