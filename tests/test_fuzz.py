@@ -27,7 +27,6 @@ import pytest
 import torch
 
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, rotation, write_ct_series, write_enhanced_ct
-from spinelesion.checkpoint import save_checkpoint
 from spinelesion.cli import main
 from spinelesion.errors import SpinelesionError
 from spinelesion.inference.batch import run_batch
@@ -35,28 +34,11 @@ from spinelesion.io.atomic import is_temporary
 from spinelesion.io.load import load_scan
 from spinelesion.io.save import save_image, save_labels
 from spinelesion.io.scan import Scan
-from spinelesion.labels import LABEL_NAMES
-from spinelesion.model import build_network
 
 FULL = os.environ.get("SPINELESION_FUZZ") == "full"
 SHAPE = (20, 18, 8)
 AFFINE = make_affine(rotation("z", 15) @ np.diag([-1.0, 1.0, 1.0]), (1.2, 0.9, 2.5), (10.0, -20.0, 30.0))
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    params = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
-    net = build_network(name="unet", params=params)
-    meta = {"label_names": {str(k): v for k, v in LABEL_NAMES.items()}, "network": {"name": "unet", "params": params},
-            "preprocessing": {"orientation": "RAS", "spacing_mm": [4.0, 4.0, 4.0], "modality": "CT",
-                              "intensity": {"kind": "ct_window", "min_hu": -200.0, "max_hu": 1300.0}},
-            "patch_size": [16, 16, 16], "epoch": 0, "metrics": {}, "training": {"command": "test"}, "config": {}}
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny_ct.safetensors", state_dict=net.state_dict(),
-                           meta=meta)
-
-
-# --- the corpus ------------------------------------------------------------------------------
 
 def _good_file(folder: Path, suffix: str) -> Path:
     scan = Scan(array=ct_volume(SHAPE), affine=AFFINE, modality="CT", source="fuzz")

@@ -14,29 +14,13 @@ import pytest
 import torch
 
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, write_ct_series
-from spinelesion.checkpoint import save_checkpoint
 from spinelesion.cli import main
 from spinelesion.errors import DatasetError, DeviceError, LabelMapError, NotAScanError, ScanLoadError
 from spinelesion.inference import batch
 from spinelesion.inference.batch import run_batch
 from spinelesion.io.load import load_scan
-from spinelesion.labels import LABEL_NAMES
-from spinelesion.model import build_network
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    params = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
-    net = build_network(name="unet", params=params)
-    meta = {"label_names": {str(k): v for k, v in LABEL_NAMES.items()}, "network": {"name": "unet", "params": params},
-            "preprocessing": {"orientation": "RAS", "spacing_mm": [4.0, 4.0, 4.0], "modality": "CT",
-                              "intensity": {"kind": "ct_window", "min_hu": -200.0, "max_hu": 1300.0}},
-            "patch_size": [16, 16, 16], "epoch": 0, "metrics": {}, "training": {"command": "test"}, "config": {}}
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny_ct.safetensors", state_dict=net.state_dict(),
-                           meta=meta)
 
 
 def _nifti(path: Path, array, affine=np.diag([1.0, 1.0, 2.0, 1.0])) -> Path:

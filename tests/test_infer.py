@@ -19,34 +19,14 @@ import pytest
 import torch
 
 from conftest import ct_volume, make_affine, rotation, write_ct_series
-from spinelesion.checkpoint import save_checkpoint
 from spinelesion.inference.batch import run_batch
 from spinelesion.inference.predictor import Predictor
 from spinelesion.inference.resample import labels_on_grid
 from spinelesion.io.load import load_scan
 from spinelesion.io.scan import Scan
-from spinelesion.labels import LABEL_NAMES, NUM_CLASSES
-from spinelesion.model import build_network
+from spinelesion.labels import NUM_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A random-weight UNet checkpoint in the project's format (CT, 4 mm, 16^3 patches)."""
-    torch.manual_seed(0)
-    params = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
-    net = build_network(name="unet", params=params)
-    meta = {
-        "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
-        "network": {"name": "unet", "params": params},
-        "preprocessing": {"orientation": "RAS", "spacing_mm": [4.0, 4.0, 4.0], "modality": "CT",
-                          "intensity": {"kind": "ct_window", "min_hu": -200.0, "max_hu": 1300.0}},
-        "patch_size": [16, 16, 16], "epoch": 0, "metrics": {}, "training": {"command": "test"},
-        "config": {},
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny_ct.safetensors",
-                           state_dict=net.state_dict(), meta=meta)
 
 
 def _nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
