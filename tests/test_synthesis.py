@@ -203,3 +203,16 @@ def test_random_family_keeps_lesions_visible():
         means = draw_appearance(g, settings=settings)["means"]
         for name in ("lytic", "blastic"):
             assert abs(means[ID[name]] - means[ID["marrow"]]) >= MIN_LESION_CONTRAST - 1e-9
+
+
+def test_the_cord_ends_at_the_conus():
+    from types import SimpleNamespace
+
+    from spinelesion.data.phantoms.context import conus_s
+
+    line = SimpleNamespace(vertebra_s=np.array([0.0, 30.0, 60.0]))
+    column = lambda *levels: {"vertebrae": [{"level": lv, "height_mm": 25.0} for lv in levels]}  # noqa: E731
+    assert conus_s(line, column("L2", "L1", "T12"), {"conus_offset_mm": 0.0}) == 30.0 - 12.5   # the L1/L2 disc
+    assert conus_s(line, column("L2", "L1", "T12"), {"conus_offset_mm": -5.0}) == 12.5
+    assert conus_s(line, column("L5", "L4", "L3"), {"conus_offset_mm": 0.0}) == float("inf")  # no cord at all
+    assert conus_s(line, column("C7", "C6", "C5"), {"conus_offset_mm": 0.0}) is None

@@ -49,7 +49,7 @@ def draw_context(rng: np.random.Generator, anatomy: dict) -> dict:
         "liver": bool(rng.random() < 0.9), "kidneys": bool(rng.random() < 0.9),
         "bowel_seed": int(rng.integers(0, 2**31 - 1)), "bowel_gas": float(rng.uniform(0.05, 0.3)),
         "bowel_contrast": float(rng.uniform(0.0, 0.3)) if rng.random() < 0.4 else 0.0,
-        "plaque": bool(rng.random() < 0.4), "conus_offset_mm": float(rng.uniform(-15, 15)),
+        "plaque": bool(rng.random() < 0.4), "conus_offset_mm": float(rng.uniform(-15, 15)),   # see conus_s
         "mimics": mimics, "screws": screws,
     }
 
@@ -108,15 +108,18 @@ def _blobs(rng, s, u, v, *, cell_mm: float) -> np.ndarray:
 
 
 def conus_s(line, anat: dict, ctx: dict) -> float | None:
-    """Arc length below which there is no cord (the conus at L1/L2), or None when not in view."""
+    """Arc length below which there is no cord, or None when the conus is not in view.
+
+    The conus medullaris ends near the L1/L2 disc in adults (range T12 to L2/L3): here at that
+    disc plus the drawn ``conus_offset_mm`` (-15..15 mm) along the canal. A column showing only
+    levels below L2 has no cord at all."""
     levels = [v["level"] for v in anat["vertebrae"]]
-    for name in ("L1", "L2"):
+    for name, side in (("L1", -0.5), ("L2", 0.5)):     # L1's inferior or L2's superior endplate
         if name in levels:
             k = levels.index(name)
-            base = float(line.vertebra_s[k])
-            return base + (anat["vertebrae"][k]["height_mm"] * 0.5 if name == "L1" else -0.3 * anat["vertebrae"][k]["height_mm"]) + ctx["conus_offset_mm"] * 0.3
-    if levels[-1].startswith("L") and levels[-1] not in ("L1",):
-        return float("inf")      # only levels below L2: no cord anywhere
+            return float(line.vertebra_s[k]) + side * anat["vertebrae"][k]["height_mm"] + ctx["conus_offset_mm"]
+    if levels[-1] in ("L3", "L4", "L5"):
+        return float("inf")
     return None
 
 
