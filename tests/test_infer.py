@@ -297,3 +297,22 @@ def test_cli_says_when_the_shipped_demonstration_models_segmented(tmp_path, caps
     assert "never shown a real tumour" in capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "run.json").read_text())["demonstration_models"] is True
     assert 'id="demonstration-model"' in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_infer_names_levels_from_the_lowest_level(tmp_path, capsys):
+    """`infer --lowest-level L5` names the vertebrae by counting up, as `measure` does; a bad name is a usage error."""
+    from spinelesion.cli import main
+    from spinelesion.data.phantoms import make_phantom
+    from spinelesion.data.phantoms.dataset import write_image
+
+    inputs = tmp_path / "in"
+    ph = make_phantom(seed=3, modality="ct", healthy=True, shape_limit_vox=80)
+    write_image(ph.scan, inputs / "ph.nii.gz")
+    assert main(["infer", str(inputs), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet",
+                 "--no-overlays", "--lowest-level", "L5"]) == 0
+    record = json.loads((tmp_path / "out" / "ph" / "measurements.json").read_text())
+    levels = [v["level"] for v in record["vertebrae"]]
+    assert len(levels) >= 3 and levels[:3] == ["L5", "L4", "L3"]
+    capsys.readouterr()
+    assert main(["infer", str(inputs), "--out", str(tmp_path / "out2"), "--lowest-level", "L9"]) == 2
+    assert "is not a level" in capsys.readouterr().err

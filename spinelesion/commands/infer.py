@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. --include 'imagesTr' or --include '*_t2.nii.gz' (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="leave out inputs matching, e.g. --exclude '*_seg*' --exclude labelsTr (repeatable)")
+    parser.add_argument("--lowest-level", default=None, metavar="LEVEL",
+                        help="level of every scan's lowest vertebra (e.g. L5): levels are named by counting up, "
+                             "as in `spinelesion measure` (default: unnamed v0, v1, ...)")
     parser.add_argument("--finish-workers", type=_workers, default=None, metavar="N|auto",
                         help="threads measuring and writing finished cases while the network runs on the "
                              "next; each holds one more scan in memory (default auto: 0 on CPU, where "
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
                        tta=args.tta, save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
-                       finish_workers=args.finish_workers, include=args.include, exclude=args.exclude)
+                       finish_workers=args.finish_workers, include=args.include, exclude=args.exclude,
+                       lowest_level=args.lowest_level)
     if result.report is None:  # another rank of a torchrun job writes the run's summary
         return result.exit_code
     for case, note in result.notes:

@@ -85,19 +85,27 @@ def _dist_info() -> tuple[int, int]:
 def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
               device: str = "auto", tta: bool = False, save_probabilities: bool = False,
               overlays: bool = True, progress: bool = True, finish_workers: int | None = None,
-              include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = ()) -> BatchResult:
+              include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
+              lowest_level: str | None = None) -> BatchResult:
     """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc.
 
     ``finish_workers``: threads finishing cases (measure, write, overlays) while the network
     runs on the next one; 0 finishes each case before the next starts; None picks
     :func:`default_finish_workers` for the device. ``include`` / ``exclude``: glob patterns on
-    the input paths (see :func:`discover_cases`).
+    the input paths (see :func:`discover_cases`). ``lowest_level``: the level of every scan's
+    lowest vertebra (e.g. "L5"), to name levels by counting up, as ``spinelesion measure`` does.
     """
     from tqdm import tqdm
 
     from spinelesion.inference.predictor import Predictor, is_demonstration_model
 
     input_path, out_dir = Path(input_path), Path(out_dir)
+    if lowest_level is not None:
+        from spinelesion.errors import ConfigError
+        from spinelesion.measure.vertebrae import LEVEL_ORDER
+
+        if lowest_level not in LEVEL_ORDER:
+            raise ConfigError(f"--lowest-level {lowest_level!r} is not a level ({LEVEL_ORDER[0]}..{LEVEL_ORDER[-1]})")
     rank, world = _dist_info()
     if world > 1:
         _init_distributed(device)
@@ -116,7 +124,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         _clear_case_dir(out_dir / case.case_id)
     bar = tqdm(total=len(todo), desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
                disable=not progress or None, dynamic_ncols=True)
-    kwargs = dict(overlays=overlays, save_probabilities=save_probabilities)
+    kwargs = dict(overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level)
     # the next scan is read in a background thread while this one is processed (I/O and zlib
     # release the GIL), so reading overlaps the network and the measurements
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, \
@@ -237,7 +245,8 @@ def predict_case(case: CaseInput, *, predictor, loading: Future | None = None) -
     return started
 
 
-def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_probabilities: bool) -> dict:
+def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_probabilities: bool,
+                lowest_level: str | None = None) -> dict:
     """Measure, write the outputs and overlays of a predicted case, then its status.json (the
     "finished" marker, written last); never raises for a bad scan. Returns the status.
 
@@ -268,7 +277,7 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
 
         def measure():
             record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
-                                    modality=scan.modality)
+                                    modality=scan.modality, lowest_level=lowest_level)
             record.setdefault("provenance", {})["model"] = prediction.model
             return record
 
