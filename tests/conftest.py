@@ -231,3 +231,20 @@ def tiny_model(tmp_path_factory) -> Path:
     }
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny_ct.safetensors",
                            state_dict=net.state_dict(), meta=meta)
+
+
+def page_check_script(table_id: str) -> str:
+    """A <script> for a page under test in Chromium: once loaded, <body> records how many images
+    there are (``data-images-total``), which did not decode (``data-images-broken``, JSON list of
+    src) and the rendered height of the element ``table_id`` (``data-table-height``, 0 if absent)."""
+    return """<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (im) { return !(im.complete && im.naturalWidth > 0); })
+                     .map(function (im) { return im.getAttribute("src"); });
+  document.body.setAttribute("data-images-total", String(images.length));
+  document.body.setAttribute("data-images-broken", JSON.stringify(broken));
+  var t = document.getElementById("%s");
+  document.body.setAttribute("data-table-height", String(t ? t.getBoundingClientRect().height : 0));
+});
+</script>""" % table_id

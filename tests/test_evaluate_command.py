@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import page_check_script
 from spinelesion.cli import main
 
 SHAPE = (20, 16, 24)
@@ -257,17 +258,7 @@ class _Dom(HTMLParser):
             self._cell += data
 
 
-CHECK_SCRIPT = """<script>
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var broken = images.filter(function (im) { return !(im.complete && im.naturalWidth > 0); })
-                     .map(function (im) { return im.getAttribute("src"); });
-  document.body.setAttribute("data-images-total", String(images.length));
-  document.body.setAttribute("data-images-broken", JSON.stringify(broken));
-  var t = document.getElementById("segmentation");
-  document.body.setAttribute("data-table-height", String(t ? t.getBoundingClientRect().height : 0));
-});
-</script>"""
+CHECK_SCRIPT = page_check_script("segmentation")
 
 
 @pytest.mark.slow

@@ -11,25 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import page_check_script
 from test_report import make_run
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (apt-get install chromium)")]
 
-#: Added to a copy of the report: once the page has loaded, record on <body> how many images
-#: there are and which ones did not decode (naturalWidth 0).
-CHECK_SCRIPT = """<script>
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var broken = images.filter(function (im) { return !(im.complete && im.naturalWidth > 0); })
-                     .map(function (im) { return im.getAttribute("src"); });
-  document.body.setAttribute("data-images-total", String(images.length));
-  document.body.setAttribute("data-images-broken", JSON.stringify(broken));
-  var table = document.getElementById("cohort");
-  document.body.setAttribute("data-cohort-height", String(table ? table.getBoundingClientRect().height : 0));
-});
-</script>"""
+CHECK_SCRIPT = page_check_script("cohort")
 
 
 class _Dom(HTMLParser):
@@ -84,7 +73,7 @@ def test_report_renders_in_chromium(tmp_path):
     dom = _render_in_chromium(run_dir / "report.html", tmp_path / "profile")
     assert dom.body.get("data-images-total") == "8"
     assert json.loads(dom.body["data-images-broken"]) == []
-    assert float(dom.body["data-cohort-height"]) > 50
+    assert float(dom.body["data-table-height"]) > 50
     header, *rows = dom.cohort_cells
     assert header[:3] == ["#", "case", "status"]
     assert [row[1] for row in rows] == ["ct_case", "mr case <b>&</b>", "broken_scan"]
