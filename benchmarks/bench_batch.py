@@ -34,7 +34,7 @@ def _one_setting(inputs: Path, out: Path, *, model, device: str, workers: int | 
     """Run the batch once (in a fresh child process: its peak RSS is this setting's own)."""
     import resource
 
-    from spinelesion.inference.batch import default_finish_workers, run_batch
+    from spinelesion.pipeline.batch import default_finish_workers, run_batch
 
     n = len(list(inputs.glob("*.nii.gz")))
     t = time.perf_counter()
@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("INPUTS", "OUT", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    from spinelesion.inference.predictor import Predictor, resolve_device
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.runtime import resolve_device
     from spinelesion.io.save import save_image
 
     device = resolve_device(args.device)

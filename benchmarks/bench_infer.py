@@ -68,7 +68,7 @@ def network_seconds(predictor, scan) -> float:
     the reference the end-to-end times are compared with."""
     import torch
 
-    from spinelesion.transforms import preprocess
+    from spinelesion.network.transforms import preprocess
 
     net, meta = predictor.network(predictor.checkpoint_for("CT"))
     image, _ = preprocess(scan, preprocessing=meta["preprocessing"])
@@ -85,8 +85,8 @@ def network_seconds(predictor, scan) -> float:
 def time_case(scan, *, model, device, tmp: Path) -> dict:
     import torch
 
-    from spinelesion.inference.batch import finish_case, predict_case
-    from spinelesion.inference.discover import CaseInput
+    from spinelesion.pipeline.case import finish_case, predict_case
+    from spinelesion.pipeline.discover import CaseInput
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.save import save_image
 
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--child-big", choices=("phantom", "real"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    from spinelesion.inference.predictor import resolve_device
+    from spinelesion.runtime import resolve_device
 
     device = resolve_device(args.device)
     cases = [("phantom", (128, 128, 160), (1.0, 1.0, 1.5)), ("phantom", (256, 256, 200), (0.8, 0.8, 1.5))]

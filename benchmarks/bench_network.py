@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--amp", default="on", choices=("on", "off"))
     parser.add_argument("--slices", type=int, nargs="+", default=[300, 600])
     args = parser.parse_args()
-    from spinelesion.inference.predictor import Predictor, resolve_device
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.runtime import resolve_device
 
     device = resolve_device(args.device)
     predictor = Predictor(model=args.checkpoint, device=device, overlap=0.5, amp=args.amp == "on")

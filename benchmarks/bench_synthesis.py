@@ -24,9 +24,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="patches per step")
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    from spinelesion.checkpoint import resolve_device
-    from spinelesion.config import load_config
-    from spinelesion.model import build_network
+    from spinelesion.runtime import resolve_device
+    from spinelesion.training.config import load_config
+    from spinelesion.network.factory import build_network
     from spinelesion.synthesis.appearance import synthesize
     from spinelesion.synthesis.tissues import N_TISSUES
 

@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from spinelesion.config import load_config
+    from spinelesion.training.config import load_config
     from spinelesion.labels import NUM_CLASSES
-    from spinelesion.losses import MaskedDiceCELoss
-    from spinelesion.model import build_network
-    from spinelesion.train import find_cases, make_datasets, make_loader, make_step
+    from spinelesion.training.losses import MaskedDiceCELoss
+    from spinelesion.network.factory import build_network
+    from spinelesion.training.loop import find_cases, make_datasets, make_loader, make_step
 
     use_cuda = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
     device = torch.device("cuda" if use_cuda else "cpu")

@@ -14,7 +14,7 @@ def run_demo(*, out_dir: str | Path, n_ct: int = 2, n_mr: int = 2, seed: int = 2
     """Write phantoms to ``out_dir/inputs`` (with their truth in ``out_dir/truth``), run
     inference into ``out_dir/results`` and return the path of ``results/report.html``."""
     from spinelesion.data.phantoms import make_phantom
-    from spinelesion.inference.batch import run_batch
+    from spinelesion.pipeline.batch import run_batch
     from spinelesion.io.save import save_image, save_labels
 
     out_dir = Path(out_dir)

@@ -1,4 +1,4 @@
-"""Label schema version 1 (design.md section 1): one integer map per scan on its own grid."""
+"""Label schema version 1 (docs/contracts.md section 1): one integer map per scan on its own grid."""
 
 from __future__ import annotations
 

@@ -214,9 +214,9 @@ def tiny_model(tmp_path_factory) -> Path:
     """A random-weight UNet checkpoint in the project's format (CT, 4 mm, 16^3 patches)."""
     import torch
 
-    from spinelesion.checkpoint import save_checkpoint
+    from spinelesion.network.checkpoint import save_checkpoint
     from spinelesion.labels import LABEL_NAMES
-    from spinelesion.model import build_network
+    from spinelesion.network.factory import build_network
 
     torch.manual_seed(0)
     params = {"channels": [4, 8], "strides": [2], "num_res_units": 0}

@@ -39,10 +39,13 @@ def assert_split(labels: np.ndarray, col: standins.Column, index: int) -> None:
 
 
 def test_registry_names_and_unknown():
-    from spinelesion.config import ADAPTERS as CONFIG_ADAPTERS
+    from spinelesion.training.config import DataSource, _Invalid
 
     assert set(ADAPTERS) == {"msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue", "labelmaps"}
-    assert set(CONFIG_ADAPTERS) == set(ADAPTERS)
+    for name in ADAPTERS:  # the config knows every adapter, and only those
+        DataSource(adapter=name, root="x").check()
+    with pytest.raises(_Invalid, match="unknown adapter"):
+        DataSource(adapter="versee", root="x").check()
     for name in ADAPTERS:
         adapter = get_adapter(name)
         assert adapter.name == name

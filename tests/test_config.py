@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spinelesion.config import Config, apply_override, config_from_dict, load_config
+from spinelesion.training.config import Config, apply_override, config_from_dict, load_config
 from spinelesion.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ import torch
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, rotation, write_ct_series, write_enhanced_ct
 from spinelesion.cli import main
 from spinelesion.errors import SpinelesionError
-from spinelesion.inference.batch import run_batch
+from spinelesion.pipeline.batch import run_batch
 from spinelesion.io.atomic import is_temporary
 from spinelesion.io.load import load_scan
 from spinelesion.io.save import save_image, save_labels

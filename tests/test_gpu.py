@@ -22,10 +22,10 @@ def _scan(seed=0, shape=(48, 44, 40)) -> Scan:
 
 
 def test_cuda_inference_matches_cpu(tmp_path):
-    from spinelesion.checkpoint import save_checkpoint
+    from spinelesion.network.checkpoint import save_checkpoint
     from spinelesion.inference.predictor import Predictor
     from spinelesion.labels import LABEL_NAMES
-    from spinelesion.model import build_network
+    from spinelesion.network.factory import build_network
 
     torch.manual_seed(0)
     params = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
@@ -45,8 +45,8 @@ def test_cuda_inference_matches_cpu(tmp_path):
 
 
 def test_amp_training_step_on_cuda():
-    from spinelesion.losses import MaskedDiceCELoss
-    from spinelesion.model import build_network
+    from spinelesion.training.losses import MaskedDiceCELoss
+    from spinelesion.network.factory import build_network
 
     net = build_network(name="unet", params={"channels": [8, 16, 32], "strides": [2, 2]}).cuda()
     loss_fn = MaskedDiceCELoss(num_classes=7)

@@ -16,8 +16,8 @@ import torch
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, write_ct_series
 from spinelesion.cli import main
 from spinelesion.errors import DatasetError, DeviceError, LabelMapError, NotAScanError, ScanLoadError
-from spinelesion.inference import batch
-from spinelesion.inference.batch import run_batch
+from spinelesion.pipeline import batch
+from spinelesion.pipeline.batch import run_batch
 from spinelesion.io.load import load_scan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_rerun_removes_stale_temporaries_and_old_outputs(tmp_path, tiny_model):
 
 
 def test_include_and_exclude_globs(tmp_path):
-    from spinelesion.inference.discover import discover_cases
+    from spinelesion.pipeline.discover import discover_cases
 
     root = tmp_path / "ds"
     for rel in ("imagesTr/a.nii.gz", "labelsTr/a.nii.gz", "sub/b_t2.nii.gz", "sub/b_t2_seg.nii.gz"):
@@ -212,7 +212,7 @@ def test_unmeasured_cord_reads_not_measured():
 
 def test_a_speck_flags_no_vertebra_and_a_lesion_outside_says_where():
     from spinelesion.measure.lesions import outside_location
-    from spinelesion.measure.vertebrae import Vertebra
+    from spinelesion.measure.column import Vertebra
     from spinelesion.report.tables import flagged_vertebra_indices
 
     record = {"vertebrae": [{"index": 0, "lesion_volume_ml": 0.02, "body_destruction_pct": 0.3},
@@ -250,7 +250,7 @@ def test_train_ends_naming_the_best_checkpoint_and_the_next_command(tmp_path):
 # --- Found in the code -------------------------------------------------------------------------
 
 def test_train_device_is_validated(tmp_path, capsys):
-    from spinelesion.train import train
+    from spinelesion.training.loop import train
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", "x.yaml", "--device", "foo"])
@@ -260,7 +260,7 @@ def test_train_device_is_validated(tmp_path, capsys):
 
 
 def test_exception_classes():
-    from spinelesion.checkpoint import resolve_device
+    from spinelesion.runtime import resolve_device
     from spinelesion.data.adapters import get_adapter
     from spinelesion.errors import CheckpointError
 
@@ -318,8 +318,8 @@ def test_run_outputs_survive_a_case_without_status(tmp_path, tiny_model, monkeyp
     inputs.mkdir()
     for name in ("a", "b"):
         _nifti(inputs / f"{name}.nii.gz", ct_volume((22, 20, 10)))
-    real = batch._read_status
-    monkeypatch.setattr(batch, "_read_status", lambda d: None if d.name == "b" else real(d))
+    real = batch.read_status
+    monkeypatch.setattr(batch, "read_status", lambda d: None if d.name == "b" else real(d))
     result = run_batch(input_path=inputs, out_dir=tmp_path / "out", model=tiny_model, device="cpu",
                        progress=False, overlays=False)
     assert result.n_failed == 1 and result.problems[0][:2] == ("b", "failed")

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import ct_volume, make_affine, rotation, write_ct_series
-from spinelesion.inference.batch import run_batch
+from spinelesion.pipeline.batch import run_batch
 from spinelesion.inference.predictor import Predictor
 from spinelesion.inference.resample import labels_on_grid
 from spinelesion.io.load import load_scan
@@ -269,7 +269,7 @@ def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
 
 def test_default_finish_workers_by_device_and_cores(monkeypatch):
     """Auto finishing threads: none on CPU; on a GPU one per 4 cores of this rank's share, 1..4."""
-    from spinelesion.inference.batch import default_finish_workers
+    from spinelesion.pipeline.batch import default_finish_workers
 
     assert default_finish_workers(device="cpu") == 0
     for cores, world, expected in ((16, 1, 4), (64, 1, 4), (8, 1, 2), (2, 1, 1), (16, 4, 1), (32, 2, 4)):

@@ -1,6 +1,6 @@
 """Measurement accuracy against phantom truth (issue 4 targets), over varied seeds and orientations.
 
-The phantoms (spinelesion.data.phantoms) carry the record of design.md §2 from their generation
+The phantoms (spinelesion.data.phantoms) carry the record of docs/contracts.md §2 from their generation
 parameters. Targets: compression flag right on every case; Bilsky exact on >= 90 % and never
 more than one grade off; MSCC within 5 points; destroyed fraction within 5 points; vertebra
 count exact; height loss within 5 points.

@@ -72,7 +72,7 @@ def _reorient(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.n
 
 
 def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
-    """A hand-made design.md section 2 record whose centroids come from ``labels`` and ``affine``."""
+    """A hand-made docs/contracts.md section 2 record whose centroids come from ``labels`` and ``affine``."""
     ras_body = np.isin(labels, (1, 3))
     vertebrae = []
     for k, level in enumerate(LEVELS):

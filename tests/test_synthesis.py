@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from spinelesion.synthesis.appearance import synthesize
 from spinelesion.synthesis.settings import AppearanceSettings
-from spinelesion.synthesis.appearance import _acquire, draw_appearance, render
+from spinelesion.synthesis.appearance import _acquire, _paint_clutter, draw_appearance, render
 from spinelesion.synthesis.tissues import ID, N_TISSUES
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synth_spine.yaml"
@@ -70,6 +71,31 @@ def test_thick_slices_blur_only_their_axis():
     assert float(along_y.diff().abs().max()) > 0.9          # the y edge stays a step
 
 
+def test_clutter_paints_soft_tissue_only_and_is_off_by_default():
+    """Clutter blobs take part of the soft tissue, in several intensities; bone and CSF keep theirs."""
+    plain = AppearanceSettings(families={"random": 1.0}, slice_prob=0.0, in_plane_mm=(0.3, 0.3), noise_max=0.0,
+                               bias_max=0.0, gamma_sd=0.0, ghost_prob=0.0, clip_prob=0.0, texture_max=0.0)
+    assert draw_appearance(torch.Generator().manual_seed(3), settings=plain)["clutter"] is None
+    cluttered = dataclasses.replace(plain, clutter_prob=1.0, clutter_mm=(6.0, 6.0))
+    a = draw_appearance(torch.Generator().manual_seed(3), settings=plain)
+    b = draw_appearance(torch.Generator().manual_seed(3), settings=cluttered)
+    assert {k: v for k, v in b.items() if k != "clutter"} == {k: v for k, v in a.items() if k != "clutter"}
+    b["spreads"] = a["spreads"] = [0.0] * N_TISSUES
+    b["clutter"]["fraction"] = 0.5
+    tissue = _tissue_block((40, 40, 40))
+    idx = tissue[0]
+    mean_image = torch.tensor(a["means"], dtype=torch.float32)[idx]
+    painted = _paint_clutter(mean_image, idx, clutter=b["clutter"], scale=b["scale"], spacing_mm=(1.5,) * 3,
+                             generator=torch.Generator().manual_seed(0))
+    soft = idx == ID["soft"]
+    changed = painted != mean_image
+    assert not bool(changed[~soft].any())                      # cortex, marrow, CSF untouched
+    assert 0.3 < float(changed[soft].float().mean()) < 0.7     # about the drawn fraction of the soft tissue
+    assert len(torch.unique(painted[changed])) >= 3            # blobs of several intensities
+    image = render(tissue, appearance=b, spacing_mm=(1.5,) * 3)
+    assert image.shape == tissue.shape and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+
+
 def test_settings_refuse_unknown_family():
     with pytest.raises(ValueError, match="families"):
         AppearanceSettings(families={"pet": 1.0})
@@ -97,7 +123,7 @@ def test_training_on_tissue_maps_gives_one_model_for_ct_and_mr(tmp_path):
     """`train` with synthesis on a context dataset: checkpoint for any modality, usable on CT and MR scans."""
     import yaml
 
-    from spinelesion.checkpoint import load_checkpoint
+    from spinelesion.network.checkpoint import load_checkpoint
     from spinelesion.cli import main
     from spinelesion.data.phantoms import make_phantom, write_dataset
     from spinelesion.inference.predictor import Predictor
@@ -123,7 +149,7 @@ def test_training_on_tissue_maps_gives_one_model_for_ct_and_mr(tmp_path):
 
 
 def test_config_ties_tissue_sources_to_synthesis(tmp_path):
-    from spinelesion.config import load_config
+    from spinelesion.training.config import load_config
     from spinelesion.errors import ConfigError
 
     with pytest.raises(ConfigError, match="synthesis.enabled"):

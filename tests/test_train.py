@@ -74,7 +74,7 @@ def data(tmp_path):
 # --- loss ------------------------------------------------------------------------------------
 
 def _loss(**kw):
-    from spinelesion.losses import MaskedDiceCELoss
+    from spinelesion.training.losses import MaskedDiceCELoss
 
     return MaskedDiceCELoss(num_classes=NUM_CLASSES, **kw)
 
@@ -134,7 +134,7 @@ def test_fully_annotated_ce_matches_torch_weighted_ce():
     ("segresnet", {"init_filters": 8, "blocks_down": [1, 1], "blocks_up": [1]}),
 ])
 def test_network_factory(name, params):
-    from spinelesion.model import build_network, check_network
+    from spinelesion.network.factory import build_network, check_network
 
     check_network(name=name, params=params, patch_size=(16, 16, 16))
     out = build_network(name=name, params=params)(torch.zeros(1, 1, 16, 16, 16))
@@ -143,7 +143,7 @@ def test_network_factory(name, params):
 
 def test_network_parameters_are_checked_at_config_time():
     from spinelesion.errors import ConfigError
-    from spinelesion.model import check_network
+    from spinelesion.network.factory import check_network
 
     with pytest.raises(ConfigError, match="DynUNet"):
         check_network(name="dynunet", params={"kernel_size": [3, 3], "strides": [1, 2],
@@ -161,8 +161,8 @@ class _Evil:
 def test_checkpoint_round_trip_and_loading_runs_no_code(tmp_path, monkeypatch):
     from safetensors import safe_open
 
-    from spinelesion.checkpoint import build_from_checkpoint, load_checkpoint, load_resume, save_checkpoint
-    from spinelesion.model import build_network
+    from spinelesion.network.checkpoint import build_from_checkpoint, load_checkpoint, load_resume, save_checkpoint
+    from spinelesion.network.factory import build_network
 
     params = {"channels": [4, 8], "strides": [2]}
     net = build_network(name="unet", params=params)
@@ -209,7 +209,7 @@ def _rotation(deg: float) -> np.ndarray:
 @pytest.mark.parametrize("axes", ["LPS", "PSR", "oblique"])
 def test_preprocess_keeps_world_positions(axes):
     from spinelesion.io.scan import Scan
-    from spinelesion.transforms import preprocess
+    from spinelesion.network.transforms import preprocess
 
     linear = {"LPS": np.diag([-1.0, -1.0, 1.0]) * 1.5,
               "PSR": np.array([[0, 0, 1.2], [-1.0, 0, 0], [0, -1.0, 0]]),
@@ -235,7 +235,7 @@ def test_preprocess_keeps_world_positions(axes):
 
 def test_preprocess_matches_the_validation_chain(data):
     from spinelesion.data.adapters import get_adapter, load_case
-    from spinelesion.transforms import case_item, preprocess, val_transforms
+    from spinelesion.network.transforms import case_item, preprocess, val_transforms
 
     case = get_adapter("msd").find_cases(data)[0]
     item = val_transforms(preprocessing=PREP)(case_item(case))
@@ -253,8 +253,8 @@ def _run_cli(args, capsys):
 
 @pytest.mark.slow
 def test_train_cli_writes_checkpoints_and_resume_matches_unbroken_run(tmp_path, data, capsys, monkeypatch):
-    import spinelesion.checkpoint as checkpoint
-    from spinelesion.checkpoint import build_from_checkpoint, load_checkpoint
+    import spinelesion.network.checkpoint as checkpoint
+    from spinelesion.network.checkpoint import build_from_checkpoint, load_checkpoint
 
     # interrupt the first run right after epoch 1 has been saved (as Ctrl-C would)
     original = checkpoint.save_resume
@@ -296,6 +296,29 @@ def test_train_cli_writes_checkpoints_and_resume_matches_unbroken_run(tmp_path, 
     unbroken, _ = load_checkpoint(tmp_path / "unbroken" / "last.safetensors")
     for key in unbroken:
         assert torch.allclose(resumed[key], unbroken[key], atol=1e-5), key
+
+
+def test_init_from_starts_from_a_checkpoint_and_checks_the_network(tmp_path, data, capsys):
+    from spinelesion.network.checkpoint import load_checkpoint
+
+    code, _ = _run_cli(["--config", str(tiny_config(tmp_path, data, tmp_path / "first"))], capsys)
+    assert code == 0
+    first, _ = load_checkpoint(tmp_path / "first" / "last.safetensors")
+    still = ["--set", "optim.lr=1e-12", "--set", "optim.weight_decay=0"]   # a step that moves nothing
+    config = tiny_config(tmp_path, data, tmp_path / "tuned", init_from=str(tmp_path / "first" / "last.safetensors"))
+    code, _ = _run_cli(["--config", str(config), *still], capsys)
+    assert code == 0
+    tuned, meta = load_checkpoint(tmp_path / "tuned" / "last.safetensors")
+    assert all(torch.allclose(tuned[k], first[k], atol=1e-6) for k in first)
+    assert meta["config"]["train"]["init_from"].endswith("last.safetensors")
+    config = tiny_config(tmp_path, data, tmp_path / "fresh")
+    code, _ = _run_cli(["--config", str(config), *still], capsys)
+    fresh, _ = load_checkpoint(tmp_path / "fresh" / "last.safetensors")
+    assert not all(torch.allclose(fresh[k], first[k], atol=1e-6) for k in first)
+
+    other = tiny_config(tmp_path, data, tmp_path / "other", init_from=str(tmp_path / "first" / "last.safetensors"))
+    code, captured = _run_cli(["--config", str(other), "--set", "network.params.channels=[4,8,8]"], capsys)
+    assert code == 2 and "train.init_from" in captured.err and "Traceback" not in captured.err
 
 
 def _label(path: Path) -> tuple[np.ndarray, np.ndarray]:

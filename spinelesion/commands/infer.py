@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinelesion.inference.batch import run_batch
+    from spinelesion.pipeline.batch import run_batch
 
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
                        tta=args.tta, save_probabilities=args.save_probabilities,

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinelesion.config import load_config
-    from spinelesion.train import train
+    from spinelesion.training.config import load_config
+    from spinelesion.training.loop import train
 
     overrides = list(args.overrides) + ([f"output_dir={args.output}"] if args.output else [])
     config = load_config(args.config, overrides=overrides)

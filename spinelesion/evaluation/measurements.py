@@ -1,4 +1,4 @@
-"""Measurement records (design.md section 2) against truth records of the same scans.
+"""Measurement records (docs/contracts.md section 2) against truth records of the same scans.
 
 Vertebrae are paired one-to-one by body centroid (``scipy.optimize.linear_sum_assignment`` on the
 distances, pairs farther than ``max_mm`` apart dropped). Continuous figures (destroyed fraction,
@@ -15,7 +15,6 @@ import numpy as np
 #: Figures compared per paired vertebra: record key -> name in the outputs.
 VERTEBRA_FIGURES = {"body_destruction_pct": "destroyed_fraction_pct", "height_loss_pct": "height_loss_pct"}
 GENANT_GRADES = (0, 1, 2, 3)
-BILSKY_GRADES = ("0", "1a", "1b", "1c", "2", "3")
 #: Farthest two body centroids may lie apart and still be the same vertebra, mm.
 PAIR_MAX_MM = 15.0
 

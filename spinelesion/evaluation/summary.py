@@ -11,8 +11,9 @@ import numpy as np
 
 from spinelesion.evaluation.bootstrap import figure
 from spinelesion.evaluation.lesions import FROC_THRESHOLDS, bin_names
-from spinelesion.evaluation.measurements import (BILSKY_GRADES, GENANT_GRADES, VERTEBRA_FIGURES, agreement,
+from spinelesion.evaluation.measurements import (GENANT_GRADES, VERTEBRA_FIGURES, agreement,
                                                  confusion_matrix, flag_rates, weighted_kappa)
+from spinelesion.vocabulary import BILSKY_GRADES
 
 #: Per-class figures: name in cases.csv -> how the cases are pooled.
 CLASS_FIGURES = ("dice", "nsd", "hd95_mm", "volume_error_ml", "volume_error_pct")

@@ -17,7 +17,7 @@ def predicted_vertebrae(*, record: dict | None, pred_classes: np.ndarray, affine
     """[{"index", "level", "centroid_mm"}] of the predicted vertebrae.
 
     Args:
-        record: the prediction's measurement record (design.md section 2) or None.
+        record: the prediction's measurement record (docs/contracts.md section 2) or None.
         pred_classes: (X, Y, Z) predicted mapped classes (used without a record).
         affine: (4, 4) voxel -> RAS+ mm.
     """

@@ -3,7 +3,7 @@
 :func:`lesion_operating_points` runs the network once per validation case, then applies
 :func:`~spinelesion.inference.postprocess.keep_spinal_lesions` with every (minimum volume,
 probability) pair of a grid and counts lesion-wise detections and false positives on the
-network grid (the definitions of :mod:`spinelesion.validation`). :func:`choose_operating_point`
+network grid (the definitions of :mod:`spinelesion.training.validation`). :func:`choose_operating_point`
 takes the most sensitive setting whose false positives per scan stay within a budget (ties:
 fewer false positives, then lesions allowed to touch only the canal, then the smaller thresholds). :func:`store_postprocess` writes the choice and the
 whole table (the lesion-wise FROC) into the checkpoint's metadata.
@@ -30,8 +30,8 @@ def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu
     from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
     from spinelesion.inference.predictor import Predictor
     from spinelesion.inference.resample import class_argmax
-    from spinelesion.transforms import case_item, val_transforms
-    from spinelesion.validation import case_stats
+    from spinelesion.network.transforms import case_item, val_transforms
+    from spinelesion.training.validation import case_stats
 
     predictor = Predictor(model=checkpoint, device=device)
     net, meta = predictor.network(Path(checkpoint))
@@ -79,7 +79,7 @@ def choose_operating_point(rows: list[dict], *, max_fp_per_scan: float) -> dict:
 
 def store_postprocess(checkpoint: Path, *, out: Path, chosen: dict, rows: list[dict], chosen_on: str) -> Path:
     """Write ``checkpoint`` again to ``out`` with ``meta["postprocess"]`` set (atomic)."""
-    from spinelesion.checkpoint import load_checkpoint, save_checkpoint
+    from spinelesion.network.checkpoint import load_checkpoint, save_checkpoint
 
     state, meta = load_checkpoint(checkpoint)
     meta.pop("schema_version", None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinelesion.checkpoint import resolve_device  # noqa: F401 - re-exported (moved there)
+from spinelesion.runtime import resolve_device
 from spinelesion.errors import CheckpointError
 from spinelesion.io.scan import Scan
 
@@ -98,7 +98,7 @@ class Predictor:
     def network(self, path: Path):
         """(torch module in eval mode on self.device, checkpoint metadata); loaded once."""
         if path not in self._loaded:
-            from spinelesion.checkpoint import build_from_checkpoint
+            from spinelesion.network.checkpoint import build_from_checkpoint
 
             net, meta = build_from_checkpoint(path, device=self.device)
             net.eval()
@@ -109,7 +109,7 @@ class Predictor:
         """Label map for ``scan`` on its own grid; ``seconds`` splits preprocess/network/postprocess."""
 
         from spinelesion.inference.resample import labels_on_grid
-        from spinelesion.transforms import preprocess
+        from spinelesion.network.transforms import preprocess
 
         path = self.checkpoint_for(scan.modality)
         net, meta = self.network(path)

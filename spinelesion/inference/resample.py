@@ -73,8 +73,8 @@ def class_argmax(probabilities: torch.Tensor) -> torch.Tensor:
     """uint8 index of the largest of (C, ...) class scores along dim 0, the first on ties.
 
     The same as ``probabilities.argmax(dim=0)`` for NaN-free scores (softmax output), but a pass
-    per class: torch's CPU argmax over a leading dimension is about 20 times slower
-    (1.4 s against 0.07 s for 7 x 180 x 180 x 241).
+    per class: torch's CPU argmax over a leading dimension is much slower (docs/benchmarks.md,
+    "Figures behind design choices").
     """
     best = probabilities[0].clone()
     index = torch.zeros(probabilities.shape[1:], dtype=torch.uint8, device=probabilities.device)

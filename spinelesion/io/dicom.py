@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from spinelesion.errors import DicomSeriesError, ScanLoadError
-from spinelesion.io.scan import DicomReference, Scan
+from spinelesion.io.scan import LPS_TO_RAS, DicomReference, Scan
 
 #: Modalities whose objects hold no image to segment (they may still carry Rows/Columns).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "PR", "KO", "REG"})
-#: Voxel-axis flips that turn DICOM's LPS+ patient system into RAS+.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Which pip package decodes which compressed transfer syntaxes (first match wins).
 _DECODER_PACKAGES = (
     ("JPEG 2000", "pylibjpeg pylibjpeg-openjpeg"),

@@ -14,12 +14,10 @@ import numpy as np
 
 from spinelesion.errors import ScanLoadError
 from spinelesion.io.layout import as_c_order
-from spinelesion.io.scan import Scan
+from spinelesion.io.scan import LPS_TO_RAS, Scan
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
-#: Voxel-axis flips that turn ITK's LPS+ world into RAS+.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def load_scan(path: str | os.PathLike, *, series_uid: str | None = None,

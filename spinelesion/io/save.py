@@ -10,7 +10,8 @@ import numpy as np
 from spinelesion.errors import LabelMapError
 from spinelesion.io.atomic import atomic_path
 from spinelesion.io.layout import as_fortran_order
-from spinelesion.io.load import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES
+from spinelesion.io.load import ITK_SUFFIXES, NIFTI_SUFFIXES
+from spinelesion.io.scan import LPS_TO_RAS
 from spinelesion.io.scan import Scan
 
 

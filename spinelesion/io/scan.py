@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: Flips of the first two world axes that turn DICOM/ITK LPS+ coordinates into RAS+ (the world of a
+#: :class:`Scan`), and back (it is its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
 
 @dataclass(frozen=True, kw_only=True)
 class DicomReference:

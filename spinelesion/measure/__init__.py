@@ -1,6 +1,6 @@
 """Measurements from a label map: vertebrae, lesions, body destruction, height loss, cord compression.
 
-``measure_labels`` (arrays) and ``measure_files`` (paths) return the record of design.md §2.
+``measure_labels`` (arrays) and ``measure_files`` (paths) return the record of docs/contracts.md §2.
 """
 
 from spinelesion.measure.record import measure_files, measure_labels

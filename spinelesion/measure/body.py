@@ -1,6 +1,6 @@
 """Per-vertebra body measurements: volumes, destruction, heights, height loss, Genant, SINS.
 
-Definitions (design.md §2):
+Definitions (docs/contracts.md §2):
 - Destroyed fraction: lesion voxels inside the body / (body voxels + those lesion voxels) x 100.
   A lesion voxel is inside the body when it lies in front of the body's posterior wall (the
   canal's anterior wall) in the vertebra's own frame.
@@ -25,7 +25,7 @@ import numpy as np
 
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
-from spinelesion.measure.vertebrae import Vertebra
+from spinelesion.measure.column import Vertebra
 
 
 def lesion_in_body(v: Vertebra, lesion_pts: np.ndarray, body_pts: np.ndarray) -> np.ndarray:
@@ -88,8 +88,8 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     as it is wherever the fit fails or differs grossly from that extent (over
     ``FIT_TOLERANCE_FRACTION`` of the body's height, or two voxel steps): the band extent takes
     the highest voxel of its band, so on a wedge's slanted wall it overreads by 3-4 mm.
-    Chosen on phantoms (tests/test_measure_phantoms.py cases, seeds 200-209 and 300-319): median
-    height error 0.11-0.16 mm, largest 1.4-1.6 mm but for one heavily destroyed body.
+    The kernel widths were chosen on the phantoms of tests/test_measure_phantoms.py (seeds 200-209
+    and 300-319); their errors are in docs/benchmarks.md ("Figures behind design choices").
     """
     if flat_idx.size < 30:
         return None
@@ -435,7 +435,7 @@ CRUSH_MARGIN_PCT = {"high": 0.0, "moderate": 5.0, "low": 8.0}
 def column_positions(levels: list[str | None]) -> list[float]:
     """Position of each vertebra along the column: its level's rank where every level is named
     (a vertebra missing from the map leaves a gap), else its index (inferior -> superior)."""
-    from spinelesion.measure.vertebrae import LEVEL_ORDER
+    from spinelesion.vocabulary import LEVEL_ORDER
 
     if levels and all(lv in LEVEL_ORDER for lv in levels):
         return [float(LEVEL_ORDER.index(lv)) for lv in levels]

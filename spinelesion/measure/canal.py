@@ -2,33 +2,28 @@
 
 The canal comes from the hole the bony ring leaves in an axial projection of the vertebra's bone
 (it does not move when an epidural mass displaces the thecal sac), else from the cord/thecal-sac
-labels. The functions fill the canal fields of :class:`~spinelesion.measure.vertebrae.Vertebra`
-during :func:`~spinelesion.measure.vertebrae.find_vertebrae`, which attaches each vertebra's
-points as ``_canal_pts`` (cord/sac) and ``_bone_pts`` (bone) for them.
+labels. The functions fill the canal fields of :class:`~spinelesion.measure.column.Vertebra`
+during :func:`~spinelesion.measure.vertebrae.find_vertebrae`, which passes each vertebra's
+working points (:class:`~spinelesion.measure.column.VertebraPoints`: cord/sac and bone) beside it.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from spinelesion.measure import geometry as G
-
-if TYPE_CHECKING:
-    from spinelesion.measure.vertebrae import Vertebra
+from spinelesion.measure.column import Vertebra, VertebraPoints
 
 
-def find_canal(v: Vertebra, affine: np.ndarray) -> None:
+def find_canal(v: Vertebra, points: VertebraPoints, affine: np.ndarray) -> None:
     """Canal centre, half-width and anterior wall, then the anterior direction (body side).
 
     The bony ring (hole in the bone's axial projection) is preferred: it does not move when an
     epidural mass displaces the thecal sac. Cord/sac labels are the fallback.
     """
-    canal, bone = v._canal_pts, v._bone_pts  # type: ignore[attr-defined]
-    v._label_centre = canal.mean(axis=0) if len(canal) >= 20 else None  # type: ignore[attr-defined]
-    centre, pixels = _canal_from_hole(bone, v.superior, affine, v._label_centre)  # type: ignore[attr-defined]
+    canal = points.canal_mm
+    centre, pixels = _canal_from_hole(points.bone_mm, v.superior, affine, points.label_centre_mm)
     if centre is not None:
         _set_canal(v, centre=centre, points=pixels, source="ring", affine=affine)
     elif len(canal) >= 20:
@@ -49,7 +44,7 @@ def _set_canal(v: Vertebra, *, centre: np.ndarray, points: np.ndarray, source: s
     v.canal_front_rel_mm = float(np.percentile(rel @ v.anterior, q)) + 0.5 * G.step_along_mm(v.anterior, affine)
 
 
-def check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
+def check_rings(vertebrae: list[Vertebra], work: list[VertebraPoints], affine: np.ndarray) -> None:
     """Reject a ring whose canal reaches far further forward than the others' (a lesion through
     the body's posterior wall merges with the canal): use the cord/sac labels there instead, or
     the typical anterior wall when there are none."""
@@ -57,10 +52,10 @@ def check_rings(vertebrae: list[Vertebra], affine: np.ndarray) -> None:
     if len(fronts) < 2:
         return
     typical = float(np.median(fronts))
-    for v in vertebrae:
+    for v, points in zip(vertebrae, work):
         if v.canal_source != "ring" or v.canal_front_rel_mm <= typical + max(3.0, 0.25 * typical):
             continue
-        canal = v._canal_pts  # type: ignore[attr-defined]
+        canal = points.canal_mm
         if len(canal) >= 20:
             _set_canal(v, centre=canal.mean(axis=0), points=canal, source="labels", affine=affine)
         else:
@@ -86,7 +81,7 @@ def bony_canal_widths(vertebrae: list[Vertebra]) -> None:
                                              float(np.mean([r.canal_half_width_mm for r in nearest])))
 
 
-def body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
+def body_back_walls(vertebrae: list[Vertebra], work: list[VertebraPoints], shape, affine) -> None:
     """Posterior wall of each body (anterior offset from the canal centre).
 
     From the bony ring it is the canal's anterior wall. Where the ring is open (the body's wall
@@ -100,7 +95,7 @@ def body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
     centre's level): a lytic lesion that destroys part of the posterior wall widens the
     ring's hole forward, and would otherwise leave the lesion's back in the canal.
     """
-    backs = {id(v): _sac_back_rel(v) for v in vertebrae}
+    backs = {id(v): _sac_back_rel(v, p.canal_mm) for v, p in zip(vertebrae, work)}
     offsets = [v.canal_front_rel_mm - backs[id(v)] for v in vertebrae
                if v.canal_source == "ring" and backs[id(v)] is not None]
     for v in vertebrae:
@@ -122,11 +117,10 @@ def body_back_walls(vertebrae: list[Vertebra], shape, affine) -> None:
         v.body_back_rel_mm = wall if bone_back is None else min(wall, bone_back)
 
 
-def _sac_back_rel(v: Vertebra, half_band_mm: float = 6.0) -> float | None:
+def _sac_back_rel(v: Vertebra, canal: np.ndarray, half_band_mm: float = 6.0) -> float | None:
     """Anterior offset (mm) of the cord/sac labels' posterior edge from the canal centre (2nd
     percentile over the labels within ``half_band_mm`` of the body's centroid along the vertebra's
     axis, clear of the canal's curve beyond it), or None without a canal or enough labelled voxels."""
-    canal = v._canal_pts  # type: ignore[attr-defined]
     if v.canal_centre_mm is None or len(canal) < 20:
         return None
     canal = canal[np.abs((canal - v.centroid_mm) @ v.superior) <= half_band_mm]

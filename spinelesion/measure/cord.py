@@ -38,7 +38,7 @@ from scipy import ndimage
 from spinelesion import labels as L
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
-from spinelesion.measure.vertebrae import Vertebra
+from spinelesion.measure.column import Vertebra
 
 #: The cord part of a record where the cord was not measured: every figure None ("not measured"),
 #: the compression flag included (never a negative finding that was not made).

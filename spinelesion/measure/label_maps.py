@@ -1,4 +1,4 @@
-"""Map other label schemas onto ours (design.md section 1) before measuring.
+"""Map other label schemas onto ours (docs/contracts.md section 1) before measuring.
 
 A mapping is a dict (or a JSON file holding one)::
 
@@ -27,13 +27,12 @@ import numpy as np
 
 from spinelesion import labels as L
 from spinelesion.errors import LabelMapError
+from spinelesion.vocabulary import VERTEBRAE_C1_TO_S1
 
 #: Internal class for bone that merges body and posterior elements (not part of schema v1).
 MERGED_VERTEBRA = 7
 _CLASS_BY_NAME = {name: value for value, name in L.LABEL_NAMES.items()} | {"vertebra": MERGED_VERTEBRA}
 
-_TOTALSEG_LEVELS = (["S1", "L5", "L4", "L3", "L2", "L1"] + [f"T{i}" for i in range(12, 0, -1)]
-                    + [f"C{i}" for i in range(7, 0, -1)])
 BUILTIN_MAPS: dict[str, dict] = {
     "schema": {"name": "schema", "classes": {str(v): n for v, n in L.LABEL_NAMES.items() if v}},
     "vertebra": {"name": "vertebra",
@@ -41,7 +40,7 @@ BUILTIN_MAPS: dict[str, dict] = {
                              "5": "thecal_sac", "6": "disc"}},
     "cord": {"name": "cord", "classes": {"1": "spinal_cord"}},
     "totalsegmentator": {"name": "totalsegmentator", "classes": {"79": "spinal_cord"},
-                         "levels": {str(26 + i): lvl for i, lvl in enumerate(_TOTALSEG_LEVELS)}},
+                         "levels": {str(26 + i): lvl for i, lvl in enumerate(reversed(VERTEBRAE_C1_TO_S1))}},
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from spinelesion import labels as L
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
-from spinelesion.measure.vertebrae import Vertebra
+from spinelesion.measure.column import Vertebra
 
 
 def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra],

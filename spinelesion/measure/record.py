@@ -1,4 +1,4 @@
-"""Assemble the measurement record (design.md §2, schema_version 1) from a label map."""
+"""Assemble the measurement record (docs/contracts.md §2, schema_version 1) from a label map."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from spinelesion.measure.cord import NULL_CORD, measure_cord
 from spinelesion.measure.label_maps import apply_label_map, load_label_map
 from spinelesion.measure.lesions import find_lesions
 from spinelesion.measure.settings import MeasureSettings
-from spinelesion.measure.vertebrae import LEVEL_ORDER, Vertebra, find_vertebrae
+from spinelesion.measure.column import Vertebra
+from spinelesion.measure.vertebrae import find_vertebrae
+from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER
 
 RECORD_SCHEMA_VERSION = 1
 #: Body destruction (%) from which a vertebra gets a flag line.
@@ -40,7 +42,7 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
         settings: thresholds; defaults of :class:`MeasureSettings` if None.
 
     Returns:
-        The record of design.md §2 (JSON-serialisable dict). Coordinates are RAS+ mm.
+        The record of docs/contracts.md §2 (JSON-serialisable dict). Coordinates are RAS+ mm.
 
     Raises:
         LabelMapError: labels not 3D/integer, image on another grid, unknown schema or level.
@@ -131,11 +133,10 @@ def _border(crop_shape, box, full_shape) -> np.ndarray:
 
 
 #: Levels whose bodies are not shaped like their neighbours': no height loss is computed for them.
-ATYPICAL_LEVELS = ("C1", "C2", "S1", "S2", "S3", "S4", "S5")
 
 
 def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modality, settings):
-    """Per-vertebra record entries (design.md §2) and notes on what was not measured.
+    """Per-vertebra record entries (docs/contracts.md §2) and notes on what was not measured.
 
     Height loss is not computed for C1, C2 and sacral levels (their bodies are not comparable with
     their neighbours'; S1's heights are reported as measured), nor for bodies cut by the image
@@ -159,12 +160,12 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
     median_ml = float(np.median([r["body_ml"] for r in rows])) if rows else 0.0
     for r in rows:
         v = r["v"]
-        partial = len(rows) >= 3 and r["body_ml"] < 0.4 * median_ml
-        if partial or v.truncated:
-            v.truncated = True
+        # cut by the image border, or much smaller than the others (cut by the field of view)
+        r["truncated"] = bool(v.truncated or (len(rows) >= 3 and r["body_ml"] < 0.4 * median_ml))
+        if r["truncated"]:
             notes.append(f"{v.level or f'vertebra {v.index}'}: body cut by the field of view "
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
-        r["heights"] = None if v.truncated else B.body_heights_mm(v, r["idx"], shape, affine)
+        r["heights"] = None if r["truncated"] else B.body_heights_mm(v, r["idx"], shape, affine)
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
     compared = [r["heights"] if r["comparable"] else None for r in rows]
     steps = [G.step_along_mm(r["v"].superior, affine) for r in rows]
@@ -209,7 +210,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
             "lesion_type": B.lesion_type(lesion_hu, marrow, settings) if modality == "CT" else None,
             "posterolateral": B.posterolateral(v, r["les_pts"], voxel_mm3, settings),
             "reference_normal": is_normal,
-            "truncated": v.truncated,
+            "truncated": r["truncated"],
             "canal_source": v.canal_source,
         })
     return out, notes

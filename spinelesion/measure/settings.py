@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from spinelesion.errors import ConfigError
+from spinelesion.vocabulary import BILSKY_GRADES
 
-BILSKY_GRADES = ("0", "1a", "1b", "1c", "2", "3")
 
 
 @dataclass(frozen=True, kw_only=True)

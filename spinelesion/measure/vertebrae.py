@@ -6,13 +6,12 @@ components of the vertebral bodies. Each vertebra gets a frame: ``superior`` alo
 through its neighbours' body centroids, ``anterior`` from the canal centre towards its body
 (the canal from cord/thecal-sac labels, else from the hole the bony ring leaves in an axial
 projection, else RAS anterior), ``right`` completing it. Bone that merges body and posterior
-elements is split at the canal's anterior wall: the body lies in front of the canal (design.md §1).
+elements is split at the canal's anterior wall: the body lies in front of the canal (docs/contracts.md §1).
 The canal itself is found by :mod:`spinelesion.measure.canal`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import cc3d
 import numpy as np
@@ -21,45 +20,10 @@ from scipy import ndimage
 from spinelesion import labels as L
 from spinelesion.measure import canal
 from spinelesion.measure import geometry as G
+from spinelesion.measure.column import Column, Vertebra, VertebraPoints
 from spinelesion.measure.label_maps import MERGED_VERTEBRA
 from spinelesion.measure.settings import MeasureSettings
-
-#: Levels from inferior to superior, used to name vertebrae from an anchor (``lowest_level``).
-LEVEL_ORDER = ([f"S{i}" for i in range(5, 0, -1)] + [f"L{i}" for i in range(5, 0, -1)]
-               + [f"T{i}" for i in range(12, 0, -1)] + [f"C{i}" for i in range(7, 0, -1)])
-DEFAULT_CANAL_HALF_WIDTH_MM = 8.0
-
-
-@dataclass
-class Vertebra:
-    """One vertebra in a cropped label volume. Index arrays are flat indices into that volume;
-    frame vectors are unit RAS+ directions; ``*_rel_mm`` are anterior offsets from the canal centre."""
-
-    index: int
-    level: str | None
-    body_idx: np.ndarray
-    posterior_idx: np.ndarray
-    lesion_idx: np.ndarray
-    superior: np.ndarray
-    anterior: np.ndarray
-    right: np.ndarray
-    centroid_mm: np.ndarray
-    canal_centre_mm: np.ndarray | None = None
-    canal_source: str = "none"
-    canal_half_width_mm: float = DEFAULT_CANAL_HALF_WIDTH_MM
-    bony_canal_half_width_mm: float | None = None  # the bony canal's, also where its ring is open
-    canal_front_rel_mm: float | None = None
-    body_back_rel_mm: float | None = None
-    truncated: bool = False
-
-
-@dataclass
-class Column:
-    vertebrae: list[Vertebra]
-    axis: np.ndarray
-    method: str
-    notes: list[str] = field(default_factory=list)
-
+from spinelesion.vocabulary import LEVEL_ORDER
 
 def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_names: tuple[str, ...],
                    affine: np.ndarray, border_touch: np.ndarray, lowest_level: str | None,
@@ -120,6 +84,7 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
             keep[end] &= bodies[end] >= floor
     notes = [f"column split by {method}"]
     vertebrae: list[Vertebra] = []
+    work: list[VertebraPoints] = []  # beside each vertebra while the column is found
     border = border_touch.ravel()
     for slab in np.flatnonzero(keep):
         in_bone = bone_slab == slab
@@ -132,18 +97,17 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
         v = Vertebra(index=len(vertebrae), level=level, body_idx=body, posterior_idx=post, lesion_idx=les,
                      superior=axis.copy(), anterior=G.perpendicular(G.ANTERIOR, axis), right=np.zeros(3),
                      centroid_mm=rough.mean(axis=0) if len(rough) else pts["bone"][in_bone].mean(axis=0))
-        v._merged = merged  # type: ignore[attr-defined]
-        v._canal_pts = pts["canal"][canal_slab == slab]  # type: ignore[attr-defined]
-        v._bone_pts = pts["bone"][in_bone]  # type: ignore[attr-defined]
         vertebrae.append(v)
+        work.append(VertebraPoints(merged_idx=merged, canal_mm=pts["canal"][canal_slab == slab],
+                                   bone_mm=pts["bone"][in_bone]))
     _set_frames(vertebrae, axis)
-    for v in vertebrae:
-        canal.find_canal(v, affine)
-    canal.check_rings(vertebrae, affine)
+    for v, points in zip(vertebrae, work):
+        canal.find_canal(v, points, affine)
+    canal.check_rings(vertebrae, work, affine)
     canal.bony_canal_widths(vertebrae)
-    if any(v._merged.size for v in vertebrae):  # type: ignore[attr-defined]
-        _split_merged(vertebrae, shape, affine, disc_pts=G.world_points(disc_flat, shape, affine))
-    canal.body_back_walls(vertebrae, shape, affine)
+    if any(p.merged_idx.size for p in work):
+        _split_merged(vertebrae, work, shape, affine, disc_pts=G.world_points(disc_flat, shape, affine))
+    canal.body_back_walls(vertebrae, work, shape, affine)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
         body_pts = G.world_points(v.body_idx, shape, affine)
         les_pts = G.world_points(v.lesion_idx, shape, affine)
@@ -157,9 +121,6 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
         v.truncated = bool(border[v.body_idx].any() or border[v.lesion_idx].any())
     if names is None and lowest_level is not None:
         _name_from_anchor(vertebrae, lowest_level, notes)
-    for v in vertebrae:
-        for attr in ("_merged", "_canal_pts", "_bone_pts", "_label_centre"):
-            v.__dict__.pop(attr, None)
     return Column(vertebrae, axis, method, notes)
 
 
@@ -258,7 +219,8 @@ DISC_OUTLINE_MARGIN_MM = 1.0
 PEDICLE_ROOT_DEPTH_MM = 12.0
 
 
-def _split_merged(vertebrae: list[Vertebra], shape, affine, *, disc_pts: np.ndarray) -> None:
+def _split_merged(vertebrae: list[Vertebra], work: list[VertebraPoints], shape, affine, *,
+                  disc_pts: np.ndarray) -> None:
     """Merged bone: body where it lies in front of the canal's anterior wall, else posterior.
 
     Where the map labels the discs next to a vertebra (``disc_pts`` (N, 3) world mm of all disc
@@ -266,12 +228,11 @@ def _split_merged(vertebrae: list[Vertebra], shape, affine, *, disc_pts: np.ndar
     only inside the discs' outline seen along the vertebra's axis (plus ``DISC_OUTLINE_MARGIN_MM``):
     the disc covers the endplate, while a pedicle root beside the body's rounded posterolateral
     corner can stand in front of the wall's plane. Farther forward, and without discs, the plane
-    alone decides (an under-segmented disc cannot take the front of the body). On the phantoms'
-    merged maps (42 cases) the destroyed fraction is within 5 points on 242/252 vertebrae, worst
-    7.3 (the plane alone: 231/252, worst 30.8: fully lytic bodies read 83-95 %).
+    alone decides (an under-segmented disc cannot take the front of the body). What this gains
+    over the plane alone is measured in docs/benchmarks.md ("Figures behind design choices").
     """
-    for v in vertebrae:
-        merged = v._merged  # type: ignore[attr-defined]
+    for v, points in zip(vertebrae, work):
+        merged = points.merged_idx
         if merged.size == 0:
             continue
         pts = G.world_points(merged, shape, affine)

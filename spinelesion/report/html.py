@@ -270,7 +270,7 @@ def write_report_html(*, run_dir: Path, cases: list[dict], run_info: dict) -> Pa
     Args:
         run_dir: the run's output folder.
         cases: one dict per scan with keys ``case`` (name), ``status`` ("ok"/"failed"/"skipped"),
-            ``error`` (one line or None), ``record`` (design.md section 2 record, None on failure),
+            ``error`` (one line or None), ``record`` (docs/contracts.md section 2 record, None on failure),
             ``case_dir`` (folder relative to ``run_dir``), ``overlays`` (PNG paths: absolute, relative
             to ``run_dir``, or relative to ``case_dir``), ``seconds``.
         run_info: model, versions, timings... shown as nested tables.

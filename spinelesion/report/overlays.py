@@ -86,7 +86,7 @@ def write_overlays(*, scan: Scan, labels: np.ndarray, record: dict, out_dir: Pat
     Args:
         scan: the scan, any orientation (reordered to the closest RAS axes for display).
         labels: (X, Y, Z) integer label map (schema v1) on ``scan``'s grid.
-        record: its measurement record (design.md section 2): vertebra centroids and levels name
+        record: its measurement record (docs/contracts.md section 2): vertebra centroids and levels name
             the vertebrae, flagged vertebrae get axial views, ``cord.worst_centroid_mm`` the cord view.
         out_dir: folder for ``sagittal.png``, ``coronal.png``, ``axial_v<index>.png``, ``axial_cord.png``.
 

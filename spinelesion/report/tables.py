@@ -1,6 +1,6 @@
 """Flat per-scan summary rows (summary.csv) and the helpers that rank and flag records.
 
-Records follow the measurement record of design.md section 2.
+Records follow the measurement record of docs/contracts.md section 2.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from spinelesion.io.atomic import write_text_atomic
+from spinelesion.vocabulary import bilsky_rank
 
 SUMMARY_COLUMNS = (
     "case", "input", "status", "error", "modality", "n_vertebrae", "n_lesions", "lesion_volume_ml",
@@ -18,16 +19,9 @@ SUMMARY_COLUMNS = (
 )
 STATUSES = ("ok", "partial", "failed", "skipped")
 
-#: Bilsky ESCC grades (Bilsky 2010) from least to most severe; None (no lesion) ranks below "0".
-BILSKY_ORDER = ("0", "1a", "1b", "1c", "2", "3")
 _VERTEBRA_IN_FLAG = re.compile(r"\bvertebra\s+(\d+)\b", re.IGNORECASE)
 #: Spreadsheet programs run cells starting with these as formulas (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def bilsky_rank(grade: str | None) -> int:
-    """Severity rank of a Bilsky grade: -1 for None or unknown, 0 for "0" ... 5 for "3"."""
-    return BILSKY_ORDER.index(str(grade)) if grade is not None and str(grade) in BILSKY_ORDER else -1
 
 
 def max_body_destruction_pct(record: dict) -> float | None:
@@ -95,9 +89,9 @@ def cohort_sort_key(*, record: dict | None, status: str, case: str) -> tuple:
             -(destruction if destruction is not None else -1.0), -len(record.get("flags") or []), case)
 
 
-def one_line(text: str | None) -> str:
-    """``text`` on one line (newlines and runs of spaces collapsed); "" for None."""
-    return " ".join(str(text).split()) if text else ""
+def one_line(text: str | None, *, max_chars: int | None = None) -> str:
+    """``text`` on one line (newlines and runs of spaces collapsed), cut at ``max_chars``; "" for None."""
+    return " ".join(str(text).split())[:max_chars] if text else ""
 
 
 def _round(value, digits: int):
@@ -110,7 +104,7 @@ def summary_row(*, case: str, record: dict | None, status: str, error: str | Non
 
     Args:
         case: the case folder name (no patient data).
-        record: the measurement record (design.md section 2), None when the scan failed.
+        record: the measurement record (docs/contracts.md section 2), None when the scan failed.
         status: "ok", "partial" (some outputs failed), "failed" or "skipped" (a segmentation
             found among the scans).
         error: one-line reason for a failure, a partial case or a skipped input, else None.

@@ -33,6 +33,12 @@ from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TEXTURED,
 #: sign is that it looks unlike the marrow around it.
 MIN_LESION_CONTRAST = 0.15
 
+#: Tissues that random blobs may overpaint (``clutter_prob``): the trunk's soft tissues, never bone,
+#: disc, canal or epidural space, whose look is what the labels are about.
+CLUTTER_HOSTS = ("fat", "soft", "muscle", "liver", "kidney", "bowel_wall", "unknown")
+#: Number of blob intensities per case.
+CLUTTER_BLOBS = 6
+
 
 def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings) -> dict:
     """Every random choice of one case's appearance (numbers only; see the module docstring)."""
@@ -80,7 +86,7 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
     resolution = [uniform(*settings.in_plane_mm) for _ in range(3)]
     if thick:
         resolution[slice_axis] = uniform(*settings.slice_mm)
-    return {
+    appearance = {
         "family": family, "means": means, "spreads": spreads, "scale": scale,
         "texture": uniform(0.0, settings.texture_max), "resolution_mm": resolution,
         "slice_axis": slice_axis, "thick": thick,
@@ -91,6 +97,15 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
         "clip": uniform(0.9, 0.99) if rand() < settings.clip_prob else 1.0,
         "field_seed": int(float(rand(dtype=torch.float64)) * (2**31 - 1)),
     }
+    appearance["clutter"] = None
+    if settings.clutter_prob > 0 and float(rand()) < settings.clutter_prob:   # drawn last: other draws unchanged
+        sources = (rand(CLUTTER_BLOBS) * N_TISSUES).long().clamp(max=N_TISSUES - 1).tolist()
+        jitter = randn(CLUTTER_BLOBS).tolist()
+        appearance["clutter"] = {
+            "values": [means[t] + 0.05 * scale * j for t, j in zip(sources, jitter)],
+            "blob_mm": uniform(*settings.clutter_mm), "fraction": uniform(0.2, 0.9),
+        }
+    return appearance
 
 
 def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tensor:
@@ -106,6 +121,9 @@ def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tenso
     means = torch.tensor(appearance["means"], dtype=torch.float32, device=device) / scale
     spreads = torch.tensor(appearance["spreads"], dtype=torch.float32, device=device) / scale
     image = means[idx]
+    if appearance.get("clutter"):
+        image = _paint_clutter(image, idx, clutter=appearance["clutter"], scale=scale, spacing_mm=spacing_mm,
+                               generator=gen)
     white = torch.randn(tuple(shape), generator=gen, device=device)
     image = image + spreads[idx] * white
     weights = torch.zeros(N_TISSUES, dtype=torch.float32, device=device)
@@ -145,9 +163,36 @@ def synthesize(tissue: torch.Tensor, *, generator: torch.Generator, spacing_mm,
 
 # ---------------------------------------------------------------- pieces
 
-def _smooth_field(shape, *, cells: int, generator: torch.Generator, device) -> torch.Tensor:
-    """(X, Y, Z) smooth random field, unit spread: a (cells+1)^3 Gaussian grid, trilinear up-sampling."""
-    coarse = torch.randn((1, 1, cells + 1, cells + 1, cells + 1), generator=generator, device=device)
+def _paint_clutter(image: torch.Tensor, idx: torch.Tensor, *, clutter: dict, scale: float, spacing_mm,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Overpaint part of the :data:`CLUTTER_HOSTS` voxels of an (X, Y, Z) mean image with blobs.
+
+    Blobs are the arg-max regions of ``len(values)`` smooth random fields whose cells are about
+    ``blob_mm`` wide; a further smooth field keeps ``fraction`` of the host voxels. Other tissues
+    keep their values.
+    """
+    shape = tuple(image.shape)
+    device = image.device
+    host_ids = torch.tensor([TISSUES.index(t) for t in CLUTTER_HOSTS], device=device)
+    host = torch.isin(idx, host_ids)
+    if not bool(host.any()):
+        return image
+    cells = tuple(max(1, round(n * float(s) / clutter["blob_mm"])) for n, s in zip(shape, spacing_mm))
+    values = torch.tensor(clutter["values"], dtype=image.dtype, device=device) / scale
+    fields = torch.stack([_smooth_field(shape, cells=cells, generator=generator, device=device)
+                          for _ in range(len(values))])
+    region = fields.argmax(0)
+    keep = _smooth_field(shape, cells=cells, generator=generator, device=device)
+    cut = torch.quantile(_sample(keep[host]), 1.0 - float(clutter["fraction"]))
+    paint = host & (keep >= cut)
+    return torch.where(paint, values[region], image)
+
+
+def _smooth_field(shape, *, cells, generator: torch.Generator, device) -> torch.Tensor:
+    """(X, Y, Z) smooth random field, unit spread: a Gaussian grid of ``cells`` (+1) points per axis
+    (one number or one per axis), trilinear up-sampling."""
+    per_axis = (cells,) * 3 if isinstance(cells, int) else tuple(cells)
+    coarse = torch.randn((1, 1, *(c + 1 for c in per_axis)), generator=generator, device=device)
     return F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)[0, 0]
 
 

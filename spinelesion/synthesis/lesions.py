@@ -8,7 +8,6 @@ part of a vertebra (body, pedicles, posterior elements).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 

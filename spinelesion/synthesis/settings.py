@@ -20,6 +20,11 @@ class AppearanceSettings:
         noise_max: largest noise standard deviation (normalised units).
         ghost_prob, clip_prob: chance of motion ghosting / clipping of the brightest values.
         texture_max: largest texture amplitude (fraction of the image range).
+        clutter_prob: chance that a case's soft tissues (fat, muscle, organs) are overpainted with
+            random blobs, each of the intensity of a random tissue (bone and lesion included): shapes
+            a real trunk has and the tissue maps do not, labelled background, so that intensity alone
+            never says "vertebra" or "lesion" (SynthSeg's random background, for the spine's context).
+        clutter_mm: range of the blobs' size (mm).
     """
 
     families: dict[str, float] = field(default_factory=lambda: {
@@ -33,6 +38,8 @@ class AppearanceSettings:
     ghost_prob: float = 0.1
     clip_prob: float = 0.15
     texture_max: float = 0.12
+    clutter_prob: float = 0.0
+    clutter_mm: tuple[float, float] = (6.0, 40.0)
 
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
@@ -40,7 +47,7 @@ class AppearanceSettings:
             raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
         if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
             raise ValueError("family probabilities must be >= 0 and not all 0")
-        for name in ("in_plane_mm", "slice_mm"):
+        for name in ("in_plane_mm", "slice_mm", "clutter_mm"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")

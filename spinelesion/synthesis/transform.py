@@ -1,6 +1,6 @@
 """``SynthesizeImaged``: image synthesis as a seeded MONAI dictionary transform.
 
-Training synthesises in the step, on the training device (``spinelesion/train.py``); this wrapper
+Training synthesises in the step, on the training device (``spinelesion/training/loop.py``); this wrapper
 serves MONAI pipelines that want the image made in the data loader instead (CPU workers,
 previews, custom training loops). ``set_random_state(seed)`` makes it repeatable, as any MONAI
 randomisable transform.

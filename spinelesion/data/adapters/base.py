@@ -9,6 +9,7 @@ background: a voxel labelled 0 in such a dataset may still belong to an unannota
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -161,3 +162,26 @@ def _ranges(values: list[int]) -> str:
         if value is not None:
             start = prev = value
     return ", ".join(parts)
+
+
+#: Split names used by dataset tables -> this project's split names.
+SPLITS = {"train": "train", "training": "train", "val": "validation", "validation": "validation", "test": "test"}
+
+
+def read_splits(table: Path, *, key: str, split: str, delimiter: str = ",") -> dict[str, str]:
+    """Case name -> split ("train", "validation", "test") from a dataset's CSV table: the column
+    ``key`` names the case, the column ``split`` its split (other split names are left out).
+    Empty when the file is absent; LabelMapError when the columns are missing."""
+    if not table.exists():
+        return {}
+    with open(table, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle, delimiter=delimiter))
+    if rows and not {key, split} <= set(rows[0]):
+        sep = "" if delimiter == "," else f"{delimiter!r}-separated "
+        raise LabelMapError(f"{table}: needs {sep}columns {key} and {split}, found {sorted(rows[0])[:8]}")
+    splits: dict[str, str] = {}
+    for row in rows:
+        name = SPLITS.get(str(row[split]).strip().lower())
+        if name is not None:
+            splits[str(row[key]).strip()] = name
+    return splits

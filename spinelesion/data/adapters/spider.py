@@ -19,12 +19,12 @@ background with both classes unannotated. Annotated classes: 0, 1, 2, 6.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from spinelesion.data.adapters.base import Case, check_values, read_label_volume, require_file, require_root
+from spinelesion.data.adapters.base import (Case, check_values, read_label_volume, read_splits, require_file,
+                                            require_root)
 from spinelesion.data.adapters.vertebra_split import split_vertebrae
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
@@ -33,7 +33,6 @@ from spinelesion.labels import BACKGROUND, DISC, POSTERIOR_ELEMENTS, VERTEBRAL_B
 VERTEBRA_VALUES = set(range(1, 26)) | set(range(101, 126))
 CANAL_VALUE = 100
 DISC_VALUES = set(range(201, 226))
-SPLITS = {"training": "train", "train": "train", "validation": "validation", "val": "validation"}
 
 
 class SpiderAdapter:
@@ -46,7 +45,7 @@ class SpiderAdapter:
         images = sorted((root / "images").glob("*.mha"))
         if not images:
             raise LabelMapError(f"{root / 'images'}: no SPIDER .mha images found")
-        splits = _read_splits(root / "overview.csv")
+        splits = read_splits(root / "overview.csv", key="new_file_name", split="subset")
         cases = []
         for image in images:
             mask = require_file(root / "masks" / image.name, what=f"SPIDER mask for {image.name}")
@@ -64,18 +63,3 @@ class SpiderAdapter:
         labels[np.isin(source, list(DISC_VALUES))] = DISC
         return labels
 
-
-def _read_splits(overview: Path) -> dict[str, str]:
-    """file stem -> split from overview.csv; empty when absent."""
-    if not overview.exists():
-        return {}
-    with open(overview, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and not {"new_file_name", "subset"} <= set(rows[0]):
-        raise LabelMapError(f"{overview}: needs columns new_file_name and subset, found {sorted(rows[0])[:8]}")
-    splits = {}
-    for row in rows:
-        split = SPLITS.get(str(row["subset"]).strip().lower())
-        if split is not None:
-            splits[str(row["new_file_name"]).strip()] = split
-    return splits

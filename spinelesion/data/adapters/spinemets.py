@@ -138,7 +138,7 @@ def classify_segments(dataset: object, path: Path) -> dict[int, int]:
 
 def _segments_on_grid(seg: object, numbers: list[int], *, like: Scan, path: Path) -> np.ndarray:
     """(X, Y, Z) int array on ``like``'s grid: the segment number covering each voxel, else 0."""
-    from spinelesion.io.load import LPS_TO_RAS
+    from spinelesion.io.scan import LPS_TO_RAS
 
     try:
         volume = seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=False,

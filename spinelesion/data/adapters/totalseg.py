@@ -18,22 +18,19 @@ are not hand-drawn truth.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from spinelesion.data.adapters.base import Case, read_label_volume, require_file, require_root
+from spinelesion.data.adapters.base import Case, read_label_volume, read_splits, require_file, require_root
 from spinelesion.data.adapters.vertebra_split import split_vertebrae
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
 from spinelesion.labels import BACKGROUND, POSTERIOR_ELEMENTS, SPINAL_CORD, VERTEBRAL_BODY
+from spinelesion.vocabulary import VERTEBRAE_C1_TO_S1
 
-VERTEBRAE: tuple[str, ...] = (
-    tuple(f"C{i}" for i in range(1, 8)) + tuple(f"T{i}" for i in range(1, 13))
-    + tuple(f"L{i}" for i in range(1, 6)) + ("S1",))
+VERTEBRAE: tuple[str, ...] = VERTEBRAE_C1_TO_S1
 CORD_FILE = "spinal_cord.nii.gz"
-SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 
 
 class TotalSegmentatorAdapter:
@@ -43,7 +40,7 @@ class TotalSegmentatorAdapter:
     def find_cases(self, root: Path) -> list[Case]:
         """One case per ``ROOT/<id>/ct.nii.gz``; every mask file this adapter reads must exist."""
         root = require_root(root, dataset="TotalSegmentator")
-        splits = _read_splits(root / "meta.csv")
+        splits = read_splits(root / "meta.csv", key="image_id", split="split", delimiter=";")
         cases: list[Case] = []
         for image in sorted(root.glob("*/ct.nii.gz")):
             folder = image.parent / "segmentations"
@@ -79,19 +76,3 @@ def _read_binary(path: Path, *, like: Scan) -> np.ndarray:
         raise LabelMapError(f"{path}: a binary mask must hold only 0 and 1, found {sorted(values)[:10]}")
     return array == 1
 
-
-def _read_splits(meta_csv: Path) -> dict[str, str]:
-    """image_id -> split from meta.csv (';'-separated); empty when the file is absent."""
-    if not meta_csv.exists():
-        return {}
-    with open(meta_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=";"))
-    if rows and not {"image_id", "split"} <= set(rows[0]):
-        raise LabelMapError(f"{meta_csv}: needs ';'-separated columns image_id and split, "
-                            f"found {sorted(rows[0])}")
-    splits: dict[str, str] = {}
-    for row in rows:
-        split = SPLITS.get(str(row["split"]).strip().lower())
-        if split is not None:
-            splits[str(row["image_id"]).strip()] = split
-    return splits

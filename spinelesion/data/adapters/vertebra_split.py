@@ -1,7 +1,7 @@
 """Split whole-vertebra masks into vertebral body (1) and posterior elements (2), geometrically.
 
 VerSe, TotalSegmentator, SPIDER and Spine-Mets-CT-SEG label each vertebra as one object; schema
-v1 separates the body from the posterior elements. Design note (design.md section 1): "the
+v1 separates the body from the posterior elements. Design note (docs/contracts.md section 1): "the
 body lies in front of the canal". For each vertebra we find the canal on axial slices and call
 every voxel of the vertebra that lies further anterior than the canal's front edge "body", the
 rest "posterior elements":

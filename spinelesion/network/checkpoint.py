@@ -16,27 +16,11 @@ from pathlib import Path
 
 import torch
 
-from spinelesion.errors import CheckpointError, DeviceError
+from spinelesion.errors import CheckpointError
 from spinelesion.io.atomic import atomic_path
 
 META_KEY = "spinelesion"
 SCHEMA_VERSION = 1
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; 'cpu', 'cuda' and 'cuda:N' as given.
-    Unknown names, and CUDA without a usable GPU, raise DeviceError."""
-    device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise DeviceError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {device} asked for, but no CUDA GPU is available (use auto or cpu)")
-        if ":" in device and int(device[5:]) >= torch.cuda.device_count():
-            raise DeviceError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    return device
 
 
 def save_checkpoint(path: str | os.PathLike, *, state_dict: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -84,7 +68,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def build_from_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu"
                           ) -> tuple[torch.nn.Module, dict]:
     """The network of a checkpoint with its weights, in eval mode on ``device``, and its meta."""
-    from spinelesion.model import build_network
+    from spinelesion.network.factory import build_network
 
     state, meta = load_checkpoint(path)
     network = meta.get("network") or {}

@@ -57,7 +57,7 @@ def intensity_transform(intensity: dict, *, keys: Sequence[str] = (IMAGE,)):
 def preprocessing_transforms(preprocessing: dict, *, with_label: bool, tissue: bool = False) -> list:
     """Orientation (RAS), resampling to ``preprocessing["spacing_mm"]`` (image linear, label
     nearest), intensity normalisation of the image. ``preprocessing`` is the checkpoint's
-    ``preprocessing`` record (:meth:`spinelesion.config.PreprocessingConfig.as_meta`).
+    ``preprocessing`` record (:meth:`spinelesion.training.config.PreprocessingConfig.as_meta`).
 
     ``tissue``: the "image" is a tissue map (synthesis training): resampled nearest, not normalised."""
     from monai.transforms import Orientationd, Spacingd
@@ -141,8 +141,8 @@ def _deterministic(preprocessing: dict, *, patch_size: Sequence[int] | None, ind
 def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling, augment, tissue: bool = False):
     """Deterministic part (cached) then crops balanced by class and augmentation.
 
-    ``sampling`` and ``augment`` are :class:`spinelesion.config.SamplingConfig` and
-    :class:`~spinelesion.config.AugmentConfig`. Each item yields ``samples_per_volume`` patches.
+    ``sampling`` and ``augment`` are :class:`spinelesion.training.config.SamplingConfig` and
+    :class:`~spinelesion.training.config.AugmentConfig`. Each item yields ``samples_per_volume`` patches.
     ``tissue``: items hold tissue maps as "image" (resampled and rotated nearest, no intensity
     augmentation): the training step synthesises the image (:mod:`spinelesion.synthesis`).
     """

@@ -28,9 +28,6 @@ from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 from spinelesion.synthesis.settings import AppearanceSettings
 
-ADAPTERS = ("msd", "verse", "totalsegmentator", "spider", "spinemets", "tissue", "labelmaps")
-
-
 class _Invalid(Exception):
     """Raised by ``check()`` methods: (field name, message); the loader adds the key path."""
 
@@ -46,6 +43,8 @@ class DataSource:
     description: str | None = None
 
     def check(self) -> None:
+        from spinelesion.data.adapters import ADAPTERS  # the one registry of adapters
+
         if self.adapter not in ADAPTERS:
             raise _Invalid("adapter", f"unknown adapter {self.adapter!r}; choose one of {', '.join(ADAPTERS)}")
         if self.description is not None and self.adapter != "labelmaps":
@@ -170,7 +169,7 @@ class SynthesisConfig(AppearanceSettings):
             AppearanceSettings.__post_init__(self)
         except ValueError as err:
             raise _Invalid("families", str(err)) from None
-        for name in ("slice_prob", "ghost_prob", "clip_prob"):
+        for name in ("slice_prob", "ghost_prob", "clip_prob", "clutter_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
 
@@ -181,8 +180,14 @@ class SynthesisConfig(AppearanceSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig:
-    name: Literal["unet", "dynunet", "segresnet"]
+    name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        from spinelesion.network.factory import NETWORKS  # the one registry of networks
+
+        if self.name not in NETWORKS:
+            raise _Invalid("name", f"unknown network {self.name!r}; choose one of {', '.join(NETWORKS)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,8 +230,11 @@ class TrainConfig:
     grad_clip_norm: float | None = 12.0
     deterministic: bool = False
     tensorboard: bool = True
+    init_from: str | None = None
 
     def check(self) -> None:
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise _Invalid("init_from", "must be a checkpoint path or null")
         if self.epochs < 1 or self.batch_size < 1:
             raise _Invalid("epochs", "epochs and batch_size must be >= 1")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -313,7 +321,7 @@ def load_config(path: str | os.PathLike, *, overrides: typing.Sequence[str] = ()
 def config_from_dict(raw: dict, *, source: str = "config") -> Config:
     """Validate a plain dict (as read from YAML, or a checkpoint's ``meta["config"]``)."""
     config = _build(Config, raw, "", source)
-    from spinelesion.model import check_network  # the network's own parameter names and patch rules
+    from spinelesion.network.factory import check_network  # the network's own parameter names and patch rules
 
     try:
         check_network(name=config.network.name, params=config.network.params, patch_size=config.patch_size)

@@ -1,0 +1,60 @@
+"""What finding the column produces: :class:`Vertebra` and :class:`Column`, and the working points
+(:class:`VertebraPoints`) that :mod:`.canal` and :mod:`.vertebrae` pass between them while finding it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_CANAL_HALF_WIDTH_MM = 8.0
+
+
+@dataclass
+class Vertebra:
+    """One vertebra in a cropped label volume. Index arrays are flat indices into that volume;
+    frame vectors are unit RAS+ directions; ``*_rel_mm`` are anterior offsets from the canal centre."""
+
+    index: int
+    level: str | None
+    body_idx: np.ndarray
+    posterior_idx: np.ndarray
+    lesion_idx: np.ndarray
+    superior: np.ndarray
+    anterior: np.ndarray
+    right: np.ndarray
+    centroid_mm: np.ndarray
+    canal_centre_mm: np.ndarray | None = None
+    canal_source: str = "none"
+    canal_half_width_mm: float = DEFAULT_CANAL_HALF_WIDTH_MM
+    bony_canal_half_width_mm: float | None = None  # the bony canal's, also where its ring is open
+    canal_front_rel_mm: float | None = None
+    body_back_rel_mm: float | None = None
+    truncated: bool = False
+
+
+@dataclass
+class Column:
+    vertebrae: list[Vertebra]
+    axis: np.ndarray
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VertebraPoints:
+    """Working state of one vertebra while the column is being found (not part of the result).
+
+    ``merged_idx``: flat indices (crop) of bone labelled "vertebra" (body and posterior elements
+    not told apart) in the vertebra's slab; ``canal_mm`` (N, 3): world points of cord/sac voxels
+    in the slab; ``bone_mm`` (M, 3): world points of its bone.
+    """
+
+    merged_idx: np.ndarray
+    canal_mm: np.ndarray
+    bone_mm: np.ndarray
+
+    @property
+    def label_centre_mm(self) -> np.ndarray | None:
+        """(3,) centre of the cord/sac labels in the slab, or None with fewer than 20 voxels."""
+        return self.canal_mm.mean(axis=0) if len(self.canal_mm) >= 20 else None
