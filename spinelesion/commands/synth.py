@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shape", type=int, default=160,
                         help="at most this many voxels along any axis (default 160)")
     parser.add_argument("--context", action="store_true",
-                        help="draw ribs, pelvis, organs, hardware and benign mimics too, levels down to L5, and "
-                             "write tissue maps (tissueTr/) for training on synthesised images")
+                        help="draw ribs, pelvis, organs, hardware and benign mimics too, levels C1 (with the "
+                             "skull base) to S1 (with the sacrum), and write tissue maps (tissueTr/) for "
+                             "training on synthesised images")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -2,6 +2,7 @@
 
 ``make_phantom`` draws a case from a seed and renders it; ``write_dataset`` writes an MSD-style
 folder (imagesTr, labelsTr, dataset.json, truth/). Modules: ``anatomy`` (column, vertebra shapes),
+``context`` and ``junctions`` (surroundings; atlas, axis, skull base, S1 and sacrum of context phantoms),
 ``pathology`` (lesions, epidural extension, collapse), ``imaging`` (grid, intensities, noise),
 ``truth`` (the measurement record), ``phantom`` (draw and render), ``dataset`` (writing).
 """

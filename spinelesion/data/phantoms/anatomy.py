@@ -17,14 +17,23 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.spatial.transform import Rotation
 
+#: Levels of default phantoms: C3 to L2.
 LEVELS: tuple[str, ...] = tuple([f"C{i}" for i in range(3, 8)] + [f"T{i}" for i in range(1, 13)]
                                 + ["L1", "L2"])
 #: Levels of phantoms drawn with context (``draw_params(context=True)``): down to L5.
 LEVELS_CONTEXT: tuple[str, ...] = LEVELS + ("L3", "L4", "L5")
+#: Every level a column may hold, superior -> inferior: context phantoms add the atlas (C1) and
+#: axis (C2) above C3 and S1 below L5 (:mod:`.junctions`); indices into :data:`LEVELS_CONTEXT` are unchanged.
+LEVELS_ALL: tuple[str, ...] = ("C1", "C2") + LEVELS_CONTEXT + ("S1",)
 
 # anchor level -> (height, depth, width, disc_above, canal_half_width, cord_half_width,
 #                  pedicle_r, spinous_len, spinous_angle_deg, tp_len, tp_back, lordosis_deg)
+# C1 has no body: its "body" is the virtual one its frame is built on (centred on the dens, height
+# = the atlas ring's, disc_above = the gap to the skull base); C2's disc_above is the C1/C2 joint gap;
+# S1's disc_above is the L5/S1 disc and its lordosis the lumbosacral angle.
 _ANCHORS: dict[str, tuple[float, ...]] = {
+    "C1": (14.0, 16.0, 20.0, 4.0, 14.5, 6.8, 3.5, 8.0, 0.0, 36.0, 0.0, 0.0),
+    "C2": (15.0, 15.5, 18.0, 1.0, 13.5, 6.6, 3.5, 24.0, 20.0, 24.0, 0.0, 2.0),
     "C3": (14.0, 16.0, 20.0, 5.0, 12.5, 6.5, 3.0, 14.0, 25.0, 24.0, 0.0, 4.0),
     "C7": (15.0, 17.0, 25.0, 5.0, 12.0, 6.0, 3.5, 22.0, 35.0, 27.0, 2.0, 1.0),
     "T1": (16.0, 18.0, 27.0, 4.0, 10.5, 5.0, 4.0, 26.0, 40.0, 34.0, 8.0, -2.0),
@@ -32,6 +41,7 @@ _ANCHORS: dict[str, tuple[float, ...]] = {
     "T12": (23.0, 29.0, 38.0, 7.0, 10.5, 4.5, 4.5, 26.0, 20.0, 30.0, 4.0, 1.0),
     "L2": (26.0, 32.0, 44.0, 10.0, 11.5, 4.5, 5.0, 26.0, 5.0, 38.0, 0.0, 6.0),
     "L5": (27.0, 34.0, 50.0, 11.5, 12.5, 4.5, 6.0, 22.0, 0.0, 28.0, 0.0, 9.0),
+    "S1": (29.0, 36.0, 52.0, 12.0, 13.0, 4.5, 6.5, 12.0, 10.0, 16.0, 0.0, 16.0),
 }
 _FIELDS = ("height_mm", "depth_mm", "width_mm", "disc_above_mm", "canal_half_width_mm",
            "cord_half_width_mm", "pedicle_radius_mm", "spinous_length_mm", "spinous_angle_deg",
@@ -40,19 +50,22 @@ _FIELDS = ("height_mm", "depth_mm", "width_mm", "disc_above_mm", "canal_half_wid
 
 def level_dims(level: str) -> dict[str, float]:
     """Typical dimensions of one level, linearly interpolated between anchor levels."""
-    idx = LEVELS_CONTEXT.index(level)
-    xs = [LEVELS_CONTEXT.index(k) for k in _ANCHORS]
+    idx = LEVELS_ALL.index(level)
+    xs = [LEVELS_ALL.index(k) for k in _ANCHORS]
     vals = np.array(list(_ANCHORS.values()))
     return {f: float(np.interp(idx, xs, vals[:, j])) for j, f in enumerate(_FIELDS)}
 
 
-def draw_anatomy(rng: np.random.Generator, *, n_vertebrae: int, lowest_level_index: int) -> dict:
+def draw_anatomy(rng: np.random.Generator, *, n_vertebrae: int, lowest_level_index: int,
+                 levels: list[str] | None = None) -> dict:
     """Draw one column (JSON-serialisable). Vertebrae are listed inferior -> superior.
 
-    ``lowest_level_index`` indexes :data:`LEVELS_CONTEXT` (0 = C3 ... 21 = L2 ... 24 = L5).
+    ``lowest_level_index`` indexes :data:`LEVELS_CONTEXT` (0 = C3 ... 21 = L2 ... 24 = L5);
+    ``levels`` (inferior -> superior, names of :data:`LEVELS_ALL`) replaces both when given.
     """
     scale = float(rng.uniform(0.9, 1.1))
-    levels = [LEVELS_CONTEXT[lowest_level_index - i] for i in range(n_vertebrae)]
+    if levels is None:
+        levels = [LEVELS_CONTEXT[lowest_level_index - i] for i in range(n_vertebrae)]
     phase = rng.uniform(0, 2 * np.pi)
     vertebrae = []
     for k, level in enumerate(levels):
@@ -165,6 +178,8 @@ def build_frames(anatomy: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """
     verts = anatomy["vertebrae"]
     ghost_below = dict(verts[0], profile={"kind": "none"}, disc_above_mm=anatomy["disc_below_first_mm"])
+    if "angle_below_first_deg" in anatomy:      # a sacrum: the fused S2 below S1 (junctions.draw_junctions)
+        ghost_below["disc_angle_deg"] = anatomy["angle_below_first_deg"]
     ghost_above = dict(verts[-1], profile={"kind": "none"})
     chain = [ghost_below] + list(verts) + [ghost_above]
     origin, rot = np.zeros(3), np.eye(3)

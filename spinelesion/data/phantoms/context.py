@@ -1,9 +1,12 @@
 """Context and mimics around the column: what a real scan shows that is not a labelled structure.
 
-Drawn only for phantoms made with ``context=True`` (the training anatomy of the default model):
+Drawn only for phantoms made with ``context=True`` (the training anatomy of the default model),
+whose columns run from C1 down to S1 (levels C3..L5, and the junctions of :mod:`.junctions`:
+atlas and axis with the dens under the skull base, S1 fused to the sacrum):
 
 * bone that is not vertebra (label 0): ribs joined to the thoracic vertebrae at the costovertebral
-  joints, iliac wings beside L4/L5;
+  joints, iliac wings beside L4/L5 and the ilium at the sacroiliac joints beside S1; the skull
+  base, sacrum and coccyx (:mod:`.junctions`);
 * organs and soft tissue: liver, kidneys, psoas muscles, bowel with gas and oral contrast, aortic
   wall plaque; the cord ending at the conus (L1/L2) with CSF below it;
 * spinal hardware in some cases: pedicle screws and rods (metal, label 0);
@@ -64,8 +67,8 @@ def render_soft_tissue(tissue: np.ndarray, s, u, v, line, anat: dict, ctx: dict)
     front = an.canal_half_ap(anat["canal"]) + depth
     inside = (tissue != ID["air"]) & (tissue != ID["fat"])
     level = lambda names: per(lambda x: 1.0 if x["level"] in names else 0.0) > 0.5  # noqa: E731
-    lumbar = level({"L1", "L2", "L3", "L4", "L5"})
-    low_lumbar = level({"L2", "L3", "L4", "L5"})
+    lumbar = level({"L1", "L2", "L3", "L4", "L5", "S1"})
+    low_lumbar = level({"L2", "L3", "L4", "L5", "S1"})
     abdomen = level({"T10", "T11", "T12", "L1", "L2"})
     # psoas: grows downward beside the lumbar bodies
     for sign in (-1, 1):
@@ -149,6 +152,12 @@ def bone_capsules(anat: dict, frames, ctx: dict) -> list[tuple[np.ndarray, np.nd
             for side in (-1, 1):
                 a = to_world((side * (0.5 * v["width_mm"] + 25), -0.3 * v["depth_mm"], -0.6 * v["height_mm"]))
                 b = to_world((side * (0.5 * v["width_mm"] + 75), 0.2 * v["depth_mm"], 25.0))
+                out.append((a, b, 9.0, "ilium"))
+        if lvl == "S1" and "ala_mm" in v:      # the ilium beside the ala, across the sacroiliac joint
+            x = 0.5 * v["width_mm"] + 2 * v["ala_mm"] + 14
+            for side in (-1, 1):
+                a = to_world((side * x, -0.45 * v["depth_mm"], -0.9 * v["height_mm"]))
+                b = to_world((side * (x + 6), -0.2 * v["depth_mm"], 0.7 * v["height_mm"]))
                 out.append((a, b, 9.0, "ilium"))
         screws = ctx.get("screws")
         if screws and k in screws["vertebrae"]:

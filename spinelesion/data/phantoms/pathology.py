@@ -27,6 +27,8 @@ LESION_KINDS: tuple[str, ...] = ("lytic", "blastic", "mixed")
 _PLATEAU = 0.3
 #: How far (mm) the epidural mass may reach in front of the canal's anterior wall (see CanalModel.mass).
 _WALL_OVERLAP_MM = 0.5
+#: Levels drawn without collapse: C1 has no body, the dens and the sacrum hang on the C2 and S1 bodies.
+_NO_COLLAPSE = ("C1", "C2", "S1")
 #: Height-loss bands (percent) for collapse: Genant 1, 2, 3 under 50 %, 3 over 50 %.
 _LOSS_BANDS = ((21.5, 23.5), (28.0, 37.0), (42.0, 47.0), (55.0, 68.0))
 
@@ -51,13 +53,16 @@ def draw_pathology(rng: np.random.Generator, anatomy: dict, *, healthy: bool, bi
         v = verts[k]
         for j in range(int(rng.integers(1, 3))):
             posterior_wall = (k == site and j == 0)
-            lesions.append(_draw_body_lesion(rng, v, k, at_posterior_wall=posterior_wall))
+            if v["level"] == "C1":      # the atlas has no body: its lesions sit in the lateral masses and arches
+                lesions.append(_draw_posterior_lesion(rng, v, k, str(rng.choice(["left", "right"]))))
+            else:
+                lesions.append(_draw_body_lesion(rng, v, k, at_posterior_wall=posterior_wall))
         if rng.random() < 0.35:
             for side in {"left": ["left"], "right": ["right"], "both": ["left", "right"],
                          "spinous": ["spinous"]}[str(rng.choice(["left", "right", "both", "spinous"]))]:
                 lesions.append(_draw_posterior_lesion(rng, v, k, side))
         big = any(les["size"] in ("large", "whole") for les in lesions if les["vertebra_index"] == k)
-        if big and rng.random() < 0.5:
+        if big and v["level"] not in _NO_COLLAPSE and rng.random() < 0.5:
             v["profile"] = _draw_collapse(rng, v)
     epidural = None if grade == "0" else _draw_epidural(rng, anatomy, site, grade)
     return {"lesions": lesions, "epidural": epidural, "bilsky_grade": grade}

@@ -17,6 +17,7 @@ from spinelesion import labels as L
 from spinelesion.data.phantoms import anatomy as an
 from spinelesion.data.phantoms import context as cx
 from spinelesion.data.phantoms import imaging as im
+from spinelesion.data.phantoms import junctions as jn
 from spinelesion.data.phantoms.pathology import BILSKY_GRADES, CanalModel, draw_pathology, lesion_inside
 from spinelesion.data.phantoms.truth import build_truth
 from spinelesion.io.scan import Scan
@@ -56,15 +57,16 @@ def draw_params(*, seed: int, modality: str = "ct", healthy: bool | None = None,
                 context: bool = False) -> dict:
     """Draw every random choice of a phantom from ``seed`` (JSON-serialisable dict).
 
-    ``context``: levels down to L5, ribs, pelvis, organs, bowel, hardware and benign mimics
-    (:mod:`.context`); False keeps the phantoms of earlier versions unchanged."""
+    ``context``: levels C1 (with the skull base) down to S1 (with the sacrum), ribs, pelvis, organs,
+    bowel, hardware and benign mimics (:mod:`.context`, :mod:`.junctions`); False keeps the
+    phantoms of earlier versions unchanged (C3 to L2)."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     if bilsky is not None and bilsky not in BILSKY_GRADES:
         raise ValueError(f"bilsky must be one of {BILSKY_GRADES}, got {bilsky!r}")
     if bilsky is not None and healthy:
         raise ValueError("a healthy phantom has no Bilsky grade")
-    streams = np.random.SeedSequence(seed).spawn(5 if context else 4)   # children 0-3 do not depend on the count
+    streams = np.random.SeedSequence(seed).spawn(6 if context else 4)   # children 0-4 do not depend on the count
     rng_case, rng_anat, rng_path, rng_img = (np.random.default_rng(s) for s in streams[:4])
     if healthy is None:
         healthy = bilsky is None and bool(rng_case.random() < 0.2)
@@ -80,7 +82,13 @@ def draw_params(*, seed: int, modality: str = "ct", healthy: bool | None = None,
     while n > 5 and _column_length(lowest, n) > room_mm:
         n -= 1
         lowest = max(lowest - 1, n - 1) if rng_case.random() < 0.5 else lowest
-    anatomy = an.draw_anatomy(rng_anat, n_vertebrae=n, lowest_level_index=lowest)
+    levels = None
+    if context:   # cervical, lumbosacral, thoracic slabs; C1-C2 with the skull base, S1 with the sacrum
+        rng_levels = np.random.default_rng(streams[5])
+        levels = jn.draw_levels(rng_levels, lowest=lowest, n=n, room_mm=room_mm)
+    anatomy = an.draw_anatomy(rng_anat, n_vertebrae=n, lowest_level_index=lowest, levels=levels)
+    if context:
+        jn.draw_junctions(rng_levels, anatomy)
     pathology = draw_pathology(rng_path, anatomy, healthy=healthy, bilsky=bilsky)
     params = {"version": PARAMS_VERSION, "seed": int(seed), "modality": modality, "healthy": bool(healthy),
               "shape_limit_vox": int(shape_limit_vox), "anatomy": anatomy, "pathology": pathology,
@@ -141,6 +149,7 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     tissue = _soft_tissue(s, u, v, line, anat)
     if ctx:
         cx.render_soft_tissue(tissue, s, u, v, line, anat, ctx)
+        jn.render_head(tissue, s, u, v, line, anat)
     canal_hw = line.interp(s, np.array([x["canal_half_width_mm"] for x in verts]))
     in_canal = canal.canal(u, v, canal_hw)
     in_sac = canal.sac(u, v, canal_hw - 2.0)
@@ -148,12 +157,16 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     conus = cx.conus_s(line, anat, ctx) if ctx else None
     if conus is not None:
         in_cord &= s >= conus
+    if ctx:
+        jn.trim_canal(in_canal, in_sac, in_cord, s, u, v, line, anat)
     tissue[in_canal] = im.EPIDURAL_FAT
     tissue[in_sac] = im.CSF
     tissue[in_cord] = im.CORD
     label = np.zeros(fshape, np.uint8)
     label[in_sac] = L.THECAL_SAC
     label[in_cord] = L.SPINAL_CORD
+    if ctx:
+        jn.intracranial(tissue, label, in_canal, s, line, anat)
     clock.tick("soft_tissue_canal")
 
     rng_tex = np.random.default_rng(params["imaging"]["noise_seed"] + 1)
@@ -163,12 +176,11 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     source = np.zeros(fshape, np.uint8)           # lesion index + 1 per lesion voxel, 255 epidural
     inv = np.linalg.inv(fine)
     for k, (vert, (origin, rot)) in enumerate(zip(verts, frames[1:-1])):
-        box = _index_box(inv, origin, rot, an.vertebra_local_box(vert, canal_p), fshape)
+        box = _index_box(inv, origin, rot, jn.local_box(vert, canal_p), fshape)
         if box is None:
             continue
         q = (_world_points(fine, fshape, box) - origin.astype(np.float32)) @ rot.astype(np.float32)
-        sd_body = an.body_signed_distance(vert, q)
-        sd_post, side = an.posterior_elements(vert, canal_p, q)
+        sd_body, sd_post, side = jn.bone_distances(vert, canal_p, q)
         sub = tuple(slice(a, b) for a, b in box)
         cand = np.flatnonzero((sd_body <= 0) | (sd_post <= 0))     # only these can become bone
         sub_idx = np.unravel_index(cand, tissue[sub].shape)
@@ -200,9 +212,11 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     clock.tick("vertebrae")
     chain = [dict(verts[0], profile={"kind": "none"}, disc_above_mm=anat["disc_below_first_mm"])] + list(verts) + [dict(verts[-1], profile={"kind": "none"})]
     for j in range(len(chain) - 1):
+        if jn.fused(chain[j], chain[j + 1]):
+            continue
         (o_lo, r_lo), (o_up, r_up) = frames[j], frames[j + 1]
-        corners = np.vstack([r_lo @ c + o_lo for c in an.vertebra_local_box(chain[j], canal_p)[[1, 3, 5, 7]]]
-                            + [r_up @ c + o_up for c in an.vertebra_local_box(chain[j + 1], canal_p)[[0, 2, 4, 6]]])
+        corners = np.vstack([r_lo @ c + o_lo for c in jn.local_box(chain[j], canal_p)[[1, 3, 5, 7]]]
+                            + [r_up @ c + o_up for c in jn.local_box(chain[j + 1], canal_p)[[0, 2, 4, 6]]])
         box = _index_box(inv, np.zeros(3), np.eye(3), corners, fshape)
         if box is None:
             continue
@@ -222,6 +236,7 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     if ctx:
         cx.render_bones(tissue, label, vid, in_canal, fine, fshape, cx.bone_capsules(anat, frames, ctx),
                         _world_points, _index_box)
+        jn.render_bones(tissue, label, vid, in_canal, s, u, v, line, anat)
         clock.tick("context_bones")
     if epi is not None:
         mass = canal.mass(s, u, v, canal_hw) & ~in_cord & (vid == 0) & (label != L.DISC)
@@ -249,7 +264,7 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
 
 def _fov_points(frames, verts, canal_p, anat, line) -> np.ndarray:
     """World points the field of view must hold: every vertebra's outline and the posterior skin."""
-    pts = [an.vertebra_key_points(vert, canal_p) @ rot.T + origin for vert, (origin, rot) in zip(verts, frames[1:-1])]
+    pts = [jn.key_points(vert, canal_p) @ rot.T + origin for vert, (origin, rot) in zip(verts, frames[1:-1])]
     for k, vert in enumerate(verts):
         c, _, a, _ = line.at(float(line.vertebra_s[k]))
         pts.append((c + a * _skin_v(vert, anat))[None, :] - a * 3)

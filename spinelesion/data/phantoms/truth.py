@@ -68,9 +68,12 @@ def build_truth(*, params: dict, scan, labels: np.ndarray, vertebra_ids: np.ndar
         n_body = int(body.sum())
         n_les_body = int((body & lesion).sum())
         destruction = 100.0 * n_les_body / n_body if n_body else 0.0
-        h_a, h_m, h_p = body_heights_amp(v)
-        h0 = v["height_mm"]
-        loss = max(0.0, 100.0 * (1 - min(h_a, h_m, h_p) / h0))
+        if v["level"] == "C1":          # the atlas has no body: no heights, no collapse, no destroyed fraction
+            h_a = h_m = h_p = h0 = loss = destruction = None
+        else:
+            h_a, h_m, h_p = body_heights_amp(v)
+            h0 = v["height_mm"]
+            loss = max(0.0, 100.0 * (1 - min(h_a, h_m, h_p) / h0))
         sources = np.unique(lesion_source[mine & lesion])
         kinds = {path["lesions"][int(i) - 1]["kind"] for i in sources if 0 < i < 255}
         lesion_type = None
@@ -78,18 +81,19 @@ def build_truth(*, params: dict, scan, labels: np.ndarray, vertebra_ids: np.ndar
             lesion_type = kinds.pop() if len(kinds) == 1 else "mixed"
         left = bool((mine & lesion & (region_ids == 2)).any())
         right = bool((mine & lesion & (region_ids == 3)).any())
-        centroid = world(np.argwhere(body).mean(axis=0)) if n_body else np.full(3, np.nan)
+        centre_of = mine if v["level"] == "C1" else body     # C1: the centroid of the whole ring
+        centroid = world(np.argwhere(centre_of).mean(axis=0)) if centre_of.any() else np.full(3, np.nan)
         vertebrae.append({
             "index": k, "level": v["level"],
             "centroid_mm": _r(centroid),
             "body_volume_ml": round(n_body * vox_ml, 4),
             "lesion_volume_ml": round(int((mine & lesion).sum()) * vox_ml, 4),
-            "body_destruction_pct": round(destruction, 3),
-            "height_anterior_mm": round(h_a, 3), "height_middle_mm": round(h_m, 3),
-            "height_posterior_mm": round(h_p, 3), "height_undeformed_mm": round(h0, 3),
-            "height_loss_pct": round(loss, 3),
-            "genant_grade": genant_grade(loss),
-            "sins_collapse": sins_collapse(loss, destruction),
+            "body_destruction_pct": _round(destruction),
+            "height_anterior_mm": _round(h_a), "height_middle_mm": _round(h_m),
+            "height_posterior_mm": _round(h_p), "height_undeformed_mm": _round(h0),
+            "height_loss_pct": _round(loss),
+            "genant_grade": None if loss is None else genant_grade(loss),
+            "sins_collapse": None if loss is None else sins_collapse(loss, destruction),
             "collapse_kind": v["profile"]["kind"],
             "lesion_type": lesion_type,
             "posterolateral": "bilateral" if left and right else "unilateral" if left or right else "none",
@@ -156,11 +160,17 @@ def _flags(vertebrae: list[dict], cord: dict) -> list[str]:
     elif cord["bilsky_grade"] not in (None, "0"):
         flags.append(f"epidural disease without cord compression, Bilsky {cord['bilsky_grade']}, at {cord['worst_level']}")
     for v in vertebrae:
+        if v["genant_grade"] is None:
+            continue
         if v["genant_grade"] > 0:
             flags.append(f"{v['level']}: vertebral body collapse {v['height_loss_pct']:.0f} % (Genant {v['genant_grade']})")
         elif v["body_destruction_pct"] > 50:
             flags.append(f"{v['level']}: {v['body_destruction_pct']:.0f} % of the body replaced by tumour")
     return flags
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def _r(x) -> list[float]:
