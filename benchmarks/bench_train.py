@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from spinelesion.labels import NUM_CLASSES
     from spinelesion.training.losses import MaskedDiceCELoss
     from spinelesion.network.factory import build_network
-    from spinelesion.training.loop import find_cases, make_datasets, make_loader, make_step
+    from spinelesion.training.data import find_cases, make_datasets, make_loader
+    from spinelesion.training.loop import make_step
 
     use_cuda = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
     device = torch.device("cuda" if use_cuda else "cpu")

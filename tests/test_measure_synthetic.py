@@ -199,7 +199,7 @@ def test_expected_heights_follow_size_trend_to_end_vertebrae():
     """One size per normal vertebra, a distance-weighted line along the column: the end vertebrae
     get the extrapolated trend, a crushed body is excluded from the references and compared with
     its neighbours' trend, a lone normal vertebra is the only reference."""
-    from spinelesion.measure import body as B
+    from spinelesion.measure import height_loss as B
 
     sizes = [24.0, 23.0, 22.0, 21.0, 20.0, 19.0]  # inferior -> superior, 1 mm per level
     heights = [(s + 0.3, s - 0.2, s - 0.1) for s in sizes]
@@ -314,7 +314,7 @@ def test_heights_on_each_vertebras_own_axes_at_a_sharp_angle(bends):
 def test_neighbour_comparison_by_named_level():
     """With levels known, the neighbours are placed by level: a vertebra missing from the map
     leaves a gap, and a vertebra across the gap is not 'directly beside' it."""
-    from spinelesion.measure import body as B
+    from spinelesion.measure import height_loss as B
 
     assert B.column_positions(["L3", "L2", "T12", "T11"]) == [7.0, 8.0, 10.0, 11.0]
     assert B.column_positions(["L3", None, "L1"]) == [0.0, 1.0, 2.0]

@@ -6,12 +6,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spinelesion.runtime import resolve_device
 from spinelesion.errors import CheckpointError
 from spinelesion.io.scan import Scan
+from spinelesion.runtime import resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 #: Shipped default model, one for every modality (synthesis-trained; see spinelesion/models/MODEL_CARD.md).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -140,7 +144,7 @@ class Predictor:
         seconds["postprocess"] = time.perf_counter() - t2
         return Prediction(labels=labels, probabilities=kept, seconds=seconds, model=path.name)
 
-    def sliding_window(self, net, image, *, patch_size) -> "torch.Tensor":
+    def sliding_window(self, net, image, *, patch_size) -> torch.Tensor:
         """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image."""
         import torch
         from monai.inferers import SlidingWindowInferer

@@ -11,6 +11,8 @@ from spinelesion import labels as L
 from spinelesion.errors import LabelMapError
 from spinelesion.io.layout import as_c_order
 from spinelesion.measure import body as B
+from spinelesion.measure import height_loss as HL
+from spinelesion.measure import heights as HT
 from spinelesion.measure import geometry as G
 from spinelesion.measure.cord import NULL_CORD, measure_cord
 from spinelesion.measure.label_maps import apply_label_map, load_label_map
@@ -165,16 +167,16 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         if r["truncated"]:
             notes.append(f"{v.level or f'vertebra {v.index}'}: body cut by the field of view "
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
-        r["heights"] = None if r["truncated"] else B.body_heights_mm(v, r["idx"], shape, affine)
+        r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], shape, affine)
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
     compared = [r["heights"] if r["comparable"] else None for r in rows]
     steps = [G.step_along_mm(r["v"].superior, affine) for r in rows]
-    positions = B.column_positions([r["v"].level for r in rows])
-    normal = B.reference_vertebrae(compared, [r["destruction"] for r in rows], settings, positions=positions)
+    positions = HL.column_positions([r["v"].level for r in rows])
+    normal = HL.reference_vertebrae(compared, [r["destruction"] for r in rows], settings, positions=positions)
     # a wedged or biconcave body is no reference for its neighbours' posterior heights either
-    normal = [n and not d for n, d in zip(normal, B.deformed_shapes(compared, steps))]
-    expected, exp_notes = B.expected_heights(compared, normal, positions=positions)
-    readings = B.genant_readings(compared, normal, positions, steps)
+    normal = [n and not d for n, d in zip(normal, HL.deformed_shapes(compared, steps))]
+    expected, exp_notes = HL.expected_heights(compared, normal, positions=positions)
+    readings = HL.genant_readings(compared, normal, positions, steps)
     notes += exp_notes
     for r in rows:
         if r["heights"] is not None and not r["comparable"]:
@@ -204,7 +206,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
             "height_posterior_mm": None if h is None else round(h[2], 1),
             "expected_heights_mm": None if exp is None else [round(x, 1) for x in exp],
             "height_loss_pct": None if loss is None else round(loss, 1),
-            "genant_grade": B.genant_grade(loss),
+            "genant_grade": HL.genant_grade(loss),
             **_reading_fields(reading),
             "sins_collapse": B.sins_collapse(loss, r["destruction"], settings),
             "lesion_type": B.lesion_type(lesion_hu, marrow, settings) if modality == "CT" else None,

@@ -14,9 +14,7 @@ Relative paths in a config are relative to the current working directory.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +25,8 @@ import yaml
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 from spinelesion.synthesis.settings import AppearanceSettings
-
-class _Invalid(Exception):
-    """Raised by ``check()`` methods: (field name, message); the loader adds the key path."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(key, message)
-        self.key, self.message = key, message
-
+from spinelesion.training.typed_yaml import Invalid as _Invalid
+from spinelesion.training.typed_yaml import apply_override, build, plain
 
 @dataclass(frozen=True, kw_only=True)
 class DataSource:
@@ -290,7 +282,7 @@ class Config:
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-ready dict (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
 
 def load_config(path: str | os.PathLike, *, overrides: typing.Sequence[str] = ()) -> Config:
@@ -320,7 +312,7 @@ def load_config(path: str | os.PathLike, *, overrides: typing.Sequence[str] = ()
 
 def config_from_dict(raw: dict, *, source: str = "config") -> Config:
     """Validate a plain dict (as read from YAML, or a checkpoint's ``meta["config"]``)."""
-    config = _build(Config, raw, "", source)
+    config = build(Config, raw, "", source)
     from spinelesion.network.factory import check_network  # the network's own parameter names and patch rules
 
     try:
@@ -328,130 +320,3 @@ def config_from_dict(raw: dict, *, source: str = "config") -> Config:
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return config
-
-
-def apply_override(raw: dict, item: str) -> None:
-    """Apply one ``key.sub=value`` override to ``raw`` in place (value parsed by yaml.safe_load)."""
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key.sub=value")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: cannot parse value {text!r}") from None
-    parts = key.strip().split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts):
-        here = ".".join(parts[: depth + 1])
-        last = depth == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {key}: {here!r} is not an index of a list of {len(node)}")
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-        else:
-            raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])!r} is not a section")
-
-
-# --- generic dict -> frozen dataclass builder -------------------------------------------------
-
-def _build(cls: type, raw: Any, path: str, source: str) -> Any:
-    where = path or "the top level"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {where}: expected a mapping, got {_show(raw)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {_join(path, near[0])!r}?" if near else ""
-            raise ConfigError(f"{source}: unknown config key {_join(path, str(key))!r}{hint}")
-    values = {}
-    for name, f in fields.items():
-        key_path = _join(path, name)
-        if name in raw:
-            values[name] = _convert(hints[name], raw[name], key_path, source)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing config key {key_path!r}")
-    obj = cls(**values)
-    if hasattr(obj, "check"):
-        try:
-            obj.check()
-        except _Invalid as bad:
-            raise ConfigError(f"{source}: {_join(path, bad.key)}: {bad.message}") from None
-    return obj
-
-
-def _convert(tp: Any, value: Any, path: str, source: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, source)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path, source)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {path}: must be one of {', '.join(map(str, args))}; "
-                              f"got {_show(value)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {path}: expected a list, got {_show(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{path}.{i}", source) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{source}: {path}: expected a list of {len(args)}, got {len(value)} items")
-        return tuple(_convert(a, v, f"{path}.{i}", source) for i, (a, v) in enumerate(zip(args, value)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {path}: expected a mapping, got {_show(value)}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {path}: expected true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {path}: expected an integer, got {_show(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {path}: expected a number, got {_show(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {path}: expected text, got {_show(value)}")
-        return value
-    if tp is Any:
-        return value
-    raise TypeError(f"config type {tp!r} at {path} is not supported")  # a bug here, not user error
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -4,7 +4,7 @@ Layout::
 
     OUT/imagesTr/phantom_ct_0000.nii.gz   image (CT int16 HU, MR int16)
     OUT/labelsTr/phantom_ct_0000.nii.gz   label map, schema v1, same grid
-    OUT/truth/phantom_ct_0000.json        measurement record (design.md section 2)
+    OUT/truth/phantom_ct_0000.json        measurement record (docs/contracts.md section 2)
     OUT/params/phantom_ct_0000.json       drawn parameters (render_phantom rebuilds the case)
     OUT/tissueTr/phantom_ct_0000.nii.gz   tissue classes (spinelesion.synthesis.tissues), with --context
     OUT/dataset.json                      MSD datalist with a train / validation split

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from spinelesion.data.phantoms.anatomy import canal_half_ap
+from spinelesion.vocabulary import BILSKY_GRADES
 
-BILSKY_GRADES: tuple[str, ...] = ("0", "1a", "1b", "1c", "2", "3")
 LESION_KINDS: tuple[str, ...] = ("lytic", "blastic", "mixed")
 #: Fraction of the mass's half-length at full depth (a flat top keeps thin slivers to its fringe).
 _PLATEAU = 0.3

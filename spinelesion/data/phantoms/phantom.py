@@ -37,7 +37,7 @@ class Phantom:
             superior): its body, posterior elements and the lesion voxels that replace its bone.
         region_ids: (X, Y, Z) uint8, 1 vertebral body region (body + lesion in it), 2 / 3 left /
             right posterior elements (pedicle, facets, lamina, transverse process), 4 spinous process.
-        truth: measurement record (design.md section 2) from the generation parameters.
+        truth: measurement record (docs/contracts.md section 2) from the generation parameters.
         params: the drawn parameters (JSON-serialisable); ``render_phantom(params)`` rebuilds it.
         tissue: (X, Y, Z) uint8 tissue classes (:mod:`spinelesion.synthesis.tissues`) on the
             final grid (centre sub-slice): what images are synthesised from in training.

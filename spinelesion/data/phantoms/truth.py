@@ -1,4 +1,4 @@
-"""The measurement record (design.md section 2, schema_version 1) of a phantom, from its generation.
+"""The measurement record (docs/contracts.md section 2, schema_version 1) of a phantom, from its generation.
 
 Voxel-defined figures (volumes, destroyed fraction, centroids, lesion components, posterolateral
 involvement) are counted on the final grid from the generation masks; shape figures (heights,
