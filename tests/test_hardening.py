@@ -126,7 +126,7 @@ def test_rerun_removes_stale_temporaries_and_old_outputs(tmp_path, tiny_model):
 
 
 def test_include_and_exclude_globs(tmp_path):
-    from spinelesion.pipeline.discover import discover_cases
+    from spinelesion.io.discover import discover_cases
 
     root = tmp_path / "ds"
     for rel in ("imagesTr/a.nii.gz", "labelsTr/a.nii.gz", "sub/b_t2.nii.gz", "sub/b_t2_seg.nii.gz"):

@@ -160,7 +160,7 @@ def test_label_maps_among_scans_are_skipped_with_a_clear_reason(tmp_path, tiny_m
     """A segmentation beside the scans (here a cord mask and a multi-class map, as in
     ../shared/data/real) is not segmented as if it were an MR: it is skipped (not failed) with a
     one-line note."""
-    from spinelesion.inference.checks import require_image
+    from spinelesion.io.checks import require_image
 
     inputs = tmp_path / "in"
     inputs.mkdir()

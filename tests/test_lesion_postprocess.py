@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spinelesion.inference.calibrate import choose_operating_point
+from spinelesion.training.calibrate import choose_operating_point
 from spinelesion.inference.postprocess import keep_spinal_lesions
 from spinelesion.inference.resample import class_argmax
 

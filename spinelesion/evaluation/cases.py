@@ -53,7 +53,7 @@ def find_predictions(pred_dir: str | Path) -> dict[str, dict]:
 
 def find_label_maps(root: str | Path, *, what: str = "--ref") -> dict[str, Path]:
     """{case: path} of the label maps (NIfTI, MHA, NRRD) under ``root``, named as ``infer`` names cases."""
-    from spinelesion.pipeline.discover import discover_cases
+    from spinelesion.io.discover import discover_cases
 
     root = Path(root)
     if not root.is_dir():

@@ -107,19 +107,9 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     elif not epidural_mask.any():
         record["bilsky_grade"] = "0"
     else:
-        compressed = [i for i in np.flatnonzero(near) if np.isfinite(mscc[i]) and mscc[i] >= settings.cord_compressed_mscc_pct]
-        if compressed:
-            worst = max(compressed, key=lambda i: mscc[i])
-            csf = prof["sac_area"][worst] / max(prof["canal_area"][worst], 1e-9)
-            no_csf = (csf < settings.csf_visible_min_fraction) if sac.any() else bool(_touch(cord, epidural_mask, affine, prof, worst).any())
-            record["bilsky_grade"] = "3" if no_csf else "2"
-        elif _touch(cord, epidural_mask, affine, prof, near).any():
-            record["bilsky_grade"] = "1c"
-        elif (sac.any() and _touch(sac, epidural_mask, affine, prof, near).any()
-              and np.nanmax(np.where(near, mcc, np.nan), initial=-np.inf) >= settings.sac_deformed_mcc_pct):
-            record["bilsky_grade"] = "1b"
-        else:
-            record["bilsky_grade"] = "1a"
+        record["bilsky_grade"], compressed_at = _bilsky_grade(cord, sac, epidural_mask, affine, prof, near=near,
+                                                              mscc=mscc, mcc=mcc, settings=settings)
+        worst = compressed_at if compressed_at is not None else worst
     if worst is not None:
         record["mscc_pct"] = None if not np.isfinite(mscc[worst]) else round(float(mscc[worst]), 1)
         pool = candidates[np.isfinite(mcc[candidates])]
@@ -139,6 +129,28 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     extra["profile"] = {"s_mm": prof["s"][ok].round(1).tolist(), "cord_ap_mm": cord_ap[ok].round(2).tolist(),
                         "cord_area_mm2": prof["cord_area"][ok].round(1).tolist()}
     return record, notes, extra
+
+
+def _bilsky_grade(cord, sac, epidural_mask, affine, prof, *, near, mscc, mcc,
+                  settings: MeasureSettings) -> tuple[str, int | None]:
+    """(Bilsky grade with epidural tumour present, cross-section of cord compression or None).
+
+    ``near`` (M,) bool marks the cross-sections at epidural tumour; ``mscc`` / ``mcc`` (M,) the
+    compression profiles. 2 or 3 where the cord is compressed (MSCC over
+    ``cord_compressed_mscc_pct``) with or without CSF left around it; 1c tumour touching the
+    cord; 1b the sac touched and deformed (MCC over ``sac_deformed_mcc_pct``); 1a otherwise."""
+    compressed = [i for i in np.flatnonzero(near) if np.isfinite(mscc[i]) and mscc[i] >= settings.cord_compressed_mscc_pct]
+    if compressed:
+        worst = max(compressed, key=lambda i: mscc[i])
+        csf = prof["sac_area"][worst] / max(prof["canal_area"][worst], 1e-9)
+        no_csf = (csf < settings.csf_visible_min_fraction) if sac.any() else bool(_touch(cord, epidural_mask, affine, prof, worst).any())
+        return ("3" if no_csf else "2"), worst
+    if _touch(cord, epidural_mask, affine, prof, near).any():
+        return "1c", None
+    if (sac.any() and _touch(sac, epidural_mask, affine, prof, near).any()
+            and np.nanmax(np.where(near, mcc, np.nan), initial=-np.inf) >= settings.sac_deformed_mcc_pct):
+        return "1b", None
+    return "1a", None
 
 
 #: Gaussian width (mm) of the local linear fit that smooths the canal centreline: long enough to

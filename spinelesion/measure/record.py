@@ -281,7 +281,7 @@ def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLi
         NotAScanError: ``image_path`` holds a label map, not a scan.
         ScanLoadError: either file cannot be read.
     """
-    from spinelesion.inference.checks import require_image
+    from spinelesion.io.checks import require_image
     from spinelesion.io.grid import labels_on_image_grid
     from spinelesion.io.load import load_scan
     from spinelesion.measure.label_maps import check_fits

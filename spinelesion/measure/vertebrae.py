@@ -49,16 +49,8 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
 
     if levels is not None and levels.any():
         method = "levels"
-        level_of_bone = levels.ravel()[bone_flat].astype(np.int64)
-        ids = [k for k in np.unique(level_of_bone) if k > 0]
-        centroids = np.array([pts["bone"][level_of_bone == k].mean(axis=0) for k in ids])
-        order = np.argsort(centroids @ axis)
-        ids, centroids = [ids[i] for i in order], centroids[order]
-        planes = _mid_planes(centroids, axis)
-        bone_slab = np.full(bone_flat.size, -1)
-        for slab, k in enumerate(ids):
-            bone_slab[level_of_bone == k] = slab
-        names = [level_names[k - 1] for k in ids]
+        planes, bone_slab, names = _level_slabs(levels.ravel()[bone_flat].astype(np.int64), pts["bone"], axis,
+                                                level_names)
     else:
         planes, method = _disc_planes(classes, disc_flat, affine, axis, settings)
         if not planes:
@@ -68,20 +60,10 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
         names = None
     lesion_slab = _slab_index(pts["lesion"], planes)
     canal_slab = _slab_index(pts["canal"], planes)
-
-    n_slabs = len(planes) + 1
     cls_bone = classes.ravel()[bone_flat]
     anterior_bone = cls_bone != L.POSTERIOR_ELEMENTS
-    amount = (np.bincount(bone_slab[anterior_bone], minlength=n_slabs)
-              + np.bincount(lesion_slab, minlength=n_slabs)).astype(float)
-    keep = amount > 0
-    if method != "levels" and keep.sum() > 1:  # named levels are kept whatever their size
-        keep &= amount >= settings.min_vertebra_fraction * np.median(amount[amount > 0])
-        # beyond the outermost separators only real body bone makes a vertebra (not a lesion alone)
-        bodies = np.bincount(bone_slab[anterior_bone], minlength=n_slabs).astype(float)
-        floor = settings.min_vertebra_fraction * np.median(bodies[bodies > 0]) if (bodies > 0).any() else 0
-        for end in (0, n_slabs - 1):
-            keep[end] &= bodies[end] >= floor
+    keep = _kept_slabs(bone_slab[anterior_bone], lesion_slab, n_slabs=len(planes) + 1,
+                       by_level=method == "levels", settings=settings)
     notes = [f"column split by {method}"]
     vertebrae: list[Vertebra] = []
     work: list[VertebraPoints] = []  # beside each vertebra while the column is found
@@ -122,6 +104,38 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     if names is None and lowest_level is not None:
         _name_from_anchor(vertebrae, lowest_level, notes)
     return Column(vertebrae, axis, method, notes)
+
+
+def _level_slabs(level_of_bone: np.ndarray, bone_pts: np.ndarray, axis: np.ndarray,
+                 level_names: tuple[str, ...]) -> tuple[list, np.ndarray, list[str]]:
+    """(separating planes, slab index (N,) of each bone point, level name of each slab) from a
+    per-level label (``level_of_bone`` (N,), 0 = none) of the bone points (N, 3), slabs ordered
+    inferior -> superior along ``axis``."""
+    ids = [k for k in np.unique(level_of_bone) if k > 0]
+    centroids = np.array([bone_pts[level_of_bone == k].mean(axis=0) for k in ids])
+    order = np.argsort(centroids @ axis)
+    ids, centroids = [ids[i] for i in order], centroids[order]
+    bone_slab = np.full(level_of_bone.size, -1)
+    for slab, k in enumerate(ids):
+        bone_slab[level_of_bone == k] = slab
+    return _mid_planes(centroids, axis), bone_slab, [level_names[k - 1] for k in ids]
+
+
+def _kept_slabs(body_slab: np.ndarray, lesion_slab: np.ndarray, *, n_slabs: int, by_level: bool,
+                settings: MeasureSettings) -> np.ndarray:
+    """(n_slabs,) bool: slabs that hold a vertebra, from the slab index of each body-bone point
+    (``body_slab``) and lesion point. Named levels are kept whatever their size; otherwise a slab
+    needs ``min_vertebra_fraction`` of the median amount, and the two end slabs (beyond the
+    outermost separators) that much real body bone, not a lesion alone."""
+    bodies = np.bincount(body_slab, minlength=n_slabs).astype(float)
+    amount = bodies + np.bincount(lesion_slab, minlength=n_slabs)
+    keep = amount > 0
+    if not by_level and keep.sum() > 1:
+        keep &= amount >= settings.min_vertebra_fraction * np.median(amount[amount > 0])
+        floor = settings.min_vertebra_fraction * np.median(bodies[bodies > 0]) if (bodies > 0).any() else 0
+        for end in (0, n_slabs - 1):
+            keep[end] &= bodies[end] >= floor
+    return keep
 
 
 def _column_axis(labelled: np.ndarray, values: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from spinelesion.io.atomic import remove_stale_temporaries
 from spinelesion.pipeline.case import DONE, clear_case_dir, is_finished, read_status, timed_load, finish_case, predict_case
-from spinelesion.pipeline.discover import discover_cases
+from spinelesion.io.discover import discover_cases
 from spinelesion.pipeline.run_outputs import write_run_outputs
 from spinelesion.runtime import dist_info, init_distributed, rank_device
 
@@ -77,8 +77,6 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     the input paths (see :func:`discover_cases`). ``lowest_level``: the level of every scan's
     lowest vertebra (e.g. "L5"), to name levels by counting up, as ``spinelesion measure`` does.
     """
-    from tqdm import tqdm
-
     from spinelesion.inference.predictor import Predictor, is_demonstration_model
 
     input_path, out_dir = Path(input_path), Path(out_dir)
@@ -104,32 +102,9 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     already = [sum((s or {}).get("status") == kind for s in done_before) for kind in DONE]
     for case in todo:  # outputs and temporaries of an earlier, unfinished attempt
         clear_case_dir(out_dir / case.case_id)
-    bar = tqdm(total=len(todo), desc=f"infer[{rank}]" if world > 1 else "infer", unit="scan",
-               disable=not progress or None, dynamic_ncols=True)
-    kwargs = dict(overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level)
-    # the next scan is read in a background thread while this one is processed (I/O and zlib
-    # release the GIL), so reading overlaps the network and the measurements
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, \
-            ThreadPoolExecutor(max_workers=max(finish_workers, 1), thread_name_prefix="finish") as finishers:
-        upcoming = pool.submit(timed_load, todo[0]) if todo else None
-        waiting: deque[Future] = deque()
-        for i, case in enumerate(todo):
-            bar.set_postfix_str(case.case_id[-40:])
-            loading, upcoming = upcoming, (pool.submit(timed_load, todo[i + 1]) if i + 1 < len(todo) else None)
-            case_dir = out_dir / case.case_id
-            started_case = predict_case(case, predictor=predictor, loading=loading)
-            if finish_workers <= 0:
-                finish_case(started_case, case_dir=case_dir, **kwargs)
-                bar.update(1)
-                continue
-            waiting.append(finishers.submit(finish_case, started_case, case_dir=case_dir, **kwargs))
-            while len(waiting) > finish_workers:  # bounded: the oldest is done before the next starts
-                waiting.popleft().result()
-                bar.update(1)
-        while waiting:
-            waiting.popleft().result()
-            bar.update(1)
-    bar.close()
+    _process(todo, out_dir=out_dir, predictor=predictor, finish_workers=finish_workers,
+             label=f"infer[{rank}]" if world > 1 else "infer", progress=progress,
+             overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level)
     if world > 1:
         import torch.distributed as dist
 
@@ -148,17 +123,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
 
         dist.barrier()
         dist.destroy_process_group()
-    counts = {kind: sum((s or {}).get("status", "failed") == kind for s in statuses)
-              for kind in ("ok", "partial", "failed", "skipped")}
-    problems = tuple((c.case_id, (s or {}).get("status", "failed"),
-                      (s or {}).get("error") or "no status written (process died?)")
-                     for c, s in zip(cases, statuses) if (s or {}).get("status") not in DONE)
-    notes = tuple((c.case_id, s.get("error") or "") for c, s in zip(cases, statuses)
-                  if (s or {}).get("status") == "skipped")
-    return BatchResult(out_dir=out_dir, n_ok=counts["ok"] - already_ok, n_failed=counts["failed"],
-                       n_partial=counts["partial"], n_not_scans=counts["skipped"],
-                       n_skipped=already_ok + already_skipped, report=report,
-                       demonstration_models=demonstration, problems=problems, notes=notes)
+    return _result(out_dir=out_dir, cases=cases, statuses=statuses, already_ok=already_ok,
+                   already_skipped=already_skipped, report=report, demonstration=demonstration)
 
 
 def _sum_over_ranks(values: list[int], *, device: str, world: int) -> list[int]:
@@ -172,3 +138,50 @@ def _sum_over_ranks(values: list[int], *, device: str, world: int) -> list[int]:
     total = torch.tensor(values, dtype=torch.int64, device=on)
     dist.all_reduce(total)
     return [int(v) for v in total.cpu().tolist()]
+
+
+def _process(todo: list, *, out_dir: Path, predictor, finish_workers: int, label: str, progress: bool,
+             **finish_options) -> None:
+    """Run every case of ``todo``: the next scan is read in a background thread while this one is
+    processed (I/O and zlib release the GIL), and with ``finish_workers`` >= 1 the finishing stages
+    run in threads while the network works on the next case (at most that many cases wait)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc=label, unit="scan", disable=not progress or None, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool, \
+            ThreadPoolExecutor(max_workers=max(finish_workers, 1), thread_name_prefix="finish") as finishers:
+        upcoming = pool.submit(timed_load, todo[0]) if todo else None
+        waiting: deque[Future] = deque()
+        for i, case in enumerate(todo):
+            bar.set_postfix_str(case.case_id[-40:])
+            loading, upcoming = upcoming, (pool.submit(timed_load, todo[i + 1]) if i + 1 < len(todo) else None)
+            case_dir = out_dir / case.case_id
+            started_case = predict_case(case, predictor=predictor, loading=loading)
+            if finish_workers <= 0:
+                finish_case(started_case, case_dir=case_dir, **finish_options)
+                bar.update(1)
+                continue
+            waiting.append(finishers.submit(finish_case, started_case, case_dir=case_dir, **finish_options))
+            while len(waiting) > finish_workers:  # bounded: the oldest is done before the next starts
+                waiting.popleft().result()
+                bar.update(1)
+        while waiting:
+            waiting.popleft().result()
+            bar.update(1)
+    bar.close()
+
+
+def _result(*, out_dir: Path, cases: list, statuses: list, already_ok: int, already_skipped: int,
+            report, demonstration: bool) -> BatchResult:
+    """The batch's counts, problems and notes from every case's status."""
+    counts = {kind: sum((s or {}).get("status", "failed") == kind for s in statuses)
+              for kind in ("ok", "partial", "failed", "skipped")}
+    problems = tuple((c.case_id, (s or {}).get("status", "failed"),
+                      (s or {}).get("error") or "no status written (process died?)")
+                     for c, s in zip(cases, statuses) if (s or {}).get("status") not in DONE)
+    notes = tuple((c.case_id, s.get("error") or "") for c, s in zip(cases, statuses)
+                  if (s or {}).get("status") == "skipped")
+    return BatchResult(out_dir=out_dir, n_ok=counts["ok"] - already_ok, n_failed=counts["failed"],
+                       n_partial=counts["partial"], n_not_scans=counts["skipped"],
+                       n_skipped=already_ok + already_skipped, report=report,
+                       demonstration_models=demonstration, problems=problems, notes=notes)

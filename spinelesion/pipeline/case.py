@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spinelesion.errors import NotAScanError, SpinelesionError
 from spinelesion.io.atomic import remove_stale_temporaries, write_text_atomic
-from spinelesion.pipeline.discover import CaseInput
+from spinelesion.io.discover import CaseInput
 from spinelesion.report.tables import one_line
 
 #: Longest one-line error kept in a status (characters).
@@ -41,7 +41,7 @@ DONE = ("ok", "skipped")
 
 def timed_load(case: CaseInput):
     """(scan, seconds) for a case; raises what load_scan raises, and NotAScanError for a label map."""
-    from spinelesion.inference.checks import require_image
+    from spinelesion.io.checks import require_image
     from spinelesion.io.load import load_scan
 
     t = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 from spinelesion import __version__
 from spinelesion.io.atomic import write_text_atomic
 from spinelesion.pipeline.case import STAGES
-from spinelesion.pipeline.discover import CaseInput
+from spinelesion.io.discover import CaseInput
 
 def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
                       predictor, seconds_total: float, world_size: int, finish_workers: int = 0,

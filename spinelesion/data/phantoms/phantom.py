@@ -174,64 +174,11 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     vid = np.zeros(fshape, np.uint8)
     region = np.zeros(fshape, np.uint8)
     source = np.zeros(fshape, np.uint8)           # lesion index + 1 per lesion voxel, 255 epidural
-    inv = np.linalg.inv(fine)
-    for k, (vert, (origin, rot)) in enumerate(zip(verts, frames[1:-1])):
-        box = _index_box(inv, origin, rot, jn.local_box(vert, canal_p), fshape)
-        if box is None:
-            continue
-        q = (_world_points(fine, fshape, box) - origin.astype(np.float32)) @ rot.astype(np.float32)
-        sd_body, sd_post, side = jn.bone_distances(vert, canal_p, q)
-        sub = tuple(slice(a, b) for a, b in box)
-        cand = np.flatnonzero((sd_body <= 0) | (sd_post <= 0))     # only these can become bone
-        sub_idx = np.unravel_index(cand, tissue[sub].shape)
-        free = (vid[sub][sub_idx] == 0) & ~in_sac[sub][sub_idx]
-        sd_body, sd_post, side, q = sd_body[cand], sd_post[cand], side[cand], q[cand]
-        body = (sd_body <= 0) & free
-        post = (sd_post <= 0) & free & ~body & ~in_canal[sub][sub_idx]
-        reg = np.where(body, 1, np.where(post, side, 0)).astype(np.uint8)
-        cortex = np.where(body, sd_body > -vert["cortex_mm"], sd_post > -1.3)
-        tis = np.where(cortex, im.CORTEX, im.MARROW).astype(np.uint8)
-        lab = np.where(body, L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS).astype(np.uint8)
-        tex = texture[sub][sub_idx]
-        src = np.zeros(tis.shape, np.uint8)
-        for n_les, les in enumerate(path["lesions"]):
-            if les["vertebra_index"] != k:
-                continue
-            want = {"body": 1, "left": 2, "right": 3, "spinous": 4}[les["site"]]
-            hit = lesion_inside(les, q) & (reg == want)
-            kind = les["kind"]
-            blastic = np.full(hit.shape, kind == "blastic") if kind != "mixed" else tex > 0.35
-            tis[hit] = np.where(blastic[hit], im.BLASTIC, im.LYTIC)
-            lab[hit] = L.LESION
-            src[hit] = n_les + 1
-        cx.mark_mimics(ctx, k, vert, q, reg, lab, tis)
-        bone = body | post
-        at = tuple(i[bone] for i in sub_idx)
-        for arr, val in ((tissue, tis), (label, lab), (vid, np.uint8(k + 1)), (region, reg), (source, src)):
-            arr[sub][at] = val if np.isscalar(val) or val.ndim == 0 else val[bone]
+    volumes = {"tissue": tissue, "label": label, "vid": vid, "region": region, "source": source}
+    _render_vertebrae(volumes, verts=verts, frames=frames, lesions=path["lesions"], canal_p=canal_p, ctx=ctx,
+                      fine=fine, texture=texture, in_sac=in_sac, in_canal=in_canal)
     clock.tick("vertebrae")
-    chain = [dict(verts[0], profile={"kind": "none"}, disc_above_mm=anat["disc_below_first_mm"])] + list(verts) + [dict(verts[-1], profile={"kind": "none"})]
-    for j in range(len(chain) - 1):
-        if jn.fused(chain[j], chain[j + 1]):
-            continue
-        (o_lo, r_lo), (o_up, r_up) = frames[j], frames[j + 1]
-        corners = np.vstack([r_lo @ c + o_lo for c in jn.local_box(chain[j], canal_p)[[1, 3, 5, 7]]]
-                            + [r_up @ c + o_up for c in jn.local_box(chain[j + 1], canal_p)[[0, 2, 4, 6]]])
-        box = _index_box(inv, np.zeros(3), np.eye(3), corners, fshape)
-        if box is None:
-            continue
-        world = _world_points(fine, fshape, box)
-        q_lo = (world - o_lo.astype(np.float32)) @ r_lo.astype(np.float32)
-        q_up = (world - o_up.astype(np.float32)) @ r_up.astype(np.float32)
-        disc, nucleus = an.disc_inside(chain[j], chain[j + 1], q_lo, q_up)
-        sub = tuple(slice(a, b) for a, b in box)
-        bshape = tissue[sub].shape
-        disc = (disc & (vid[sub].ravel() == 0) & ~in_canal[sub].ravel()).reshape(bshape)
-        tissue[sub][disc] = np.where(nucleus.reshape(bshape)[disc], im.NUCLEUS, im.ANNULUS)
-        if j in cx.vacuum_discs(ctx):
-            gas = disc & nucleus.reshape(bshape) & (texture[sub] > 0.3)
-            tissue[sub][gas] = im.AIR
-        label[sub][disc] = L.DISC
+    _render_discs(volumes, anat=anat, frames=frames, ctx=ctx, fine=fine, texture=texture, in_canal=in_canal)
     clock.tick("discs")
     if ctx:
         cx.render_bones(tissue, label, vid, in_canal, fine, fshape, cx.bone_capsules(anat, frames, ctx),
@@ -260,6 +207,78 @@ def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     clock.tick("truth")
     return Phantom(scan=scan, labels=labels_f, vertebra_ids=vid_f, region_ids=region_f, truth=truth,
                    params=dict(params, grid=grid), tissue=tissue_f)
+
+
+def _render_vertebrae(volumes: dict, *, verts, frames, lesions, canal_p, ctx, fine, texture, in_sac, in_canal) -> None:
+    """Bone of every vertebra (body, posterior elements, cortex/marrow), its lesions and mimics, into
+    the fine-grid (X, Y, Z*n_sub) ``volumes`` (tissue, label, vid, region, source), in place."""
+    tissue, label, vid, region, source = (volumes[k] for k in ("tissue", "label", "vid", "region", "source"))
+    fshape = tissue.shape
+    inv = np.linalg.inv(fine)
+    for k, (vert, (origin, rot)) in enumerate(zip(verts, frames[1:-1])):
+        box = _index_box(inv, origin, rot, jn.local_box(vert, canal_p), fshape)
+        if box is None:
+            continue
+        q = (_world_points(fine, fshape, box) - origin.astype(np.float32)) @ rot.astype(np.float32)
+        sd_body, sd_post, side = jn.bone_distances(vert, canal_p, q)
+        sub = tuple(slice(a, b) for a, b in box)
+        cand = np.flatnonzero((sd_body <= 0) | (sd_post <= 0))     # only these can become bone
+        sub_idx = np.unravel_index(cand, tissue[sub].shape)
+        free = (vid[sub][sub_idx] == 0) & ~in_sac[sub][sub_idx]
+        sd_body, sd_post, side, q = sd_body[cand], sd_post[cand], side[cand], q[cand]
+        body = (sd_body <= 0) & free
+        post = (sd_post <= 0) & free & ~body & ~in_canal[sub][sub_idx]
+        reg = np.where(body, 1, np.where(post, side, 0)).astype(np.uint8)
+        cortex = np.where(body, sd_body > -vert["cortex_mm"], sd_post > -1.3)
+        tis = np.where(cortex, im.CORTEX, im.MARROW).astype(np.uint8)
+        lab = np.where(body, L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS).astype(np.uint8)
+        tex = texture[sub][sub_idx]
+        src = np.zeros(tis.shape, np.uint8)
+        for n_les, les in enumerate(lesions):
+            if les["vertebra_index"] != k:
+                continue
+            want = {"body": 1, "left": 2, "right": 3, "spinous": 4}[les["site"]]
+            hit = lesion_inside(les, q) & (reg == want)
+            kind = les["kind"]
+            blastic = np.full(hit.shape, kind == "blastic") if kind != "mixed" else tex > 0.35
+            tis[hit] = np.where(blastic[hit], im.BLASTIC, im.LYTIC)
+            lab[hit] = L.LESION
+            src[hit] = n_les + 1
+        cx.mark_mimics(ctx, k, vert, q, reg, lab, tis)
+        bone = body | post
+        at = tuple(i[bone] for i in sub_idx)
+        for arr, val in ((tissue, tis), (label, lab), (vid, np.uint8(k + 1)), (region, reg), (source, src)):
+            arr[sub][at] = val if np.isscalar(val) or val.ndim == 0 else val[bone]
+
+
+def _render_discs(volumes: dict, *, anat, frames, ctx, fine, texture, in_canal) -> None:
+    """Discs (annulus, nucleus, vacuum gas) between unfused neighbours, into ``volumes``, in place."""
+    tissue, label, vid = volumes["tissue"], volumes["label"], volumes["vid"]
+    fshape = tissue.shape
+    verts, canal_p = anat["vertebrae"], anat["canal"]
+    inv = np.linalg.inv(fine)
+    chain = [dict(verts[0], profile={"kind": "none"}, disc_above_mm=anat["disc_below_first_mm"])] + list(verts) + [dict(verts[-1], profile={"kind": "none"})]
+    for j in range(len(chain) - 1):
+        if jn.fused(chain[j], chain[j + 1]):
+            continue
+        (o_lo, r_lo), (o_up, r_up) = frames[j], frames[j + 1]
+        corners = np.vstack([r_lo @ c + o_lo for c in jn.local_box(chain[j], canal_p)[[1, 3, 5, 7]]]
+                            + [r_up @ c + o_up for c in jn.local_box(chain[j + 1], canal_p)[[0, 2, 4, 6]]])
+        box = _index_box(inv, np.zeros(3), np.eye(3), corners, fshape)
+        if box is None:
+            continue
+        world = _world_points(fine, fshape, box)
+        q_lo = (world - o_lo.astype(np.float32)) @ r_lo.astype(np.float32)
+        q_up = (world - o_up.astype(np.float32)) @ r_up.astype(np.float32)
+        disc, nucleus = an.disc_inside(chain[j], chain[j + 1], q_lo, q_up)
+        sub = tuple(slice(a, b) for a, b in box)
+        bshape = tissue[sub].shape
+        disc = (disc & (vid[sub].ravel() == 0) & ~in_canal[sub].ravel()).reshape(bshape)
+        tissue[sub][disc] = np.where(nucleus.reshape(bshape)[disc], im.NUCLEUS, im.ANNULUS)
+        if j in cx.vacuum_discs(ctx):
+            gas = disc & nucleus.reshape(bshape) & (texture[sub] > 0.3)
+            tissue[sub][gas] = im.AIR
+        label[sub][disc] = L.DISC
 
 
 def _fov_points(frames, verts, canal_p, anat, line) -> np.ndarray:
