@@ -86,7 +86,7 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
     import torch
 
     from spinelesion.pipeline.case import finish_case, predict_case
-    from spinelesion.pipeline.discover import CaseInput
+    from spinelesion.io.discover import CaseInput
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.save import save_image
 

@@ -26,10 +26,12 @@ def main() -> None:
     parser.add_argument("--slices", type=int, nargs="+", default=[300, 600])
     args = parser.parse_args()
     from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.settings import InferenceSettings
     from spinelesion.runtime import resolve_device
 
     device = resolve_device(args.device)
-    predictor = Predictor(model=args.checkpoint, device=device, overlap=0.5, amp=args.amp == "on")
+    predictor = Predictor(model=args.checkpoint, device=device,
+                          settings=InferenceSettings(overlap=0.5, amp=args.amp == "on"))
     net, meta = predictor.network(predictor.checkpoint_for(meta_modality(args.checkpoint)))
     spacing = meta["preprocessing"]["spacing_mm"]
     patch = meta["patch_size"]
@@ -51,8 +53,8 @@ def main() -> None:
         sync()
         window_s = time.perf_counter() - t
         n_windows = math.prod(math.ceil((s - p) / (p * 0.5)) + 1 if s > p else 1 for s, p in zip(shape, patch))
-        batch = torch.rand(predictor.sw_batch_size, 1, *patch, device=device)
-        n_batches = math.ceil(n_windows / predictor.sw_batch_size)
+        batch = torch.rand(predictor.settings.sw_batch_size, 1, *patch, device=device)
+        n_batches = math.ceil(n_windows / predictor.settings.sw_batch_size)
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):
             net(batch)
             sync()

@@ -26,3 +26,11 @@ BILSKY_GRADES: tuple[str, ...] = ("0", "1a", "1b", "1c", "2", "3")
 def bilsky_rank(grade) -> int:
     """Position of a Bilsky grade in :data:`BILSKY_GRADES` (-1 for None or an unknown grade)."""
     return BILSKY_GRADES.index(str(grade)) if grade is not None and str(grade) in BILSKY_GRADES else -1
+
+
+def vertebra_name(level: str | None, index: int | None, *, short: bool = False) -> str:
+    """A vertebra's name in reports and flags: its level when known, else "vertebra N" (``short``:
+    "vN", for tables and overlays), N its index in the record (0 = most inferior found)."""
+    if level:
+        return str(level)
+    return f"v{index}" if short else f"vertebra {index}"

@@ -200,6 +200,33 @@ def test_cli_infer_exit_codes(tmp_path, tiny_model):
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_model, capsys):
+    import json
+
+    from spinelesion.cli import main
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _nifti(inputs / "a.nii.gz", ct_volume((24, 22, 12)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    settings = tmp_path / "run.yaml"
+    settings.write_text("inference: {overlap: 0.25, spine_margin_mm: null}\nmeasure: {min_lesion_mm3: 123}\n")
+    args = ["infer", str(inputs), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu",
+            "--quiet", "--no-overlays", "--settings", str(settings), "--tta"]
+    assert main(args) == 0
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["inference_settings"] == {"overlap": 0.25, "sw_batch_size": 2, "tta": True, "amp": True,
+                                         "spine_margin_mm": None}
+    record = json.loads((tmp_path / "out" / "a" / "measurements.json").read_text())
+    assert record["settings"]["min_lesion_mm3"] == 123
+    capsys.readouterr()
+    settings.write_text("inference: {overlapp: 0.25}\n")
+    assert main(args) == 2
+    assert "overlapp" in capsys.readouterr().err
+    settings.write_text("inference: {overlap: 1.5}\n")
+    assert main(args) == 2
+    assert "inference.overlap" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_torchrun_shards_cases_across_two_processes(tmp_path, tiny_model):
     inputs = tmp_path / "in"

@@ -12,7 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint (.safetensors) or folder of them; default: the shipped "
                                         "synthesis-trained model (spinelesion/models/MODEL_CARD.md)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--settings", metavar="YAML",
+                        help="inference and measurement settings: a YAML file with sections 'inference:' "
+                             "(overlap, sw_batch_size, tta, amp, spine_margin_mm) and 'measure:' (any "
+                             "MeasureSettings key, e.g. min_lesion_mm3); --tta and --overlap override it")
     parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation (4x network time)")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--save-probabilities", action="store_true",
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
     parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
@@ -32,10 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spinelesion.inference.settings import load_run_settings
     from spinelesion.pipeline.batch import run_batch
 
+    overrides = {"tta": True} if args.tta else {}
+    if args.overlap is not None:
+        overrides["overlap"] = args.overlap
+    settings, measure_settings = load_run_settings(args.settings, overrides=overrides)
     result = run_batch(input_path=args.input, out_dir=args.out, model=args.model, device=args.device,
-                       tta=args.tta, save_probabilities=args.save_probabilities,
+                       settings=settings, measure_settings=measure_settings,
+                       save_probabilities=args.save_probabilities,
                        overlays=not args.no_overlays, progress=not args.quiet,
                        finish_workers=args.finish_workers, include=args.include, exclude=args.exclude,
                        lowest_level=args.lowest_level)

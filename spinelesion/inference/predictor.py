@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spinelesion.errors import CheckpointError
+from spinelesion.inference.settings import InferenceSettings
 from spinelesion.io.scan import Scan
 from spinelesion.runtime import resolve_device
 
@@ -73,21 +74,17 @@ class Predictor:
     Sliding-window inference with Gaussian blending (MONAI), AMP on CUDA, optional mirror
     test-time augmentation, preprocessing taken from the checkpoint's metadata, and the result
     resampled (trilinear on probabilities, then argmax) onto the input's exact grid and affine.
-    Foreground islands farther than ``spine_margin_mm`` from the column are removed first
+    Foreground islands farther than ``settings.spine_margin_mm`` from the column are removed first
     (:func:`~spinelesion.inference.postprocess.keep_spine_structure`; None keeps everything).
+    ``settings``: :class:`~spinelesion.inference.settings.InferenceSettings` (defaults if None).
     """
 
-    def __init__(self, *, model: str | Path | None = None, device: str = "auto", tta: bool = False,
-                 overlap: float = 0.5, sw_batch_size: int = 2, keep_probabilities: bool = False,
-                 amp: bool = True, spine_margin_mm: float | None = 10.0) -> None:
+    def __init__(self, *, model: str | Path | None = None, device: str = "auto",
+                 settings: InferenceSettings | None = None, keep_probabilities: bool = False) -> None:
         self.paths = model_paths(model)
         self.device = resolve_device(device)
-        self.tta = tta
-        self.overlap = overlap
-        self.sw_batch_size = sw_batch_size
+        self.settings = settings or InferenceSettings()
         self.keep_probabilities = keep_probabilities
-        self.amp = amp
-        self.spine_margin_mm = spine_margin_mm
         self._loaded: dict[Path, tuple[object, dict]] = {}
 
     def checkpoint_for(self, modality: str | None) -> Path:
@@ -125,11 +122,11 @@ class Predictor:
         probabilities = self.sliding_window(net, image, patch_size=meta["patch_size"])
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
-        if self.spine_margin_mm is not None:
+        if self.settings.spine_margin_mm is not None:
             from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
 
             spacing = meta["preprocessing"]["spacing_mm"]
-            probabilities = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=self.spine_margin_mm)
+            probabilities = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=self.settings.spine_margin_mm)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 probabilities, _ = keep_spinal_lesions(
@@ -149,11 +146,11 @@ class Predictor:
         import torch
         from monai.inferers import SlidingWindowInferer
 
-        inferer = SlidingWindowInferer(roi_size=tuple(patch_size), sw_batch_size=self.sw_batch_size,
-                                       overlap=self.overlap, mode="gaussian", padding_mode="constant")
+        inferer = SlidingWindowInferer(roi_size=tuple(patch_size), sw_batch_size=self.settings.sw_batch_size,
+                                       overlap=self.settings.overlap, mode="gaussian", padding_mode="constant")
         x = image[None].to(self.device)
-        flips = [()] + ([(2,), (3,), (4,)] if self.tta else [])
-        use_amp = self.amp and self.device.startswith("cuda")
+        flips = [()] + ([(2,), (3,), (4,)] if self.settings.tta else [])
+        use_amp = self.settings.amp and self.device.startswith("cuda")
         total = None
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):
             for dims in flips:

@@ -40,15 +40,17 @@ def step_along_mm(direction: np.ndarray, affine: np.ndarray) -> float:
 
 def principal_axis(points: np.ndarray, *, max_points: int = 200_000, seed: int = 0) -> np.ndarray:
     """Unit direction of largest variance of (N, 3) points (sign arbitrary)."""
-    return _eig(points, max_points, seed)[1][:, -1]
+    return principal_axes(points, max_points=max_points, seed=seed)[1][:, -1]
 
 
 def smallest_axis(points: np.ndarray, *, max_points: int = 200_000, seed: int = 0) -> np.ndarray:
     """Unit direction of smallest variance of (N, 3) points (a plate's normal)."""
-    return _eig(points, max_points, seed)[1][:, 0]
+    return principal_axes(points, max_points=max_points, seed=seed)[1][:, 0]
 
 
-def _eig(points: np.ndarray, max_points: int, seed: int):
+def principal_axes(points: np.ndarray, *, max_points: int = 200_000, seed: int = 0):
+    """(eigenvalues (3,) ascending, unit eigenvectors (3, 3) as columns) of the covariance of (N, 3)
+    points; at most ``max_points`` of them, drawn with ``seed``."""
     if len(points) > max_points:
         points = points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
     centred = points - points.mean(axis=0)

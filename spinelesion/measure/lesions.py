@@ -9,6 +9,7 @@ from spinelesion import labels as L
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
+from spinelesion.vocabulary import vertebra_name
 
 
 def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra],
@@ -113,6 +114,6 @@ def outside_location(centroid_mm: np.ndarray, vertebrae: list[Vertebra]) -> str:
     words = [("right", "left"), ("anterior", "posterior"), ("superior", "inferior")]
     parts = [f"{abs(d):.0f} mm {words[a][0] if d >= 0 else words[a][1]}"
              for a, d in sorted(enumerate(offset), key=lambda ad: -abs(ad[1])) if abs(d) >= 5]
-    name = nearest.level or f"vertebra {nearest.index}"
+    name = vertebra_name(nearest.level, nearest.index)
     where = ", ".join(parts) if parts else "at the centre"
     return f"in no vertebra: {where} of {name}'s body centre ({np.linalg.norm(offset):.0f} mm away)"

@@ -20,7 +20,7 @@ from spinelesion.measure.lesions import find_lesions
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
 from spinelesion.measure.vertebrae import find_vertebrae
-from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER
+from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER, vertebra_name
 
 RECORD_SCHEMA_VERSION = 1
 #: Body destruction (%) from which a vertebra gets a flag line.
@@ -165,7 +165,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         # cut by the image border, or much smaller than the others (cut by the field of view)
         r["truncated"] = bool(v.truncated or (len(rows) >= 3 and r["body_ml"] < 0.4 * median_ml))
         if r["truncated"]:
-            notes.append(f"{v.level or f'vertebra {v.index}'}: body cut by the field of view "
+            notes.append(f"{vertebra_name(v.level, v.index)}: body cut by the field of view "
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
         r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], shape, affine)
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
@@ -238,7 +238,7 @@ def _reading_fields(reading: dict | None) -> dict:
 
 
 def _name(v: dict) -> str:
-    return v["level"] or f"vertebra {v['index']}"
+    return vertebra_name(v["level"], v["index"])
 
 
 def _flags(record: dict, cord_extra: dict) -> list[str]:

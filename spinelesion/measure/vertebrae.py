@@ -145,11 +145,7 @@ def _column_axis(labelled: np.ndarray, values: np.ndarray, shape: tuple[int, ...
                     (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
         chosen = labelled[np.isin(values, classes)]
         if chosen.size >= 10:
-            points = G.world_points(chosen, shape, affine)
-            if len(points) > 200_000:
-                points = points[np.random.default_rng(0).choice(len(points), 200_000, replace=False)]
-            centred = points - points.mean(axis=0)
-            w, vecs = np.linalg.eigh(centred.T @ centred)
+            w, vecs = G.principal_axes(G.world_points(chosen, shape, affine))
             axis = vecs[:, -1]
             if w[-1] < 1.5 * w[-2] and abs(vecs[:, -2] @ G.SUPERIOR) > abs(axis @ G.SUPERIOR):
                 axis = vecs[:, -2]  # ambiguous shape (short column): take the one nearer RAS superior

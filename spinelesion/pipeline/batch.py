@@ -24,7 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from spinelesion.inference.settings import InferenceSettings
 from spinelesion.io.atomic import remove_stale_temporaries
+from spinelesion.measure.settings import MeasureSettings
 from spinelesion.pipeline.case import DONE, clear_case_dir, is_finished, read_status, timed_load, finish_case, predict_case
 from spinelesion.io.discover import discover_cases
 from spinelesion.pipeline.run_outputs import write_run_outputs
@@ -65,7 +67,8 @@ def default_finish_workers(*, device: str, world_size: int = 1) -> int:
 
 
 def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
-              device: str = "auto", tta: bool = False, save_probabilities: bool = False,
+              device: str = "auto", settings: InferenceSettings | None = None,
+              measure_settings: MeasureSettings | None = None, save_probabilities: bool = False,
               overlays: bool = True, progress: bool = True, finish_workers: int | None = None,
               include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
               lowest_level: str | None = None) -> BatchResult:
@@ -76,6 +79,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     :func:`default_finish_workers` for the device. ``include`` / ``exclude``: glob patterns on
     the input paths (see :func:`discover_cases`). ``lowest_level``: the level of every scan's
     lowest vertebra (e.g. "L5"), to name levels by counting up, as ``spinelesion measure`` does.
+    ``settings`` / ``measure_settings``: how the network runs and what the measurements use
+    (:func:`spinelesion.inference.settings.load_run_settings` reads both from YAML); defaults if None.
     """
     from spinelesion.inference.predictor import Predictor, is_demonstration_model
 
@@ -92,7 +97,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     cases = discover_cases(input_path, include=include, exclude=exclude)
     mine = cases[rank::world]
     started = time.time()
-    predictor = Predictor(model=model, device=rank_device(device), tta=tta,
+    predictor = Predictor(model=model, device=rank_device(device), settings=settings,
                           keep_probabilities=save_probabilities)
     if finish_workers is None:
         finish_workers = default_finish_workers(device=predictor.device, world_size=world)
@@ -104,7 +109,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         clear_case_dir(out_dir / case.case_id)
     _process(todo, out_dir=out_dir, predictor=predictor, finish_workers=finish_workers,
              label=f"infer[{rank}]" if world > 1 else "infer", progress=progress,
-             overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level)
+             overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level,
+             measure_settings=measure_settings)
     if world > 1:
         import torch.distributed as dist
 

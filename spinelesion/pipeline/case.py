@@ -83,7 +83,7 @@ def predict_case(case: CaseInput, *, predictor, loading: Future | None = None) -
 
 
 def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_probabilities: bool,
-                lowest_level: str | None = None) -> dict:
+                lowest_level: str | None = None, measure_settings=None) -> dict:
     """Measure, write the outputs and overlays of a predicted case, then its status.json (the
     "finished" marker, written last); never raises for a bad scan. Returns the status.
 
@@ -114,7 +114,8 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
 
         def measure():
             record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
-                                    modality=scan.modality, lowest_level=lowest_level)
+                                    modality=scan.modality, lowest_level=lowest_level,
+                                    settings=measure_settings)
             record.setdefault("provenance", {})["model"] = prediction.model
             return record
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -51,7 +52,8 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         "models": {m: p.name for m, p in predictor.paths.items()},
         "model_meta": {p.name: _model_summary(predictor, p) for p in predictor.paths.values()},
         "demonstration_models": demonstration_models,
-        "device": predictor.device, "tta": predictor.tta, "world_size": world_size, "finish_workers": finish_workers,
+        "device": predictor.device, "tta": predictor.settings.tta,
+        "inference_settings": dataclasses.asdict(predictor.settings), "world_size": world_size, "finish_workers": finish_workers,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "monai": monai.__version__, "numpy": np.__version__},
         "n_cases": len(cases),

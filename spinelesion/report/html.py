@@ -16,6 +16,7 @@ from urllib.parse import quote
 from spinelesion.io.atomic import write_text_atomic
 from spinelesion.report.tables import (cohort_sort_key, flagged_vertebra_indices,
                                        max_body_destruction_pct, one_line)
+from spinelesion.vocabulary import vertebra_name
 
 DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measurements are produced "
               "automatically and have not been reviewed; they must not guide the care of patients.")
@@ -161,7 +162,8 @@ def _vertebra_table(record: dict) -> str:
 
 
 def _lesion_table(record: dict) -> str:
-    names = {v.get("index"): v.get("level") or f"v{v.get('index')}" for v in record.get("vertebrae") or []}
+    names = {v.get("index"): vertebra_name(v.get("level"), v.get("index"), short=True)
+             for v in record.get("vertebrae") or []}
     rows = [f'<tr><td class="num">{_text(x.get("id"))}</td><td class="num">{_num(x.get("volume_ml"), 2)}</td>'
             f'<td>{_mm(x.get("centroid_mm"))}</td>'
             f'<td>{_text(names.get(x.get("vertebra_index"), x.get("vertebra_index")) if x.get("vertebra_index") is not None else x.get("location"))}</td>'

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spinelesion.vocabulary import vertebra_name as _vertebra_name
+
 #: Classes (schema v1) whose left-right centre marks the midline of the column.
 MIDLINE_CLASSES = (1, 4, 5, 6)
 #: Classes whose antero-posterior centre marks the vertebral bodies.
@@ -123,15 +125,12 @@ def column_curve(labels: np.ndarray, *, axis: int, classes: tuple[int, ...],
 
 def spine_bbox(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) inclusive voxel bounds of all labelled voxels, or None for an empty map."""
-    mask = labels > 0
-    lo, hi = [], []
-    for axis in range(3):
-        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))
-        if hits.size == 0:
-            return None
-        lo.append(hits[0])
-        hi.append(hits[-1])
-    return np.array(lo), np.array(hi)
+    from spinelesion.measure.geometry import crop_box
+
+    box = crop_box(labels > 0, margin=0)
+    if box is None:
+        return None
+    return np.array([b.start for b in box]), np.array([b.stop - 1 for b in box])
 
 
 def _range(lo_mm: float, hi_mm: float, spacing: float, n: int) -> slice:
@@ -239,4 +238,4 @@ def axial_view(canon: Canonical, *, name: str, title: str, centre_mm, half_width
 
 def vertebra_name(vertebra: dict) -> str:
     """The level name ("L2") when known, else "v<index>"."""
-    return str(vertebra["level"]) if vertebra.get("level") else f"v{vertebra.get('index')}"
+    return _vertebra_name(vertebra.get("level"), vertebra.get("index"), short=True)

@@ -25,8 +25,8 @@ import yaml
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 from spinelesion.synthesis.settings import AppearanceSettings
-from spinelesion.training.typed_yaml import Invalid as _Invalid
-from spinelesion.training.typed_yaml import apply_override, build, plain
+from spinelesion.typed_yaml import Invalid as _Invalid
+from spinelesion.typed_yaml import apply_override, build, plain
 
 @dataclass(frozen=True, kw_only=True)
 class DataSource:

@@ -1,0 +1,93 @@
+"""How ``spinelesion infer`` runs the network, as one validated object reachable from the CLI and YAML.
+
+A settings file (``spinelesion infer --settings run.yaml``) has two optional sections::
+
+    inference:                 # InferenceSettings (this module)
+      overlap: 0.5
+      tta: false
+    measure:                   # spinelesion.measure.settings.MeasureSettings
+      min_lesion_mm3: 65
+
+Unknown keys and values out of range fail at load, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spinelesion.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceSettings:
+    """Options of :class:`~spinelesion.inference.predictor.Predictor`.
+
+    Attributes:
+        overlap: sliding-window overlap between neighbouring patches, [0, 1). Default 0.5.
+        sw_batch_size: patches per network call. Default 2.
+        tta: mirror test-time augmentation (the mean of the image and its mirror images along
+            each of the three axes; 4x the network time). Default false.
+        amp: mixed precision on CUDA (ignored on the CPU). Default true.
+        spine_margin_mm: foreground islands farther than this from the column are removed
+            (:func:`~spinelesion.inference.postprocess.keep_spine_structure`); null keeps all. Default 10.
+    """
+
+    overlap: float = 0.5
+    sw_batch_size: int = 2
+    tta: bool = False
+    amp: bool = True
+    spine_margin_mm: float | None = 10.0
+
+    def check(self) -> None:
+        from spinelesion.typed_yaml import Invalid
+
+        if not 0.0 <= self.overlap < 1.0:
+            raise Invalid("overlap", f"must be in [0, 1), got {self.overlap}")
+        if self.sw_batch_size < 1:
+            raise Invalid("sw_batch_size", f"must be >= 1, got {self.sw_batch_size}")
+        if self.spine_margin_mm is not None and self.spine_margin_mm < 0:
+            raise Invalid("spine_margin_mm", f"must be >= 0 or null, got {self.spine_margin_mm}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RunFile:
+    inference: InferenceSettings = dataclasses.field(default_factory=InferenceSettings)
+    measure: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def load_run_settings(path: str | os.PathLike | None, *, overrides: dict | None = None):
+    """(InferenceSettings, MeasureSettings) from a settings file (None: the defaults), with
+    ``overrides`` (InferenceSettings field -> value, e.g. from CLI flags) applied last.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, an unknown key or a value out of range.
+    """
+    import yaml
+
+    from spinelesion.measure.settings import settings_from_dict
+    from spinelesion.typed_yaml import build
+
+    raw: dict = {}
+    source = "settings"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file not found")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    run = build(_RunFile, raw, "", source)
+    inference = run.inference
+    if overrides:
+        inference = build(InferenceSettings, {**dataclasses.asdict(inference), **overrides}, "inference", source)
+    try:
+        measure = settings_from_dict(run.measure)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: measure: {err}") from None
+    return inference, measure
