@@ -16,17 +16,19 @@ from typing import Any
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 
-NETWORKS = ("unet", "dynunet", "segresnet")
+#: The one registry of networks: config name -> class in ``monai.networks.nets``. A MONAI 3D
+#: segmentation network whose constructor takes spatial_dims, in_channels and out_channels is
+#: added here and nowhere else (configs name it, checkpoints record it).
+NETWORKS: dict[str, str] = {"unet": "UNet", "dynunet": "DynUNet", "segresnet": "SegResNet"}
 _FIXED = ("spatial_dims", "in_channels", "out_channels")
 
 
 def _network_class(name: str):
     from monai.networks import nets
 
-    classes = {"unet": nets.UNet, "dynunet": nets.DynUNet, "segresnet": nets.SegResNet}
-    if name not in classes:
+    if name not in NETWORKS:
         raise ConfigError(f"network.name: unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
-    return classes[name]
+    return getattr(nets, NETWORKS[name])
 
 
 def check_network(*, name: str, params: dict[str, Any], patch_size: Sequence[int]) -> None:
