@@ -81,7 +81,7 @@ def bony_canal_widths(vertebrae: list[Vertebra]) -> None:
                                              float(np.mean([r.canal_half_width_mm for r in nearest])))
 
 
-def body_back_walls(vertebrae: list[Vertebra], work: list[VertebraPoints], shape, affine) -> None:
+def body_back_walls(vertebrae: list[Vertebra], work: list[VertebraPoints], grid: G.Grid) -> None:
     """Posterior wall of each body (anterior offset from the canal centre).
 
     From the bony ring it is the canal's anterior wall. Where the ring is open (the body's wall
@@ -103,11 +103,11 @@ def body_back_walls(vertebrae: list[Vertebra], work: list[VertebraPoints], shape
             continue
         bone_back = None
         if v.body_idx.size >= 20:
-            rel = G.world_points(v.body_idx, shape, affine) - v.canal_centre_mm
+            rel = grid.points(v.body_idx) - v.canal_centre_mm
             # the wall in front of the canal, at the canal centre's level (the wall leans with the column)
             facing = (np.abs(rel @ v.right) < v.canal_half_width_mm) & (np.abs(rel @ v.superior) <= 3.0)
             if facing.sum() >= 20:
-                bone_back = float(np.percentile(rel[facing] @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, affine)
+                bone_back = float(np.percentile(rel[facing] @ v.anterior, 1)) - 0.5 * G.step_along_mm(v.anterior, grid.affine)
         if v.canal_source == "ring":
             wall = v.canal_front_rel_mm
         elif offsets and backs[id(v)] is not None:

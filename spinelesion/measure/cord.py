@@ -6,12 +6,11 @@
   Area = voxel volume in the slice / slice thickness.
   The cord's AP diameter is 4 x the standard deviation of its cross-section along AP (exact for an
   ellipse, as the Spinal Cord Toolbox's moment-based diameters); it pools every voxel of the
-  cross-section, so it is far less sensitive to the voxel grid than an extent (on the phantoms its
-  error is smaller than that of 4 area / (pi x width)). The dural canal's AP diameter (for MCC)
-  is its extent along the cross-section's mid-sagittal line (``_midline_extent``), as measured on
-  mid-sagittal images: an epidural mass indents the sac from the front, a crescent whose second
-  moment averages the indentation with the sides (it read MCC about 10 points low on compressed
-  phantoms; the extent is within 5 points on 39 of 41).
+  cross-section, so it is far less sensitive to the voxel grid than an extent. The dural canal's
+  AP diameter (for MCC) is its extent along the cross-section's mid-sagittal line
+  (``_midline_extent``), as measured on mid-sagittal images: an epidural mass indents the sac from
+  the front, a crescent whose second moment averages the indentation with the sides and reads
+  MCC low (both choices measured in docs/benchmarks.md, "Figures behind design choices").
 - MSCC = (1 - di / ((da + db) / 2)) x 100 (Fehlings et al., Spine 1999;24:605-13), di the AP
   diameter at the compressed slice, da and db the mean AP diameters over normal cord above and
   below, in windows of ``mscc_window_length_mm`` (20 mm) starting ``mscc_window_start_mm`` (10 mm)

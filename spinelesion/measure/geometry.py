@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: RAS+ world directions.
@@ -22,6 +24,27 @@ def world_points(flat_idx: np.ndarray, shape: tuple[int, ...], affine: np.ndarra
         a = affine[row]
         out[:, row] = ijk[0] * a[0] + ijk[1] * a[1] + ijk[2] * a[2] + a[3]
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A voxel grid: its (X, Y, Z) ``shape`` and 4x4 voxel -> RAS+ mm ``affine`` (one value where
+    functions would otherwise take the pair)."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    def points(self, flat_idx: np.ndarray) -> np.ndarray:
+        """(N,) flat voxel indices -> (N, 3) RAS+ mm (:func:`world_points`)."""
+        return world_points(flat_idx, self.shape, self.affine)
+
+    def ijk(self, flat_idx: np.ndarray) -> np.ndarray:
+        """(N,) flat voxel indices -> (N, 3) int voxel indices."""
+        return np.stack(np.unravel_index(flat_idx, self.shape), axis=1)
+
+    @property
+    def voxel_mm3(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
 
 
 def mask_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -24,12 +24,11 @@ COARSE_GRID_MM = 2.0
 FIT_TOLERANCE_FRACTION = 0.25
 
 
-def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, int],
-                    affine: np.ndarray) -> tuple[float, float, float] | None:
+def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, grid: G.Grid) -> tuple[float, float, float] | None:
     """Anterior, middle and posterior heights (mm) of a body.
 
     Args:
-        flat_idx: flat indices (into an array of ``shape``) of the body's voxels, bone and lesion.
+        flat_idx: flat indices (into ``grid``) of the body's voxels, bone and lesion.
 
     The superior and inferior endplates are located from the body's boundary voxels along the
     voxel axis nearest the vertebra's superior axis (a boundary voxel's centre plus half a voxel
@@ -54,10 +53,11 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, shape: tuple[int, int, in
     """
     if flat_idx.size < 30:
         return None
-    pts = G.world_points(flat_idx, shape, affine)
+    affine = grid.affine
+    pts = grid.points(flat_idx)
     if G.step_along_mm(v.superior, affine) > COARSE_GRID_MM:
         return _extent_heights_mm(v, pts, affine)
-    ijk = np.stack(np.unravel_index(flat_idx, shape), axis=1)
+    ijk = grid.ijk(flat_idx)
     v = own_axes(v, ijk, affine)
     centre = pts.mean(axis=0)
     step_a = G.step_along_mm(v.anterior, affine)

@@ -41,7 +41,7 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     vert_of = np.full(flat.size, -1, np.int64)  # vertebra index of each lesion voxel, -1 for none
     for v in vertebrae:
         vert_of[np.searchsorted(flat, v.lesion_idx)] = v.index
-    epidural_ids = _in_canal_components(flat, comp_of, classes.shape, affine, vertebrae, vert_of)
+    epidural_ids = _in_canal_components(flat, comp_of, G.Grid(classes.shape, affine), vertebrae, vert_of)
     epidural_ids |= _touching_canal(classes, comps)
     n_vert = max((v.index for v in vertebrae), default=-1) + 1
     has_vert = vert_of >= 0
@@ -90,13 +90,13 @@ def _touching_canal(classes: np.ndarray, comps: np.ndarray) -> set[int]:
     return set(np.unique(comps[box][near]).tolist()) - {0}
 
 
-def _in_canal_components(flat, comp_of, shape, affine, vertebrae, vert_of) -> set[int]:
+def _in_canal_components(flat, comp_of, grid: G.Grid, vertebrae, vert_of) -> set[int]:
     ids: set[int] = set()
     for v in vertebrae:
         if v.canal_centre_mm is None or v.body_back_rel_mm is None:
             continue
         sel = vert_of == v.index
-        rel = G.world_points(flat[sel], shape, affine) - v.canal_centre_mm
+        rel = grid.points(flat[sel]) - v.canal_centre_mm
         a, r = rel @ v.anterior, rel @ v.right
         inside = (a < v.body_back_rel_mm - 1.0) & (a > -v.body_back_rel_mm) & (np.abs(r) < v.canal_half_width_mm - 1.0)
         ids |= set(np.unique(comp_of[sel][inside]).tolist())

@@ -144,14 +144,14 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
     their neighbours'; S1's heights are reported as measured), nor for bodies cut by the image
     border or with under 40 % of the median body volume inside the label map.
     """
-    shape = classes.shape
-    voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    grid = G.Grid(classes.shape, affine)
+    voxel_mm3 = grid.voxel_mm3
     image = None if image is None else np.ravel(image)  # once: a cropped image is copied by ravel
     notes: list[str] = []
     rows = []
     for v in vertebrae:
-        body_pts = G.world_points(v.body_idx, shape, affine)
-        les_pts = G.world_points(v.lesion_idx, shape, affine)
+        body_pts = grid.points(v.body_idx)
+        les_pts = grid.points(v.lesion_idx)
         inb = B.lesion_in_body(v, les_pts, body_pts)
         n_total = v.body_idx.size + int(inb.sum())
         pts = np.concatenate([body_pts, les_pts[inb]])
@@ -167,7 +167,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         if r["truncated"]:
             notes.append(f"{vertebra_name(v.level, v.index)}: body cut by the field of view "
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
-        r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], shape, affine)
+        r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], grid)
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
     compared = [r["heights"] if r["comparable"] else None for r in rows]
     steps = [G.step_along_mm(r["v"].superior, affine) for r in rows]

@@ -33,7 +33,7 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     ``border_touch`` is an (X, Y, Z) bool mask of voxels on the original image's border.
     Vertebrae come back ordered inferior -> superior.
     """
-    shape = classes.shape
+    grid = G.Grid(classes.shape, affine)
     # one pass over the crop: every class's flat indices (ascending) come from its foreground
     labelled = np.flatnonzero(classes)
     values = classes.ravel()[labelled]
@@ -41,10 +41,10 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     lesion_flat = labelled[values == L.LESION]
     canal_flat = labelled[(values == L.SPINAL_CORD) | (values == L.THECAL_SAC)]
     disc_flat = labelled[values == L.DISC]
-    axis = _column_axis(labelled, values, shape, affine)
+    axis = _column_axis(labelled, values, grid)
     if bone_flat.size == 0:
         return Column([], axis, "none", ["no vertebral bone labelled"])
-    pts = {name: G.world_points(flat, shape, affine)
+    pts = {name: grid.points(flat)
            for name, flat in (("bone", bone_flat), ("lesion", lesion_flat), ("canal", canal_flat))}
 
     if levels is not None and levels.any():
@@ -88,11 +88,11 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     canal.check_rings(vertebrae, work, affine)
     canal.bony_canal_widths(vertebrae)
     if any(p.merged_idx.size for p in work):
-        _split_merged(vertebrae, work, shape, affine, disc_pts=G.world_points(disc_flat, shape, affine))
-    canal.body_back_walls(vertebrae, work, shape, affine)
+        _split_merged(vertebrae, work, grid, disc_pts=grid.points(disc_flat))
+    canal.body_back_walls(vertebrae, work, grid)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
-        body_pts = G.world_points(v.body_idx, shape, affine)
-        les_pts = G.world_points(v.lesion_idx, shape, affine)
+        body_pts = grid.points(v.body_idx)
+        les_pts = grid.points(v.lesion_idx)
         if v.canal_centre_mm is not None and v.body_back_rel_mm is not None and len(les_pts):
             les_pts = les_pts[(les_pts - v.canal_centre_mm) @ v.anterior > v.body_back_rel_mm]
         both = np.concatenate([body_pts, les_pts])
@@ -138,14 +138,14 @@ def _kept_slabs(body_slab: np.ndarray, lesion_slab: np.ndarray, *, n_slabs: int,
     return keep
 
 
-def _column_axis(labelled: np.ndarray, values: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+def _column_axis(labelled: np.ndarray, values: np.ndarray, grid: G.Grid) -> np.ndarray:
     """Superior-pointing long axis of the column (anterior column first, else any foreground),
     from the (N,) flat indices of the labelled voxels and their (N,) class values."""
     for classes in ((L.VERTEBRAL_BODY, L.DISC, MERGED_VERTEBRA, L.LESION),
                     (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
         chosen = labelled[np.isin(values, classes)]
         if chosen.size >= 10:
-            w, vecs = G.principal_axes(G.world_points(chosen, shape, affine))
+            w, vecs = G.principal_axes(grid.points(chosen))
             axis = vecs[:, -1]
             if w[-1] < 1.5 * w[-2] and abs(vecs[:, -2] @ G.SUPERIOR) > abs(axis @ G.SUPERIOR):
                 axis = vecs[:, -2]  # ambiguous shape (short column): take the one nearer RAS superior
@@ -229,7 +229,7 @@ DISC_OUTLINE_MARGIN_MM = 1.0
 PEDICLE_ROOT_DEPTH_MM = 12.0
 
 
-def _split_merged(vertebrae: list[Vertebra], work: list[VertebraPoints], shape, affine, *,
+def _split_merged(vertebrae: list[Vertebra], work: list[VertebraPoints], grid: G.Grid, *,
                   disc_pts: np.ndarray) -> None:
     """Merged bone: body where it lies in front of the canal's anterior wall, else posterior.
 
@@ -245,7 +245,7 @@ def _split_merged(vertebrae: list[Vertebra], work: list[VertebraPoints], shape, 
         merged = points.merged_idx
         if merged.size == 0:
             continue
-        pts = G.world_points(merged, shape, affine)
+        pts = grid.points(merged)
         if v.canal_centre_mm is not None:
             a = (pts - v.canal_centre_mm) @ v.anterior
             is_body = a > v.canal_front_rel_mm
