@@ -227,6 +227,19 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     assert "inference.overlap" in capsys.readouterr().err
 
 
+def test_shipped_settings_file_holds_every_default():
+    import dataclasses
+
+    from spinelesion.inference.settings import InferenceSettings, load_run_settings
+    from spinelesion.measure.settings import MeasureSettings
+
+    inference, measure = load_run_settings(REPO / "configs" / "infer.yaml")
+    assert inference == InferenceSettings() and measure == MeasureSettings()
+    text = (REPO / "configs" / "infer.yaml").read_text()
+    for f in dataclasses.fields(MeasureSettings) + dataclasses.fields(InferenceSettings):
+        assert f"  {f.name}:" in text, f.name
+
+
 @pytest.mark.slow
 def test_torchrun_shards_cases_across_two_processes(tmp_path, tiny_model):
     inputs = tmp_path / "in"
