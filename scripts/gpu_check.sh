@@ -4,6 +4,8 @@
 #   bash scripts/gpu_check.sh            # GPU tests, bench_infer end to end (+ 512x512x600 CTs), bench_batch, bench_network
 #   TRAIN=1 bash scripts/gpu_check.sh    # also retrain both phantom models (needs runs/gpu_data, see below)
 #   TRAIN_SYNTH=1 bash scripts/gpu_check.sh   # train the default (synthesis) model, configs/synth_spine.yaml
+#   TRAIN_SYNTH=1 SYNTH_CONFIG=configs/synth_spine_stage3.yaml SYNTH_RUN=runs/train_synth_stage3 bash scripts/gpu_check.sh
+#                                             # another stage (carry the tissue maps and init_from checkpoint it names)
 #
 # The GPU machine has torch, numpy, scipy and matplotlib but not monai, nibabel or cc3d: carry
 # wheels/ (gitignored) holding their cp312 wheels, made here with
@@ -51,15 +53,15 @@ if [ "${TRAIN_SYNTH:-0}" = 1 ]; then
   # labelsTr and the validation images) and, to continue a run, runs/train_synth_spine (resume.pt).
   # Images are synthesised on the GPU in the training step; the workers only crop tissue maps.
   EPOCHS=${EPOCHS:-400}; STEPS=${STEPS:-50}; TRAIN_S=${TRAIN_S:-420}
-  resume=(); [ -f runs/train_synth_spine/resume.pt ] && resume=(--resume)
+  CONFIG=${SYNTH_CONFIG:-configs/synth_spine.yaml}; RUN=${SYNTH_RUN:-runs/train_synth_spine}
+  resume=(); [ -f "$RUN/resume.pt" ] && resume=(--resume)
   t0=$(date +%s)
-  timeout $TRAIN_S python3 -m spinelesion train --config configs/synth_spine.yaml --device $DEVICE "${resume[@]}" \
+  timeout $TRAIN_S python3 -m spinelesion train --config "$CONFIG" --output "$RUN" --device $DEVICE "${resume[@]}" \
     --set train.epochs=$EPOCHS --set train.steps_per_epoch=$STEPS --set validation.interval=25 \
     --set data.num_workers=8 --set train.batch_size=4 > "$OUT/train_synth.log" 2>&1
-  echo "synthesis training: $(( $(date +%s) - t0 )) s" >> "$OUT/gpu.txt"
+  echo "synthesis training ($CONFIG): $(( $(date +%s) - t0 )) s" >> "$OUT/gpu.txt"
   mkdir -p "$OUT/synth"
-  cp runs/train_synth_spine/last.safetensors runs/train_synth_spine/best.safetensors runs/train_synth_spine/metrics.csv \
-    runs/train_synth_spine/resume.pt "$OUT/synth/" 2>>"$OUT/gpu.txt"
+  cp "$RUN/last.safetensors" "$RUN/best.safetensors" "$RUN/metrics.csv" "$RUN/resume.pt" "$OUT/synth/" 2>>"$OUT/gpu.txt"
   tr '\r' '\n' < "$OUT/train_synth.log" | grep -v "it/s\|s/it\|^ *$" | tail -6 >> "$OUT/gpu.txt"
 fi
 tail -40 "$OUT/gpu.txt"
