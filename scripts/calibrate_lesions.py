@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     from spinelesion.data.adapters import get_adapter
-    from spinelesion.inference.calibrate import choose_operating_point, lesion_operating_points, store_postprocess
+    from spinelesion.training.calibrate import choose_operating_point, lesion_operating_points, store_postprocess
 
     cases = []
     for root in args.data:
