@@ -219,6 +219,10 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     record = json.loads((tmp_path / "out" / "a" / "measurements.json").read_text())
     assert record["settings"]["min_lesion_mm3"] == 123
     capsys.readouterr()
+    rerun = [*args[:2], "--out", str(tmp_path / "profiled"), *args[4:], "--profile"]
+    assert main(rerun) == 0
+    printed = capsys.readouterr().out
+    assert "profile (1 scan processed" in printed and "network" in printed and "measure" in printed
     settings.write_text("inference: {overlapp: 0.25}\n")
     assert main(args) == 2
     assert "overlapp" in capsys.readouterr().err

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
     parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the time went: seconds per stage, summed over the scans of this run "
+                             "(also in run.json, seconds_by_stage)")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB",
                         help="only inputs whose path under INPUT (or a folder/file name in it) matches, "
                              "e.g. --include 'imagesTr' or --include '*_t2.nii.gz' (repeatable)")
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_partial} partial, "
           f"{result.n_not_scans} skipped (segmentations, not scans), {result.n_skipped} already done; "
           f"report: {result.report}")
+    if args.profile:
+        print(stage_profile(result.out_dir / "run.json"))
     if result.problems:
         print("rerunning the same command resumes: finished scans are kept, the failed and partial ones "
               "are redone", file=sys.stderr)
@@ -77,3 +82,25 @@ def _workers(text: str) -> int | None:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"'auto' or a count of 0 or more, not {text!r}")
     return int(text)
+
+
+def stage_profile(run_json) -> str:
+    """A table of seconds per stage (summed over the run's cases) from a run.json, with shares of the total."""
+    import json
+
+    info = json.loads(run_json.read_text())
+    stages = info.get("seconds_by_stage") or {}
+    total = stages.get("total") or sum(v for k, v in stages.items() if k != "total") or 0.0
+    n = max(int(info.get("n_ok", 0)) + int(info.get("n_partial", 0)), 1)
+    lines = [f"profile ({n} scan{'s' if n > 1 else ''} processed, seconds summed over them):"]
+    for stage, seconds in stages.items():
+        if stage == "total":
+            continue
+        share = 100.0 * seconds / total if total else 0.0
+        lines.append(f"  {stage:<12}{seconds:9.2f} s {share:5.1f} %   ({seconds / n:.2f} s per scan)")
+    other = total - sum(v for k, v in stages.items() if k != "total")
+    if other > 0.005:
+        lines.append(f"  {'other':<12}{other:9.2f} s {100.0 * other / total:5.1f} %   (loading the model, waiting for a "
+                     "prefetched scan, thread hand-over)")
+    lines.append(f"  {'total':<12}{total:9.2f} s          ({total / n:.2f} s per scan; wall {info.get('seconds_total', 0):.1f} s)")
+    return "\n".join(lines)
