@@ -34,3 +34,12 @@ def vertebra_name(level: str | None, index: int | None, *, short: bool = False) 
     if level:
         return str(level)
     return f"v{index}" if short else f"vertebra {index}"
+
+
+#: SINS vertebral body collapse categories (record values, Fisher et al., Spine 2010) in words for people.
+SINS_COLLAPSE_WORDS: dict[str, str] = {
+    "over_50pct": "over 50 % collapse",
+    "under_50pct": "under 50 % collapse",
+    "no_collapse_over_50pct_involved": "no collapse, over 50 % of the body involved",
+    "none": "no collapse",
+}

@@ -65,6 +65,7 @@ def test_lesion_fraction_and_crush():
     assert v["body_destruction_pct"] == pytest.approx(50, abs=3)
     assert v["height_loss_pct"] == pytest.approx(40, abs=5)
     assert v["genant_grade"] in (2, 3) and v["sins_collapse"] == "under_50pct"
+    assert any("SINS collapse: under 50 % collapse" in f for f in r["flags"]), r["flags"]
     assert all(o["height_loss_pct"] < 5 for i, o in enumerate(r["vertebrae"]) if i != 2)
     assert len(r["lesions"]) == 1 and r["lesions"][0]["vertebra_index"] == 2
     assert not r["lesions"][0]["epidural"]

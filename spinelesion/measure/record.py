@@ -20,7 +20,7 @@ from spinelesion.measure.lesions import find_lesions
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
 from spinelesion.measure.vertebrae import find_vertebrae
-from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER, vertebra_name
+from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER, SINS_COLLAPSE_WORDS, vertebra_name
 
 RECORD_SCHEMA_VERSION = 1
 #: Body destruction (%) from which a vertebra gets a flag line.
@@ -261,7 +261,7 @@ def _flags(record: dict, cord_extra: dict) -> list[str]:
         if (v["genant_grade"] or 0) >= 1:
             parts.append(f"height loss {v['height_loss_pct']:.0f} % (Genant {v['genant_grade']})")
         if v["sins_collapse"] not in (None, "none"):
-            parts.append(f"SINS collapse: {v['sins_collapse'].replace('_', ' ')}")
+            parts.append(f"SINS collapse: {SINS_COLLAPSE_WORDS.get(v['sins_collapse'], v['sins_collapse'])}")
         if v["posterolateral"] != "none":
             parts.append(f"{v['posterolateral']} posterolateral involvement")
         if parts:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from spinelesion.io.atomic import write_text_atomic
 from spinelesion.report.tables import (cohort_sort_key, flagged_vertebra_indices,
                                        max_body_destruction_pct, one_line)
-from spinelesion.vocabulary import vertebra_name
+from spinelesion.vocabulary import SINS_COLLAPSE_WORDS, vertebra_name
 
 DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measurements are produced "
               "automatically and have not been reviewed; they must not guide the care of patients.")
@@ -153,7 +153,7 @@ def _vertebra_table(record: dict) -> str:
             f'<td class="num">{_num(v.get("lesion_volume_ml"), 2)}</td>'
             f'<td class="num">{_num(v.get("body_destruction_pct"))}</td><td class="num">{heights}</td>'
             f'<td class="num">{_num(v.get("height_loss_pct"))}</td><td>{_text(v.get("genant_grade"))}</td>'
-            f'<td>{_text(v.get("sins_collapse"))}</td><td>{_text(v.get("lesion_type"))}</td>'
+            f'<td>{_text(SINS_COLLAPSE_WORDS.get(v.get("sins_collapse"), v.get("sins_collapse")))}</td><td>{_text(v.get("lesion_type"))}</td>'
             f'<td>{_text(v.get("posterolateral"))}</td></tr>')
     if not rows:
         return '<p class="muted">No vertebrae found.</p>'
