@@ -146,3 +146,31 @@ def test_truth_of_a_bodiless_atlas_is_sane(cervical):
     assert np.all(np.isfinite(c1["centroid_mm"])) and rec["C2"]["height_middle_mm"] > 5
     json.dumps(ph.truth, allow_nan=False)
     json.dumps(ph.params, allow_nan=False)
+
+
+def test_great_vessels_beside_the_lumbar_column():
+    """Aorta and vena cava in front of L2; below L4 they divide into iliac vessels that diverge
+    towards the pelvis (the vessel tissue of a real abdomen, labelled background)."""
+    import cc3d
+
+    from spinelesion.data.phantoms import make_phantom
+    from spinelesion.synthesis.tissues import ID
+
+    ph = make_phantom(seed=0, modality="ct", context=True, shape_limit_vox=128, orientation="RAS", oblique=False)
+    levels = ph.params["anatomy"]["levels"]
+    assert {"L2", "L5", "S1"} <= set(levels)
+
+    def vessel_slice(name):
+        z = int(np.round(np.argwhere(ph.vertebra_ids == levels.index(name) + 1)[:, 2].mean()))
+        return ph.tissue[:, :, z] == ID["vessel"], z
+
+    at_l2, _ = vessel_slice("L2")
+    assert cc3d.connected_components(at_l2.astype(np.uint8), connectivity=8, return_N=True)[1] >= 2
+    spans = []
+    for name in ("L5", "S1"):
+        mask, _ = vessel_slice(name)
+        xs = np.flatnonzero(mask.any(axis=1))
+        assert xs.size, name
+        spans.append(xs[-1] - xs[0])
+    assert spans[1] > spans[0]                                   # the iliac vessels diverge downwards
+    assert np.all(ph.labels[ph.tissue == ID["vessel"]] == 0)

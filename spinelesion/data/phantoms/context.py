@@ -7,8 +7,9 @@ atlas and axis with the dens under the skull base, S1 fused to the sacrum):
 * bone that is not vertebra (label 0): ribs joined to the thoracic vertebrae at the costovertebral
   joints, iliac wings beside L4/L5 and the ilium at the sacroiliac joints beside S1; the skull
   base, sacrum and coccyx (:mod:`.junctions`);
-* organs and soft tissue: liver, kidneys, psoas muscles, bowel with gas and oral contrast, aortic
-  wall plaque; the cord ending at the conus (L1/L2) with CSF below it;
+* organs and soft tissue: liver, kidneys, psoas muscles, bowel with gas and oral contrast, the great
+  vessels (vena cava, iliac arteries and veins below the aortic bifurcation at L4, carotid arteries and
+  jugular veins in the neck), aortic wall plaque; the cord ending at the conus (L1/L2) with CSF below it;
 * spinal hardware in some cases: pedicle screws and rods (metal, label 0);
 * benign mimics that are NOT lesions: haemangioma, bone island, Modic change and Schmorl node
   (disc material under an endplate), all labelled vertebral body; vacuum disc (gas in the nucleus,
@@ -93,11 +94,51 @@ def render_soft_tissue(tissue: np.ndarray, s, u, v, line, anat: dict, ctx: dict)
         tissue[gas] = ID["bowel_gas"]
         if ctx["bowel_contrast"] > 0:
             tissue[bowel & ~gas & (field < -1.0 + 2 * ctx["bowel_contrast"])] = ID["bowel_contrast"]
+    _great_vessels(tissue, s, u, v, line, anat, ctx, inside=inside, front=front, width=width, depth=depth)
     if ctx["plaque"]:
         vessel = tissue == ID["vessel"]
         rng = np.random.default_rng(ctx["bowel_seed"] + 1)
         rim = vessel & (_blobs(rng, s, u, v, cell_mm=8.0) > 1.2)
         tissue[rim] = ID["plaque"]
+
+
+def _great_vessels(tissue, s, u, v, line, anat: dict, ctx: dict, *, inside, front, width, depth) -> None:
+    """Vessels beside the column besides the aorta (drawn for every phantom): the inferior vena cava
+    right of the aorta (T11-L4); below the L4 body the aorta and cava divide into common iliac
+    arteries and veins that diverge towards the pelvis (the aorta is removed there); in the neck the
+    carotid arteries and jugular veins in front of and beside the bodies. Tubes in tube coordinates
+    (mm); radii drawn from the case's own stream (``bowel_seed`` + 2), so other draws are unchanged."""
+    verts = anat["vertebrae"]
+    rng = np.random.default_rng(ctx["bowel_seed"] + 2)
+    r_cava, r_iliac_a, r_iliac_v = rng.uniform(9, 13), rng.uniform(4, 6), rng.uniform(5, 7.5)
+    r_carotid, r_jugular = rng.uniform(2.5, 4), rng.uniform(4, 7)
+    level = lambda names: line.interp(s, np.array([1.0 if x["level"] in names else 0.0 for x in verts])) > 0.5  # noqa: E731
+    centre_v = front + 2
+    levels = [x["level"] for x in verts]
+    s_split = None
+    if "L4" in levels:   # the bifurcation, at the L4 body's lower half
+        k = levels.index("L4")
+        s_split = float(line.vertebra_s[k] - 0.3 * verts[k]["height_mm"])
+    cava = level({"T11", "T12", "L1", "L2", "L3", "L4"}) & ((u - 0.3 * width - r_cava) ** 2
+                                                          + (v - centre_v - r_cava) ** 2 <= r_cava ** 2)
+    if s_split is not None:
+        cava &= s >= s_split
+        below = (s < s_split) & inside
+        tissue[below & (tissue == ID["vessel"])] = ID["soft"]            # no aorta below the bifurcation
+        spread = 0.3 * width + 0.45 * np.maximum(s_split - s, 0.0)      # the pairs diverge downwards
+        for sign in (-1, 1):
+            artery = (u - sign * spread) ** 2 + (v - centre_v - r_iliac_a) ** 2 <= r_iliac_a ** 2
+            vein = (u - sign * (spread + r_iliac_a + r_iliac_v)) ** 2 + (v - centre_v - r_iliac_v + 3) ** 2 \
+                <= r_iliac_v ** 2
+            tissue[below & (artery | vein) & (s > s_split - 120)] = ID["vessel"]
+    tissue[cava & inside] = ID["vessel"]
+    neck = level({f"C{i}" for i in range(1, 8)})
+    for sign in (-1, 1):
+        lateral = 0.5 * width + 8
+        carotid = (u - sign * lateral) ** 2 + (v - front + 0.3 * depth - 4) ** 2 <= r_carotid ** 2
+        jugular = (u - sign * (lateral + r_carotid + r_jugular + 1)) ** 2 + (v - front + 0.3 * depth - 2) ** 2 \
+            <= r_jugular ** 2
+        tissue[neck & inside & (carotid | jugular) & (tissue == ID["soft"])] = ID["vessel"]
 
 
 def _blobs(rng, s, u, v, *, cell_mm: float) -> np.ndarray:
