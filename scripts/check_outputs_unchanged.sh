@@ -6,7 +6,7 @@
 #
 # Runs (with the spinelesion that `python3 -m spinelesion` finds: set PYTHONPATH to a checkout to fingerprint
 # another version), with the given (default: shipped) model: `spinelesion infer` on the real scans of
-# ../shared/data/real (via scripts/evaluate_real.sh's copy) and on 4 generated phantoms (2 CT, 2 T2,
+# ../shared/data/real (copied into WORK_DIR/in) and on 4 generated phantoms (2 CT, 2 T2,
 # pathology included), and `spinelesion measure` on those phantoms' exact label maps. The fingerprint
 # holds every label map's voxels and affine (hash) and every measurement record without run-time
 # provenance (timings, versions, paths).

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -25,6 +27,18 @@ class Invalid(Exception):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(key, message)
         self.key, self.message = key, message
+
+
+def read_yaml(path: str | os.PathLike, *, what: str = "config") -> Any:
+    """The parsed content of a YAML file (None when empty); ConfigError naming the file when it is
+    missing or not valid YAML (``what`` says which file it was meant to be)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
 
 
 def apply_override(raw: dict, item: str) -> None:

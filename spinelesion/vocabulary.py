@@ -1,4 +1,4 @@
-"""The clinical vocabulary every module shares: vertebral level names and Bilsky grades.
+"""The clinical vocabulary every module shares: level names and order, Bilsky grades, SINS words.
 
 One place for each list, so that a level or grade added here is known to measurement, reports,
 evaluation, adapters and phantoms alike (label values live in :mod:`spinelesion.labels`).

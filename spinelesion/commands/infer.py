@@ -89,18 +89,19 @@ def stage_profile(run_json) -> str:
     import json
 
     info = json.loads(run_json.read_text())
-    stages = info.get("seconds_by_stage") or {}
-    total = stages.get("total") or sum(v for k, v in stages.items() if k != "total") or 0.0
+    stages = dict(info.get("seconds_by_stage") or {})
+    measured = sum(v for k, v in stages.items() if k != "total")
+    total = stages.pop("total", None) or measured
     n = max(int(info.get("n_ok", 0)) + int(info.get("n_partial", 0)), 1)
+    rows = list(stages.items())
+    if total - measured > 0.005:
+        rows.append(("other", total - measured))
     lines = [f"profile ({n} scan{'s' if n > 1 else ''} processed, seconds summed over them):"]
-    for stage, seconds in stages.items():
-        if stage == "total":
-            continue
+    for stage, seconds in rows:
         share = 100.0 * seconds / total if total else 0.0
         lines.append(f"  {stage:<12}{seconds:9.2f} s {share:5.1f} %   ({seconds / n:.2f} s per scan)")
-    other = total - sum(v for k, v in stages.items() if k != "total")
-    if other > 0.005:
-        lines.append(f"  {'other':<12}{other:9.2f} s {100.0 * other / total:5.1f} %   (loading the model, waiting for a "
-                     "prefetched scan, thread hand-over)")
-    lines.append(f"  {'total':<12}{total:9.2f} s          ({total / n:.2f} s per scan; wall {info.get('seconds_total', 0):.1f} s)")
+    if total - measured > 0.005:
+        lines.append("  (other: loading the model, waiting for a prefetched scan, thread hand-over)")
+    lines.append(f"  {'total':<12}{total:9.2f} s          ({total / n:.2f} s per scan; wall "
+                 f"{info.get('seconds_total', 0):.1f} s)")
     return "\n".join(lines)

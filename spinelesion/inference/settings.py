@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from spinelesion.errors import ConfigError
@@ -66,22 +65,11 @@ def load_run_settings(path: str | os.PathLike | None, *, overrides: dict | None 
     Raises:
         ConfigError: unreadable file, bad YAML, an unknown key or a value out of range.
     """
-    import yaml
-
     from spinelesion.measure.settings import settings_from_dict
-    from spinelesion.typed_yaml import build
+    from spinelesion.typed_yaml import build, read_yaml
 
-    raw: dict = {}
-    source = "settings"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: settings file not found")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    raw = (read_yaml(path, what="settings") or {}) if path is not None else {}
+    source = "settings" if path is None else str(path)
     run = build(_RunFile, raw, "", source)
     inference = run.inference
     if overrides:

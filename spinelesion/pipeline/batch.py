@@ -23,14 +23,19 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from spinelesion.inference.settings import InferenceSettings
 from spinelesion.io.atomic import remove_stale_temporaries
-from spinelesion.measure.settings import MeasureSettings
-from spinelesion.pipeline.case import DONE, clear_case_dir, is_finished, read_status, timed_load, finish_case, predict_case
 from spinelesion.io.discover import discover_cases
+from spinelesion.pipeline.case import (DONE, clear_case_dir, finish_case, is_finished, predict_case, read_status,
+                                       timed_load)
 from spinelesion.pipeline.run_outputs import write_run_outputs
 from spinelesion.runtime import dist_info, init_distributed, rank_device
+
+if TYPE_CHECKING:   # annotations only: measure pulls in SciPy, which a bare import of the pipeline needs not
+    from spinelesion.inference.settings import InferenceSettings
+    from spinelesion.measure.settings import MeasureSettings
+
 
 @dataclass(frozen=True, kw_only=True)
 class BatchResult:

@@ -25,16 +25,12 @@ from spinelesion.report.tables import one_line
 #: Longest one-line error kept in a status (characters).
 ERROR_MAX_CHARS = 500
 
+#: Written last in a case folder: the "finished" marker.
 STATUS_FILE = "status.json"
-
-
+#: Timed stages of a case (status.json "seconds", run.json "seconds_by_stage").
 STAGES = ("load", "preprocess", "network", "postprocess", "measure", "write", "report")
-
-
 #: Files a case folder may hold from an earlier attempt; removed before a case is redone.
 CASE_OUTPUTS = ("labels.nii.gz", "labels.seg.dcm", "probabilities.nii.gz", "measurements.json", STATUS_FILE)
-
-
 #: Statuses of a case that a rerun does not redo.
 DONE = ("ok", "skipped")
 

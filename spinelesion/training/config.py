@@ -17,16 +17,14 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from spinelesion.errors import ConfigError
 from spinelesion.labels import NUM_CLASSES
 from spinelesion.synthesis.settings import AppearanceSettings
 from spinelesion.typed_yaml import Invalid as _Invalid
-from spinelesion.typed_yaml import apply_override, build, plain
+from spinelesion.typed_yaml import apply_override, build, plain, read_yaml
+
 
 @dataclass(frozen=True, kw_only=True)
 class DataSource:
@@ -296,13 +294,7 @@ def load_config(path: str | os.PathLike, *, overrides: typing.Sequence[str] = ()
         ConfigError: missing/unreadable file, bad YAML, bad override, unknown key, wrong type,
             out-of-range value or network parameter; the message names the file or key path.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from None
+    raw = read_yaml(path, what="config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     for item in overrides:

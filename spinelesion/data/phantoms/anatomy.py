@@ -399,10 +399,3 @@ def vertebra_key_points(v: dict, canal: dict) -> np.ndarray:
         pts += [[x * (v["canal_half_width_mm"] + pr), vc - rc_ap, h0 / 2 + v["disc_above_mm"] / 2 + pr],
                 [x * (v["canal_half_width_mm"] + pr), vc - rc_ap, -h0 / 2 - v["disc_below_mm"] / 2 - pr]]
     return np.array(pts, float)
-
-
-def vertebra_local_box(v: dict, canal: dict, margin_mm: float = 4.0) -> np.ndarray:
-    """(8, 3) corners of a local box that holds the whole vertebra (mm, vertebra frame)."""
-    pts = vertebra_key_points(v, canal)
-    lo, hi = pts.min(axis=0) - margin_mm, pts.max(axis=0) + margin_mm
-    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])

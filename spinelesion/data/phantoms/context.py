@@ -94,7 +94,8 @@ def render_soft_tissue(tissue: np.ndarray, s, u, v, line, anat: dict, ctx: dict)
         tissue[gas] = ID["bowel_gas"]
         if ctx["bowel_contrast"] > 0:
             tissue[bowel & ~gas & (field < -1.0 + 2 * ctx["bowel_contrast"])] = ID["bowel_contrast"]
-    _great_vessels(tissue, s, u, v, line, anat, ctx, inside=inside, front=front, width=width, depth=depth)
+    _great_vessels(tissue, s, u, v, line, anat, ctx, level=level, inside=inside, front=front, width=width,
+                   depth=depth)
     if ctx["plaque"]:
         vessel = tissue == ID["vessel"]
         rng = np.random.default_rng(ctx["bowel_seed"] + 1)
@@ -102,17 +103,17 @@ def render_soft_tissue(tissue: np.ndarray, s, u, v, line, anat: dict, ctx: dict)
         tissue[rim] = ID["plaque"]
 
 
-def _great_vessels(tissue, s, u, v, line, anat: dict, ctx: dict, *, inside, front, width, depth) -> None:
+def _great_vessels(tissue, s, u, v, line, anat: dict, ctx: dict, *, level, inside, front, width, depth) -> None:
     """Vessels beside the column besides the aorta (drawn for every phantom): the inferior vena cava
     right of the aorta (T11-L4); below the L4 body the aorta and cava divide into common iliac
     arteries and veins that diverge towards the pelvis (the aorta is removed there); in the neck the
     carotid arteries and jugular veins in front of and beside the bodies. Tubes in tube coordinates
-    (mm); radii drawn from the case's own stream (``bowel_seed`` + 2), so other draws are unchanged."""
+    (mm); radii drawn from the case's own stream (``bowel_seed`` + 2), so other draws are unchanged.
+    ``level(names)``: the caller's mask of the voxels at those levels."""
     verts = anat["vertebrae"]
     rng = np.random.default_rng(ctx["bowel_seed"] + 2)
     r_cava, r_iliac_a, r_iliac_v = rng.uniform(9, 13), rng.uniform(4, 6), rng.uniform(5, 7.5)
     r_carotid, r_jugular = rng.uniform(2.5, 4), rng.uniform(4, 7)
-    level = lambda names: line.interp(s, np.array([1.0 if x["level"] in names else 0.0 for x in verts])) > 0.5  # noqa: E731
     centre_v = front + 2
     levels = [x["level"] for x in verts]
     s_split = None
