@@ -145,7 +145,7 @@ def test_touching_canal_equals_scipy_dilation(seed):
     assert expected and _touching_canal(classes, comps) == expected
 
 
-def _reference_find_lesions(classes, affine, vertebrae, settings):
+def _reference_find_lesions(classes, affine, vertebrae, settings, probability=None):
     """find_lesions as it was before issue 6 (no in-canal test: vertebrae have no canal here)."""
     lesion = classes == L.LESION
     comps, n = cc3d.connected_components(lesion, connectivity=26, return_N=True)
@@ -170,7 +170,10 @@ def _reference_find_lesions(classes, affine, vertebrae, settings):
         records.append({"id": len(records) + 1, "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
                         "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ ijk + affine[:3, 3]],
                         "vertebra_index": int(np.bincount(verts).argmax()) if verts.size else None,
-                        "epidural": bool(k in epidural_ids)})
+                        "epidural": bool(k in epidural_ids), "confidence": None})
+        if probability is not None:
+            idx = np.argwhere(comps == k).astype(float)
+            records[-1]["confidence"] = round(float(np.mean(probability(idx @ affine[:3, :3].T + affine[:3, 3]))), 3)
         if k in epidural_ids:
             mask |= comps == k
     return records, mask
@@ -189,6 +192,14 @@ def test_find_lesions_equals_reference(seed):
     assert len(got) >= 3 and any(r["epidural"] for r in got)
     assert got == expected
     assert np.array_equal(got_mask, expected_mask)
+
+    def probability(points_mm):   # a made-up lesion probability that varies in space
+        return (np.abs(points_mm[:, 0]) % 7.0) / 7.0
+
+    got, _ = find_lesions(classes=classes, affine=OBLIQUE, vertebrae=vertebrae, settings=settings,
+                          lesion_probability=probability)
+    expected, _ = _reference_find_lesions(classes, OBLIQUE, vertebrae, settings, probability=probability)
+    assert got == expected and len({r["confidence"] for r in got}) > 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -215,7 +215,7 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     assert main(args) == 0
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["inference_settings"] == {"overlap": 0.25, "sw_batch_size": 2, "tta": True, "amp": True,
-                                         "spine_margin_mm": None}
+                                         "spine_margin_mm": None, "padding": "replicate"}
     record = json.loads((tmp_path / "out" / "a" / "measurements.json").read_text())
     assert record["settings"]["min_lesion_mm3"] == 123
     capsys.readouterr()
@@ -229,6 +229,27 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     settings.write_text("inference: {overlap: 1.5}\n")
     assert main(args) == 2
     assert "inference.overlap" in capsys.readouterr().err
+    settings.write_text("inference: {padding: zeros}\n")
+    assert main(args) == 2
+    assert "inference.padding" in capsys.readouterr().err
+
+
+def test_padding_mode_reaches_the_sliding_window(tiny_model):
+    """A slab thinner than the patch is padded as the settings say (replicate by default)."""
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.settings import InferenceSettings
+    from spinelesion.io.scan import Scan
+
+    volume = ct_volume((24, 22, 12))[:, :, 4:7]
+    scan = Scan(array=volume.astype(np.float32), affine=np.diag([1.0, 1.0, 2.0, 1.0]), modality="CT")
+    results = {}
+    for mode in ("replicate", "constant"):
+        predictor = Predictor(model=tiny_model, device="cpu", keep_probabilities=True,
+                              settings=InferenceSettings(padding=mode, spine_margin_mm=None))
+        results[mode] = predictor.predict(scan).probabilities
+    assert Predictor(model=tiny_model, device="cpu").settings.padding == "replicate"
+    assert results["replicate"].shape == results["constant"].shape
+    assert not np.allclose(results["replicate"], results["constant"])
 
 
 def test_shipped_settings_file_holds_every_default():

@@ -64,3 +64,19 @@ def test_without_canal_contact_an_epidural_lesion_must_reach_bone():
     _, with_canal = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0)
     _, bone_only = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0, touch_canal=False)
     assert with_canal["kept"] == 1 and bone_only["outside_spine"] == 1
+
+
+def test_volume_lookup_reads_the_voxel_under_each_world_point():
+    """Lesion confidence reads the network grid by world position, whatever that grid's affine."""
+    from spinelesion.inference.resample import VolumeLookup
+
+    volume = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    angle = np.radians(25)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) \
+        @ np.diag([1.5, 1.5, 2.0])
+    affine[:3, 3] = [-10.0, 4.0, 30.0]
+    ijk = np.array([[0, 0, 0], [4, 5, 6], [2, 3, 1], [7, 0, 0], [-2, 1, 1]], dtype=float)
+    points = (ijk + 0.2) @ affine[:3, :3].T + affine[:3, 3]       # inside the voxel, off its centre
+    values = VolumeLookup(volume, affine=affine)(points)
+    assert values.tolist() == [volume[0, 0, 0], volume[4, 5, 6], volume[2, 3, 1], 0.0, 0.0]

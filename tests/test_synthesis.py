@@ -242,3 +242,41 @@ def test_the_cord_ends_at_the_conus():
     assert conus_s(line, column("L2", "L1", "T12"), {"conus_offset_mm": -5.0}) == 12.5
     assert conus_s(line, column("L5", "L4", "L3"), {"conus_offset_mm": 0.0}) == float("inf")  # no cord at all
     assert conus_s(line, column("C7", "C6", "C5"), {"conus_offset_mm": 0.0}) is None
+
+
+def test_marrow_variation_and_cortex_gaps_touch_bone_only_and_are_off_by_default():
+    """Marrow variation scales marrow and lesion together (the lesion keeps its contrast), cortex gaps
+    give part of the cortex the marrow's value; soft tissue and CSF are untouched; both off by default."""
+    from spinelesion.synthesis.appearance import _thin_cortex, _vary_marrow
+
+    plain = AppearanceSettings(families={"t2": 1.0})
+    a = draw_appearance(torch.Generator().manual_seed(3), settings=plain)
+    assert a["marrow_var"] is None and a["cortex_gap"] == 0.0
+    varied = dataclasses.replace(plain, marrow_var_max=0.5, cortex_gap_prob=1.0)
+    b = draw_appearance(torch.Generator().manual_seed(3), settings=varied)
+    assert {k: v for k, v in b.items() if k not in ("marrow_var", "cortex_gap")} == \
+        {k: v for k, v in a.items() if k not in ("marrow_var", "cortex_gap")}
+    assert 0.0 <= b["marrow_var"]["sd"] <= 0.5 and 0.1 <= b["cortex_gap"] <= 0.5
+
+    tissue = _tissue_block((40, 40, 40))
+    idx = tissue[0].clone()
+    idx[10:13, 10:13, 10:13] = ID["lytic"]
+    means = torch.rand(N_TISSUES, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    image = means[idx]
+    out = _vary_marrow(image, idx, marrow_var={"sd": 0.5, "cell_mm": 15.0}, spacing_mm=(1.5,) * 3,
+                       generator=torch.Generator().manual_seed(1))
+    marrow, lytic = idx == ID["marrow"], idx == ID["lytic"]
+    assert torch.equal(out[~(marrow | lytic)], image[~(marrow | lytic)])
+    assert float(out[marrow].std()) > 0.01                                   # marrow no longer uniform
+    ratio = out[12, 12, 12] / out[12, 12, 13]                                # lesion vs the marrow beside it
+    assert abs(float(ratio) / float(means[ID["lytic"]] / means[ID["marrow"]]) - 1) < 0.1
+
+    gaps = _thin_cortex(image, idx, fraction=0.3, marrow=means[ID["marrow"]], spacing_mm=(1.5,) * 3,
+                        generator=torch.Generator().manual_seed(2))
+    cortex = idx == ID["cortex"]
+    changed = gaps != image
+    assert not bool(changed[~cortex].any())
+    assert 0.15 < float(changed[cortex].float().mean()) < 0.45
+    assert torch.allclose(gaps[changed], means[ID["marrow"]].expand(int(changed.sum())))
+    rendered = render(tissue, appearance=b, spacing_mm=(1.5,) * 3)
+    assert float(rendered.min()) >= 0.0 and float(rendered.max()) <= 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,10 +25,12 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
 
 @dataclass(kw_only=True)
 class Prediction:
-    """Labels (X, Y, Z) uint8 schema v1 on the input grid; optional (C, X, Y, Z) float16 probabilities."""
+    """Labels (X, Y, Z) uint8 schema v1 on the input grid; optional (C, X, Y, Z) float16 probabilities;
+    ``lesion_probability`` reads the network's lesion probability at world points (lesion confidence)."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
+    lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     model: str = ""
 
@@ -109,7 +112,8 @@ class Predictor:
     def predict(self, scan: Scan) -> Prediction:
         """Label map for ``scan`` on its own grid; ``seconds`` splits preprocess/network/postprocess."""
 
-        from spinelesion.inference.resample import labels_on_grid
+        from spinelesion.inference.resample import VolumeLookup, labels_on_grid
+        from spinelesion.labels import LESION
         from spinelesion.network.transforms import preprocess
 
         path = self.checkpoint_for(scan.modality)
@@ -138,8 +142,12 @@ class Predictor:
         kept = None
         if self.keep_probabilities:
             kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)
+        lesion_probability = None
+        if bool((labels == LESION).any()):
+            lesion_probability = VolumeLookup(probabilities[LESION].half().cpu().numpy(), affine=net_affine)
         seconds["postprocess"] = time.perf_counter() - t2
-        return Prediction(labels=labels, probabilities=kept, seconds=seconds, model=path.name)
+        return Prediction(labels=labels, probabilities=kept, lesion_probability=lesion_probability,
+                          seconds=seconds, model=path.name)
 
     def sliding_window(self, net, image, *, patch_size) -> torch.Tensor:
         """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image."""
@@ -147,7 +155,7 @@ class Predictor:
         from monai.inferers import SlidingWindowInferer
 
         inferer = SlidingWindowInferer(roi_size=tuple(patch_size), sw_batch_size=self.settings.sw_batch_size,
-                                       overlap=self.settings.overlap, mode="gaussian", padding_mode="constant")
+                                       overlap=self.settings.overlap, mode="gaussian", padding_mode=self.settings.padding)
         x = image[None].to(self.device)
         flips = [()] + ([(2,), (3,), (4,)] if self.settings.tta else [])
         use_amp = self.settings.amp and self.device.startswith("cuda")

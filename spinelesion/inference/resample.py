@@ -224,3 +224,26 @@ def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndar
         sampled[0] += (total[0] <= 0).float()
         out[:, :, :, k0:k0 + kk.shape[-1]] = sampled.cpu().numpy().astype(np.float16)
     return out
+
+
+class VolumeLookup:
+    """Values of one (X', Y', Z') network-grid volume at world points, by nearest voxel.
+
+    Used for a lesion's confidence: the mean lesion probability over its voxels
+    (:func:`spinelesion.measure.lesions.find_lesions` calls it with those voxels' positions).
+    Points outside the grid read 0.
+    """
+
+    def __init__(self, volume: np.ndarray, *, affine: np.ndarray) -> None:
+        self.volume = volume
+        self.world_to_voxel = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+
+    def __call__(self, points_mm: np.ndarray) -> np.ndarray:
+        """(N,) float32 values at (N, 3) RAS+ points in mm."""
+        points = np.asarray(points_mm, dtype=np.float64)
+        ijk = np.rint(points @ self.world_to_voxel[:3, :3].T + self.world_to_voxel[:3, 3]).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.array(self.volume.shape)), axis=1)
+        out = np.zeros(len(points), np.float32)
+        i, j, k = ijk[inside].T
+        out[inside] = self.volume[i, j, k]
+        return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cc3d
 import numpy as np
 
@@ -11,10 +13,18 @@ from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
 from spinelesion.vocabulary import vertebra_name
 
+#: Most voxels of one lesion read for its confidence (evenly strided beyond that).
+CONFIDENCE_SAMPLES = 20_000
+
 
 def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra],
-                 settings: MeasureSettings) -> tuple[list[dict], np.ndarray]:
+                 settings: MeasureSettings, lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None,
+                 ) -> tuple[list[dict], np.ndarray]:
     """Connected lesion components of at least ``settings.min_lesion_mm3``.
+
+    ``lesion_probability`` (the network's lesion probability at (N, 3) RAS+ mm points) gives each
+    lesion a ``confidence``: its mean over the lesion's voxels (at most :data:`CONFIDENCE_SAMPLES`
+    of them, evenly spread); null without it (labels not made by a network).
 
     A component is epidural when it touches the cord or thecal sac (26-neighbourhood) or reaches
     into the bony canal of its vertebra (behind the body's posterior wall, within the canal's width).
@@ -59,6 +69,7 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
             "centroid_mm": [round(float(x), 2) for x in centroid],
             "vertebra_index": vertebra_index,
             "epidural": bool(k in epidural_ids),
+            "confidence": _confidence(flat[comp_of == k], classes.shape, affine, lesion_probability),
         })
         if vertebra_index is None:  # say where it is instead
             records[-1]["location"] = outside_location(centroid, vertebrae)
@@ -66,6 +77,16 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
             epidural_kept.append(k)
     np.put(epidural_mask, flat[np.isin(comp_of, epidural_kept)], True)
     return records, epidural_mask
+
+
+def _confidence(flat_idx: np.ndarray, shape, affine: np.ndarray, lesion_probability) -> float | None:
+    """Mean of ``lesion_probability`` over a lesion's voxels (flat C indices into ``shape``), or None."""
+    if lesion_probability is None:
+        return None
+    step = max(1, flat_idx.size // CONFIDENCE_SAMPLES)
+    ijk = np.stack(np.unravel_index(flat_idx[::step], shape), axis=1).astype(np.float64)
+    values = lesion_probability(ijk @ affine[:3, :3].T + affine[:3, 3])
+    return round(float(np.mean(values)), 3)
 
 
 def _touching_canal(classes: np.ndarray, comps: np.ndarray) -> set[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ DESTRUCTION_FLAG_PCT = 5.0
 
 def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None,
                    modality: str | None = None, label_map: str | dict | Path | None = None,
-                   lowest_level: str | None = None, settings: MeasureSettings | None = None) -> dict:
+                   lowest_level: str | None = None, settings: MeasureSettings | None = None,
+                   lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Measure vertebrae, lesions and cord compression from a label map.
 
     Args:
@@ -42,6 +44,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
         lowest_level: level of the most inferior vertebra (e.g. "L5") to name levels when the
             labels do not.
         settings: thresholds; defaults of :class:`MeasureSettings` if None.
+        lesion_probability: the network's lesion probability at (N, 3) RAS+ mm points -> (N,);
+            each lesion's ``confidence`` is its mean over the lesion's voxels (null without it).
 
     Returns:
         The record of docs/contracts.md §2 (JSON-serialisable dict). Coordinates are RAS+ mm.
@@ -79,7 +83,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     border = _border(classes.shape, box, labels.shape)
     column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
                             border_touch=border, lowest_level=lowest_level, settings=settings)
-    lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings)
+    lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings,
+                                     lesion_probability=lesion_probability)
     has_lesion = bool((classes == L.LESION).any())
     cord, cord_notes, cord_extra = measure_cord(classes=classes, affine=aff, vertebrae=column.vertebrae,
                                                 axis=column.axis, epidural_mask=epidural, has_lesion=has_lesion,

@@ -167,11 +167,14 @@ def _lesion_table(record: dict) -> str:
     rows = [f'<tr><td class="num">{_text(x.get("id"))}</td><td class="num">{_num(x.get("volume_ml"), 2)}</td>'
             f'<td>{_mm(x.get("centroid_mm"))}</td>'
             f'<td>{_text(names.get(x.get("vertebra_index"), x.get("vertebra_index")) if x.get("vertebra_index") is not None else x.get("location"))}</td>'
-            f'<td>{_text(x.get("epidural"))}</td></tr>' for x in record.get("lesions") or []]
+            f'<td>{_text(x.get("epidural"))}</td><td class="num">{_num(x.get("confidence"), 2)}</td></tr>'
+            for x in record.get("lesions") or []]
     if not rows:
         return '<p class="muted">No lesions found.</p>'
     return ('<table class="lesions"><thead><tr><th>id</th><th>volume (ml)</th><th>centroid (RAS mm)</th>'
-            f'<th>vertebra</th><th>epidural</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            '<th>vertebra</th><th>epidural</th><th title="mean lesion probability of the network over the '
+            'lesion\'s voxels">confidence</th></tr></thead><tbody>'
+            f'{"".join(rows)}</tbody></table>')
 
 
 def _cord_table(record: dict) -> str:

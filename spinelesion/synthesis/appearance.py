@@ -38,6 +38,11 @@ MIN_LESION_CONTRAST = 0.15
 CLUTTER_HOSTS = ("fat", "soft", "muscle", "liver", "kidney", "bowel_wall", "unknown")
 #: Number of blob intensities per case.
 CLUTTER_BLOBS = 6
+#: Tissues inside bone that the marrow variation field (``marrow_var_max``) scales together, so a
+#: lesion or mimic keeps its contrast to the marrow around it.
+BONE_INTERIOR = ("marrow", "lytic", "blastic", "haemangioma", "bone_island", "modic")
+#: Cell size (mm) of the field that picks which part of the cortex thins (``cortex_gap_prob``).
+CORTEX_GAP_CELL_MM = 10.0
 
 
 def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings) -> dict:
@@ -105,6 +110,13 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
             "values": [means[t] + 0.05 * scale * j for t, j in zip(sources, jitter)],
             "blob_mm": uniform(*settings.clutter_mm), "fraction": uniform(0.2, 0.9),
         }
+    appearance["marrow_var"] = None   # drawn after clutter, for the same reason
+    if settings.marrow_var_max > 0:
+        appearance["marrow_var"] = {"sd": uniform(0.0, settings.marrow_var_max),
+                                    "cell_mm": uniform(*settings.marrow_var_mm)}
+    appearance["cortex_gap"] = 0.0
+    if settings.cortex_gap_prob > 0 and float(rand()) < settings.cortex_gap_prob:
+        appearance["cortex_gap"] = uniform(0.1, 0.5)
     return appearance
 
 
@@ -124,6 +136,11 @@ def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tenso
     if appearance.get("clutter"):
         image = _paint_clutter(image, idx, clutter=appearance["clutter"], scale=scale, spacing_mm=spacing_mm,
                                generator=gen)
+    if appearance.get("cortex_gap"):
+        image = _thin_cortex(image, idx, fraction=appearance["cortex_gap"], marrow=means[TISSUES.index("marrow")],
+                             spacing_mm=spacing_mm, generator=gen)
+    if appearance.get("marrow_var"):
+        image = _vary_marrow(image, idx, marrow_var=appearance["marrow_var"], spacing_mm=spacing_mm, generator=gen)
     white = torch.randn(tuple(shape), generator=gen, device=device)
     image = image + spreads[idx] * white
     weights = torch.zeros(N_TISSUES, dtype=torch.float32, device=device)
@@ -186,6 +203,31 @@ def _paint_clutter(image: torch.Tensor, idx: torch.Tensor, *, clutter: dict, sca
     cut = torch.quantile(_sample(keep[host]), 1.0 - float(clutter["fraction"]))
     paint = host & (keep >= cut)
     return torch.where(paint, values[region], image)
+
+
+def _thin_cortex(image: torch.Tensor, idx: torch.Tensor, *, fraction: float, marrow: torch.Tensor, spacing_mm,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Give about ``fraction`` of the cortex voxels of an (X, Y, Z) mean image the marrow's value,
+    in smooth patches (cells of :data:`CORTEX_GAP_CELL_MM`); labels are not touched."""
+    cortex = idx == TISSUES.index("cortex")
+    if not bool(cortex.any()):
+        return image
+    shape = tuple(image.shape)
+    cells = tuple(max(1, round(n * float(s) / CORTEX_GAP_CELL_MM)) for n, s in zip(shape, spacing_mm))
+    field = _smooth_field(shape, cells=cells, generator=generator, device=image.device)
+    cut = torch.quantile(_sample(field[cortex]), 1.0 - float(fraction))
+    return torch.where(cortex & (field >= cut), marrow.to(image.dtype), image)
+
+
+def _vary_marrow(image: torch.Tensor, idx: torch.Tensor, *, marrow_var: dict, spacing_mm,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Multiply the :data:`BONE_INTERIOR` voxels of an (X, Y, Z) mean image by ``exp(sd * field)``,
+    a smooth unit-spread field with cells of ``cell_mm``: marrow that differs between vertebrae."""
+    shape = tuple(image.shape)
+    cells = tuple(max(1, round(n * float(s) / marrow_var["cell_mm"])) for n, s in zip(shape, spacing_mm))
+    field = _smooth_field(shape, cells=cells, generator=generator, device=image.device)
+    inside = torch.isin(idx, torch.tensor([TISSUES.index(t) for t in BONE_INTERIOR], device=idx.device))
+    return torch.where(inside, image * torch.exp(float(marrow_var["sd"]) * field), image)
 
 
 def _smooth_field(shape, *, cells, generator: torch.Generator, device) -> torch.Tensor:

@@ -25,6 +25,15 @@ class AppearanceSettings:
             a real trunk has and the tissue maps do not, labelled background, so that intensity alone
             never says "vertebra" or "lesion" (SynthSeg's random background, for the spine's context).
         clutter_mm: range of the blobs' size (mm).
+        marrow_var_max: largest standard deviation of a smooth log-factor field (cells of
+            ``marrow_var_mm``) that multiplies everything inside bone (marrow, lesions, mimics): healthy
+            marrow differs between vertebrae and within one (red and fatty marrow, age, basivertebral
+            veins), and a lesion keeps its contrast to the marrow around it, so that a shift of the
+            marrow's signal alone never says "lesion".
+        marrow_var_mm: range of that field's cell size (mm).
+        cortex_gap_prob: chance that part of the cortical shell (a smooth random region, up to half
+            of it) takes the marrow's value: thin or partial-volumed cortex, the basivertebral
+            foramen, osteoporosis. The label is unchanged.
     """
 
     families: dict[str, float] = field(default_factory=lambda: {
@@ -40,6 +49,9 @@ class AppearanceSettings:
     texture_max: float = 0.12
     clutter_prob: float = 0.0
     clutter_mm: tuple[float, float] = (6.0, 40.0)
+    marrow_var_max: float = 0.0
+    marrow_var_mm: tuple[float, float] = (15.0, 45.0)
+    cortex_gap_prob: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
@@ -47,7 +59,9 @@ class AppearanceSettings:
             raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
         if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
             raise ValueError("family probabilities must be >= 0 and not all 0")
-        for name in ("in_plane_mm", "slice_mm", "clutter_mm"):
+        for name in ("in_plane_mm", "slice_mm", "clutter_mm", "marrow_var_mm"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")
+        if self.marrow_var_max < 0 or not 0 <= self.cortex_gap_prob <= 1:
+            raise ValueError("marrow_var_max must be >= 0 and cortex_gap_prob in [0, 1]")
