@@ -12,7 +12,8 @@ from spinelesion.io.atomic import write_text_atomic
 
 def run_demo(*, out_dir: str | Path, n_ct: int = 2, n_mr: int = 2, seed: int = 2026, device: str = "auto") -> Path:
     """Write phantoms to ``out_dir/inputs`` (with their truth in ``out_dir/truth``), run
-    inference into ``out_dir/results`` and return the path of ``results/report.html``."""
+    inference into ``out_dir/results`` and return the path of ``results/report.html``, where each
+    phantom's measurements stand beside its truth."""
     from spinelesion.data.phantoms import make_phantom
     from spinelesion.pipeline.batch import run_batch
     from spinelesion.io.save import save_image, save_labels
@@ -29,5 +30,5 @@ def run_demo(*, out_dir: str | Path, n_ct: int = 2, n_mr: int = 2, seed: int = 2
         save_labels(phantom.labels, like=phantom.scan, path=truth_dir / f"{case}_labels.nii.gz")
         write_text_atomic(truth_dir / f"{case}.json", json.dumps(phantom.truth, indent=2))
         save_image(phantom.scan, path=image_path, dtype=np.int16)
-    result = run_batch(input_path=inputs, out_dir=out_dir / "results", device=device)
+    result = run_batch(input_path=inputs, out_dir=out_dir / "results", device=device, truth_dir=truth_dir)
     return result.report

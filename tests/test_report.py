@@ -435,3 +435,23 @@ def test_report_warns_when_the_demonstration_models_segmented(tmp_path):
     write_report_html(run_dir=tmp_path, cases=[], run_info={"demonstration_models": True})
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert 'id="demonstration-model"' in text and "trained on synthetic images only" in text
+
+
+def test_report_shows_a_phantoms_truth_beside_its_measurements(tmp_path):
+    """A case with a true record (the demo's phantoms) gets measured and true values side by side."""
+    import copy
+
+    _, _, record = synthetic_case()
+    truth = copy.deepcopy(record)
+    truth["vertebrae"][2]["body_destruction_pct"] = 35.5          # the measurement read 22.0
+    truth["cord"].update(bilsky_grade="1c", compression_flag=False)
+    case = {"case": "phantom", "status": "ok", "error": None, "record": record, "case_dir": None,
+            "overlays": [], "seconds": 1.0}
+    write_report_html(run_dir=tmp_path, cases=[case], run_info={})
+    assert "Measured against the truth" not in (tmp_path / "report.html").read_text(encoding="utf-8")
+    write_report_html(run_dir=tmp_path, cases=[{**case, "truth": truth}], run_info={})
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Measured against the truth" in text
+    assert f"{len(record['vertebrae'])} vertebrae paired" in text
+    assert '<td class="num">22.0</td><td class="num">35.5</td>' in text
+    assert "<th>Bilsky grade</th><td class=\"num\">2</td><td class=\"num\">1c</td>" in text

@@ -76,7 +76,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
               measure_settings: MeasureSettings | None = None, save_probabilities: bool = False,
               overlays: bool = True, progress: bool = True, finish_workers: int | None = None,
               include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
-              lowest_level: str | None = None) -> BatchResult:
+              lowest_level: str | None = None, truth_dir: str | Path | None = None) -> BatchResult:
     """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc.
 
     ``finish_workers``: threads finishing cases (measure, write, overlays) while the network
@@ -84,6 +84,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     :func:`default_finish_workers` for the device. ``include`` / ``exclude``: glob patterns on
     the input paths (see :func:`discover_cases`). ``lowest_level``: the level of every scan's
     lowest vertebra (e.g. "L5"), to name levels by counting up, as ``spinelesion measure`` does.
+    ``truth_dir``: true records (``<case>.json``) shown beside the measurements in the report (the demo).
     ``settings`` / ``measure_settings``: how the network runs and what the measurements use
     (:func:`spinelesion.inference.settings.load_run_settings` reads both from YAML); defaults if None.
     """
@@ -128,7 +129,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         report = write_run_outputs(out_dir=out_dir, input_path=input_path, cases=cases, statuses=statuses,
                                    predictor=predictor, seconds_total=time.time() - started,
                                    world_size=world, finish_workers=finish_workers,
-                                   demonstration_models=demonstration)
+                                   demonstration_models=demonstration,
+                                   truth_dir=None if truth_dir is None else Path(truth_dir))
     if world > 1:
         import torch.distributed as dist
 

@@ -15,8 +15,11 @@ from spinelesion.io.discover import CaseInput
 
 def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
                       predictor, seconds_total: float, world_size: int, finish_workers: int = 0,
-                      demonstration_models: bool = False) -> Path:
-    """summary.csv, report.html, run.json and the colour tables for the whole run."""
+                      demonstration_models: bool = False, truth_dir: Path | None = None) -> Path:
+    """summary.csv, report.html, run.json and the colour tables for the whole run.
+
+    ``truth_dir``: folder of true records (``<case>.json``, as the demo writes them); a case with
+    one gets its measured values beside the true ones in the report."""
     import monai
     import numpy as np
     import torch
@@ -41,7 +44,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         report_cases.append({"case": case.case_id, "status": status["status"], "error": status.get("error"),
                              "record": record, "case_dir": Path(case.case_id),
                              "overlays": [o for o in status.get("outputs", []) if o.endswith(".png")],
-                             "seconds": seconds})
+                             "seconds": seconds, "truth": _truth(truth_dir, case.case_id)})
     write_summary_csv(rows=rows, path=out_dir / "summary.csv")
     write_colour_tables(out_dir=out_dir)
     stage_totals = {stage: float(sum(((s or {}).get("seconds") or {}).get(stage, 0.0) for s in statuses))
@@ -67,6 +70,16 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
     }
     write_text_atomic(out_dir / "run.json", json.dumps(run_info, indent=2))
     return write_report_html(run_dir=out_dir, cases=report_cases, run_info=run_info)
+
+
+def _truth(truth_dir: Path | None, case_id: str) -> dict | None:
+    path = None if truth_dir is None else Path(truth_dir) / f"{case_id}.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _model_summary(predictor, path: Path) -> dict:

@@ -190,6 +190,33 @@ def _cord_table(record: dict) -> str:
     return f'<table class="cord"><tbody>{body}</tbody></table>'
 
 
+def _truth_table(record: dict, truth: dict) -> str:
+    """Measured beside true values of a case whose truth is known (the demo's phantoms)."""
+    from spinelesion.evaluation.measurements import compare_records
+
+    paired = compare_records(pred=record, truth=truth)
+
+    def pair(measured, true, digits=1):
+        return f'<td class="num">{_num(measured, digits)}</td><td class="num">{_num(true, digits)}</td>'
+
+    rows = [f'<tr><td>{_text(v.get("level"))}</td>{pair(v["pred_destroyed_fraction_pct"], v["truth_destroyed_fraction_pct"])}'
+            f'{pair(v["pred_height_loss_pct"], v["truth_height_loss_pct"])}{pair(v["pred_genant"], v["truth_genant"], 0)}</tr>'
+            for v in paired["vertebrae"]]
+    head = ('<tr><th rowspan="2">vertebra (true level)</th><th colspan="2">body destroyed (%)</th>'
+            '<th colspan="2">height loss (%)</th><th colspan="2">Genant grade</th></tr>'
+            + "<tr>" + "<th>measured</th><th>true</th>" * 3 + "</tr>")
+    flags = [_compression(x) for x in paired["compression_flag"]]
+    summary = [("vertebrae found", _num(len(record.get("vertebrae") or []), 0), _num(len(truth.get("vertebrae") or []), 0)),
+               ("lesions", _num(len(record.get("lesions") or []), 0), _num(len(truth.get("lesions") or []), 0)),
+               ("MSCC (%)", *(_num(x) for x in paired["mscc_pct"])), ("Bilsky grade", *(_text(x) for x in paired["bilsky"])),
+               ("cord compression", *flags)]
+    cells = "".join(f'<tr><th>{_e(k)}</th><td class="num">{m}</td><td class="num">{t}</td></tr>' for k, m, t in summary)
+    return ('<p class="muted">This scan is a phantom whose truth is known: measured values beside the true '
+            f'ones ({paired["n_paired"]} vertebrae paired by centroid).</p>'
+            f'<table class="truth"><thead><tr><th></th><th>measured</th><th>true</th></tr></thead><tbody>{cells}</tbody></table>'
+            f'<table class="truth"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>')
+
+
 def _case_section(*, number: int, case: dict, run_dir: Path) -> str:
     name = str(case.get("case"))
     record = case.get("record")
@@ -216,8 +243,10 @@ def _case_section(*, number: int, case: dict, run_dir: Path) -> str:
     parts.append(f'<div class="gallery">{"".join(figures)}</div>' if figures
                  else '<p class="muted">No overlays.</p>')
     parts += ["<h3>Vertebrae</h3>", _vertebra_table(record), "<h3>Lesions</h3>", _lesion_table(record),
-              "<h3>Cord and canal</h3>", _cord_table(record), "</section>"]
-    return "".join(parts)
+              "<h3>Cord and canal</h3>", _cord_table(record)]
+    if case.get("truth"):
+        parts += ["<h3>Measured against the truth</h3>", _truth_table(record, case["truth"])]
+    return "".join(parts + ["</section>"])
 
 
 def _info_table(info: dict, depth: int = 0) -> str:
@@ -277,7 +306,8 @@ def write_report_html(*, run_dir: Path, cases: list[dict], run_info: dict) -> Pa
         cases: one dict per scan with keys ``case`` (name), ``status`` ("ok"/"failed"/"skipped"),
             ``error`` (one line or None), ``record`` (docs/contracts.md section 2 record, None on failure),
             ``case_dir`` (folder relative to ``run_dir``), ``overlays`` (PNG paths: absolute, relative
-            to ``run_dir``, or relative to ``case_dir``), ``seconds``.
+            to ``run_dir``, or relative to ``case_dir``), ``seconds``; optionally ``truth`` (the
+            true record of a phantom: its section then shows measured beside true values).
         run_info: model, versions, timings... shown as nested tables.
     """
     run_dir = Path(run_dir)
