@@ -83,7 +83,7 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
     labels = labels.astype(np.uint8)
     values = present or [v for v in schema.LABEL_NAMES if v != schema.BACKGROUND]  # empty map: all, empty
 
-    sources = _source_datasets(like, path)
+    sources = source_datasets(like, path)
     n_frames_src = int(sources[0].get("NumberOfFrames", 1) or 1) if like.dicom.frame_numbers else None
     # highdicom takes a (source frames, rows, cols) map of segment numbers, in source order.
     segment_of_value = np.zeros(256, dtype=np.uint8)
@@ -161,7 +161,7 @@ def read_dicom_seg(path: str | os.PathLike, *, like: Scan,
                                     f"v{schema.SCHEMA_VERSION}; pass segment_values")
             segment_values[number] = by_name[name]
     numbers = sorted(segment_values)
-    sources = _source_datasets(like, path)
+    sources = source_datasets(like, path)
     try:
         if like.dicom.frame_numbers:
             pixels = seg.get_pixels_by_source_frame(
@@ -181,7 +181,7 @@ def read_dicom_seg(path: str | os.PathLike, *, like: Scan,
     return np.ascontiguousarray(np.transpose(value_of_segment[pixels], (2, 1, 0)))
 
 
-def _source_datasets(like: Scan, path: Path) -> list:
+def source_datasets(like: Scan, path: Path) -> list:
     """Headers of the source images of ``like``, in ``like.dicom.slice_files`` order."""
     try:
         return [_source_dataset(p) for p in like.dicom.slice_files]

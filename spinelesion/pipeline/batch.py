@@ -1,6 +1,6 @@
 """Batch inference (``spinelesion infer``) over a file, a DICOM series folder or a tree of scans.
 
-Per case (``OUT/<case_id>/``): labels.nii.gz, labels.seg.dcm (DICOM inputs), measurements.json,
+Per case (``OUT/<case_id>/``): labels.nii.gz, labels.seg.dcm and measurements.sr.dcm (DICOM inputs), measurements.json,
 overlay PNGs, optional probabilities, and status.json written last (the "finished" marker).
 Per run: summary.csv, report.html, run.json. A failed case is recorded and the batch goes on;
 each output of a case is made independently: one that fails is recorded against that output and

@@ -30,7 +30,8 @@ STATUS_FILE = "status.json"
 #: Timed stages of a case (status.json "seconds", run.json "seconds_by_stage").
 STAGES = ("load", "preprocess", "network", "postprocess", "measure", "write", "report")
 #: Files a case folder may hold from an earlier attempt; removed before a case is redone.
-CASE_OUTPUTS = ("labels.nii.gz", "labels.seg.dcm", "probabilities.nii.gz", "measurements.json", STATUS_FILE)
+CASE_OUTPUTS = ("labels.nii.gz", "labels.seg.dcm", "measurements.sr.dcm", "probabilities.nii.gz", "measurements.json",
+                STATUS_FILE)
 #: Statuses of a case that a rerun does not redo.
 DONE = ("ok", "skipped")
 
@@ -120,9 +121,14 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
                                lambda: save_labels(prediction.labels, like=scan, path=case_dir / "labels.nii.gz")))
         if scan.dicom is not None:
             from spinelesion.io.seg import save_dicom_seg
+            from spinelesion.io.sr import save_dicom_sr
 
-            outputs.append(attempt("labels.seg.dcm", "write", lambda: save_dicom_seg(
-                prediction.labels, like=scan, path=case_dir / "labels.seg.dcm")))
+            seg = attempt("labels.seg.dcm", "write", lambda: save_dicom_seg(
+                prediction.labels, like=scan, path=case_dir / "labels.seg.dcm"))
+            outputs.append(seg)
+            if seg is not None and record is not None:  # the SR references the SEG's segments
+                outputs.append(attempt("measurements.sr.dcm", "write", lambda: save_dicom_sr(
+                    record, like=scan, seg_path=seg, path=case_dir / "measurements.sr.dcm")))
         if save_probabilities and prediction.probabilities is not None:
             outputs.append(attempt("probabilities.nii.gz", "write", lambda: save_probs(
                 prediction.probabilities, like=scan, path=case_dir / "probabilities.nii.gz")))

@@ -47,7 +47,7 @@ tr.flagged td{background:#ffe5e5}tr.failed td{background:#eee;color:#555}
 """
 
 #: Case files linked from a scan's section when they exist.
-CASE_FILES = ("measurements.json", "labels.nii.gz", "labels.seg.dcm")
+CASE_FILES = ("measurements.json", "labels.nii.gz", "labels.seg.dcm", "measurements.sr.dcm")
 _BILSKY_NOTE = ("Bilsky ESCC grade (Bilsky 2010); MSCC/MCC after Fehlings 1999; Genant 1993; "
                 "SINS collapse (Fisher 2010).")
 
