@@ -80,3 +80,38 @@ def test_volume_lookup_reads_the_voxel_under_each_world_point():
     points = (ijk + 0.2) @ affine[:3, :3].T + affine[:3, 3]       # inside the voxel, off its centre
     values = VolumeLookup(volume, affine=affine)(points)
     assert values.tolist() == [volume[0, 0, 0], volume[4, 5, 6], volume[2, 3, 1], 0.0, 0.0]
+
+
+def test_calibration_counts_equal_cleaning_then_counting():
+    """The calibration's one-pass counts equal running the clean-up and counting lesions per setting."""
+    from spinelesion.inference.postprocess import keep_spine_structure, lesion_components
+    from spinelesion.training.calibrate import _detections
+    from spinelesion.training.validation import case_stats
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((48, 40, 40), np.uint8)
+    labels[4:44, 6:30, 6:30] = 1                                  # bone
+    labels[4:44, 32:36, 16:20] = 4                                # cord
+    truth = labels.copy()
+    for k, (x, p) in enumerate([(6, 0.95), (14, 0.75), (22, 0.6), (30, 0.9), (38, 0.85)]):
+        size = 2 + k % 3
+        labels[x:x + size, 10:10 + size, 10:10 + size] = 3            # predicted lesions, some on true ones
+        if k % 2 == 0:
+            truth[x:x + 3, 10:13, 10:13] = 3
+    labels[20:23, 31:34, 17:19] = 3                                # beside the canal only
+    probs = _probabilities(labels, lesion_p=0.8)
+    lesion = torch.as_tensor(labels == 3)
+    probs[3][lesion] = torch.as_tensor(rng.uniform(0.5, 0.99, int(lesion.sum())), dtype=torch.float32)
+    probs[1][lesion] = (1.0 - probs[3][lesion]) * 0.9
+    probs = keep_spine_structure(probs, spacing_mm=(1.5,) * 3)
+    grid = [(size, prob, mean, canal) for size in (0.0, 10.0, 30.0) for prob in (0.5, 0.9)
+            for mean in (0.0, 0.75) for canal in (True, False)]
+    fast = _detections(lesion_components(probs, spacing_mm=(1.5,) * 3), truth == 3, grid)
+    annotated = np.ones(7, bool)
+    for key, counts in zip(grid, fast):
+        size, prob, mean, canal = key
+        cleaned, _ = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=size, lesion_probability=prob,
+                                         mean_probability=mean, touch_canal=canal)
+        stats = case_stats(class_argmax(cleaned).numpy(), truth.astype(np.int64), annotated)
+        assert counts == (stats["lesions_truth"], stats["lesions_detected"], stats["lesions_false_positive"]), key
+    assert len({c for c in fast}) > 3                              # the settings do differ

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -65,28 +67,92 @@ def within_mm(mask: np.ndarray, *, around: np.ndarray, spacing_mm, distance_mm: 
     return near
 
 
-#: Label values a lesion must lie in or touch: vertebral bone, cord and thecal sac (epidural tumour).
-_SPINE_CLASSES = (1, 2, 4, 5)
+#: Label values a lesion must lie in or touch: vertebral bone, or cord and thecal sac (epidural tumour).
 _BONE_CLASSES = (1, 2)
+_CANAL_CLASSES = (4, 5)
+
+
+@dataclass(frozen=True)
+class LesionComponents:
+    """The lesion components of a network output and what the clean-up judges them by.
+
+    ``components``: (X, Y, Z) int component ids (26-connected voxels whose most likely class is
+    lesion; 0 elsewhere); per id ``k`` (index 0 unused): ``volume_mm3[k]``, ``peak[k]`` and
+    ``mean[k]`` (highest and mean lesion probability), ``touches_bone[k]`` and ``touches_canal[k]``
+    (in or within ``touch_mm`` of vertebral bone / of the cord or thecal sac).
+    """
+
+    components: np.ndarray
+    volume_mm3: np.ndarray
+    peak: np.ndarray
+    mean: np.ndarray
+    touches_bone: np.ndarray
+    touches_canal: np.ndarray
+
+    def keep(self, *, min_lesion_mm3: float, lesion_probability: float, mean_probability: float = 0.0,
+             touch_canal: bool = True) -> tuple[np.ndarray, dict]:
+        """(n + 1,) bool: which components the clean-up keeps with these thresholds, and the counts
+        of kept and dropped components by the first reason that drops them."""
+        counts = {"kept": 0, "outside_spine": 0, "too_small": 0, "low_probability": 0}
+        touching = self.touches_bone | (self.touches_canal if touch_canal else False)
+        reasons = [("outside_spine", ~touching), ("too_small", self.volume_mm3 < min_lesion_mm3),
+                   ("low_probability", (self.peak < lesion_probability) | (self.mean < mean_probability))]
+        kept = np.ones(self.volume_mm3.size, bool)
+        kept[0] = False
+        for name, dropped in reasons:
+            counts[name] = int(np.count_nonzero(kept & dropped))
+            kept &= ~dropped
+        counts["kept"] = int(np.count_nonzero(kept))
+        return kept, counts
+
+
+def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: float = 2.0) -> LesionComponents:
+    """The :class:`LesionComponents` of (C, X, Y, Z) softmax ``probabilities`` on a grid of ``spacing_mm``."""
+    import cc3d
+
+    from spinelesion.inference.resample import class_argmax
+
+    labels = class_argmax(probabilities).cpu().numpy()
+    lesion = labels == 3
+    components, n = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26, return_N=True)
+    voxel_mm3 = float(np.prod([float(s) for s in spacing_mm]))
+    ids = components[lesion]
+    p_lesion = probabilities[3].float().cpu().numpy()[lesion]
+    counts = np.bincount(ids, minlength=n + 1)
+    peak = np.zeros(n + 1, np.float32)
+    np.maximum.at(peak, ids, p_lesion)
+    mean = np.bincount(ids, weights=p_lesion, minlength=n + 1) / np.maximum(counts, 1)
+
+    def touching(classes) -> np.ndarray:
+        out = np.zeros(n + 1, bool)
+        if n:
+            near = within_mm(np.isin(labels, classes), around=lesion, spacing_mm=spacing_mm, distance_mm=touch_mm)
+            out[np.unique(components[near & lesion])] = True
+        out[0] = False
+        return out
+
+    return LesionComponents(components=components, volume_mm3=counts * voxel_mm3, peak=peak, mean=mean,
+                            touches_bone=touching(_BONE_CLASSES), touches_canal=touching(_CANAL_CLASSES))
 
 
 def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_mm3: float = 65.0,
-                        lesion_probability: float = 0.5, touch_mm: float = 2.0,
+                        lesion_probability: float = 0.5, mean_probability: float = 0.0, touch_mm: float = 2.0,
                         touch_canal: bool = True) -> tuple[torch.Tensor, dict]:
     """Drop lesion components that a spine lesion cannot be (anatomy-aware clean-up).
 
     A lesion component (26-connected voxels whose most likely class is "lesion") is kept only when
-    all three hold:
+    all of these hold:
 
     * it lies in or within ``touch_mm`` of spinal bone (vertebral body, posterior elements) or,
       with ``touch_canal``, of the canal contents (cord, thecal sac: epidural tumour); a "lesion"
       in the liver, a rib or the bowel is not a spine lesion. Without ``touch_canal`` an epidural
       mass must reach bone too (as one from a vertebral metastasis does);
     * its volume is at least ``min_lesion_mm3`` (65 mm³ is a sphere of 5 mm diameter);
-    * its highest lesion probability reaches ``lesion_probability``.
+    * its highest lesion probability reaches ``lesion_probability`` and its mean lesion
+      probability over its voxels reaches ``mean_probability`` (0: no condition).
 
     Dropped voxels lose their lesion probability, so they take their next most likely class
-    (marrow of a body stays body). Both thresholds are stored in the checkpoint (``postprocess``)
+    (marrow of a body stays body). The thresholds are stored in the checkpoint (``postprocess``)
     and chosen on validation data (see the model card).
 
     Args:
@@ -97,40 +163,14 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
         ((C, X, Y, Z) probabilities (a new tensor when anything was dropped), counts of kept and
         dropped components by reason).
     """
-    import cc3d
-
-    from spinelesion.inference.resample import class_argmax
-
-    counts = {"kept": 0, "outside_spine": 0, "too_small": 0, "low_probability": 0}
-    labels = class_argmax(probabilities).cpu().numpy()
-    lesion = labels == 3
-    if not lesion.any():
-        return probabilities, counts
-    voxel_mm3 = float(np.prod([float(s) for s in spacing_mm]))
-    components, n = cc3d.connected_components(lesion.astype(np.uint8), connectivity=26, return_N=True)
-    anchors = _SPINE_CLASSES if touch_canal else _BONE_CLASSES
-    near = within_mm(np.isin(labels, anchors), around=lesion, spacing_mm=spacing_mm, distance_mm=touch_mm)
-    p_lesion = probabilities[3].float().cpu().numpy()
-    stats = cc3d.statistics(components)
-    drop = np.zeros(n + 1, bool)
-    touching = np.zeros(n + 1, bool)
-    touching[np.unique(components[near & lesion])] = True
-    peak = np.zeros(n + 1, np.float32)
-    np.maximum.at(peak, components[lesion], p_lesion[lesion])
-    for c in range(1, n + 1):
-        if not touching[c]:
-            counts["outside_spine"] += 1
-        elif stats["voxel_counts"][c] * voxel_mm3 < min_lesion_mm3:
-            counts["too_small"] += 1
-        elif peak[c] < lesion_probability:
-            counts["low_probability"] += 1
-        else:
-            counts["kept"] += 1
-            continue
-        drop[c] = True
+    found = lesion_components(probabilities, spacing_mm=spacing_mm, touch_mm=touch_mm)
+    kept, counts = found.keep(min_lesion_mm3=min_lesion_mm3, lesion_probability=lesion_probability,
+                              mean_probability=mean_probability, touch_canal=touch_canal)
+    drop = ~kept
+    drop[0] = False
     if not drop.any():
         return probabilities, counts
-    mask = torch.as_tensor(drop[components], device=probabilities.device)
+    mask = torch.as_tensor(drop[found.components], device=probabilities.device)
     cleaned = probabilities.clone()
     cleaned[3, mask] = 0.0
     return cleaned, counts

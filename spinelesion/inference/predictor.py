@@ -136,6 +136,7 @@ class Predictor:
                 probabilities, _ = keep_spinal_lesions(
                     probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
                     lesion_probability=float(post["lesion_probability"]),
+                    mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)))
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
