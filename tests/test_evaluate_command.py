@@ -299,3 +299,29 @@ def test_groups_from_a_csv_file(folders, tmp_path, capsys):
     assert main(["evaluate", "--pred", str(folders["pred"]), "--ref", str(folders["cord_ref"]), "--ref-map", "cord",
                  "--by", str(groups), "--out", str(tmp_path / "y")]) == 2
     assert "mr_case" in capsys.readouterr().err
+
+
+def test_evaluation_html_escapes_names(folders, tmp_path):
+    """Group and case names reach evaluation.html as text, table ids included, never as markup."""
+    evil = "<script>alert('x')</script>"
+    groups = tmp_path / "groups.csv"
+    groups.write_text(f'case,group\nct_case,"{evil}"\nmr_case,"site ""B"" & C"\n')
+    out = tmp_path / "escaped"
+    assert main(["evaluate", "--pred", str(folders["pred"]), "--ref", str(folders["cord_ref"]), "--ref-map", "cord",
+                 "--by", str(groups), "--bootstrap", "0", "--out", str(out)]) == 0
+    text = (out / "evaluation.html").read_text(encoding="utf-8")
+    assert "<script" not in text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in text
+    dom = _Dom()
+    dom.feed(text)
+    assert {f"segmentation-{evil}", 'segmentation-site "B" & C', "segmentation", "cases"} <= set(dom.tables)
+    assert [r[:2] for r in dom.tables["cases"][1:]] == [["ct_case", evil], ["mr_case", 'site "B" & C']]
+
+
+def test_evaluation_template_refuses_a_missing_variable():
+    import jinja2
+
+    from spinelesion.report.templating import render
+
+    with pytest.raises(jinja2.UndefinedError, match="settings"):
+        render("evaluation.html.j2", n_cases=0, command=None, skipped_predictions=None, groups=[], plots=[],
+               cases={"header": [], "rows": []})

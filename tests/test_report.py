@@ -455,3 +455,60 @@ def test_report_shows_a_phantoms_truth_beside_its_measurements(tmp_path):
     assert f"{len(record['vertebrae'])} vertebrae paired" in text
     assert '<td class="num">22.0</td><td class="num">35.5</td>' in text
     assert "<th>Bilsky grade</th><td class=\"num\">2</td><td class=\"num\">1c</td>" in text
+
+
+# ---------------------------------------------------------------- templates
+
+
+def test_report_templates_ship_inside_the_package():
+    from importlib.resources import files
+
+    folder = files("spinelesion.report") / "templates"
+    names = {p.name for p in folder.iterdir()}
+    assert {"base.html.j2", "report.html.j2", "report_tables.html.j2", "evaluation.html.j2"} <= names
+
+
+def test_report_autoescapes_every_value(tmp_path):
+    """Markup in a case name, flag, lesion location, overlay name or run information is shown as text."""
+    evil = '<script>alert("x")</script>'
+    _, _, record = synthetic_case()
+    record["flags"] = [f"flag {evil}"]
+    record["scan"]["modality"] = evil
+    record["lesions"].append({"id": 2, "volume_ml": 0.1, "centroid_mm": None, "vertebra_index": None,
+                              "location": evil, "epidural": False})
+    case_dir = Path("case")
+    (tmp_path / case_dir).mkdir()
+    (tmp_path / case_dir / "measurements.json").write_text("{}", encoding="utf-8")
+    case = {"case": evil, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
+            "overlays": [f"{evil}.png"], "seconds": 1.0}
+    failed = {"case": f"failed {evil}", "status": "failed", "record": None, "case_dir": None, "overlays": [],
+              "seconds": 0.1, "error": evil}
+    write_report_html(run_dir=tmp_path, cases=[case, failed],
+                      run_info={evil: evil, "nested": {"key": [evil, 1]}, "deep": {"a": {"b": {"c": {evil: 1}}}}})
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert text.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") >= 10
+    page = _Page()
+    page.feed(text)
+    assert all(href[1:] in page.ids for href in page.links if href.startswith("#"))
+
+
+def test_a_missing_template_variable_raises():
+    import jinja2
+
+    from spinelesion.report.html import _cord_table
+    from spinelesion.report.templating import environment, macro, render
+
+    assert environment().undefined is jinja2.StrictUndefined
+    with pytest.raises(jinja2.UndefinedError, match="counts"):
+        render("report.html.j2", disclaimer="d", demonstration_warning=None, bilsky_note="n", cohort=[],
+               failed=[], cases=[], run_info=[])
+    with pytest.raises(jinja2.UndefinedError, match="mcc"):
+        macro("report_tables.html.j2", "cord_table")({"mscc": "1.0"})
+    assert "not measured" in _cord_table({"cord": {"compression_flag": None}})
+
+
+def test_report_templates_are_declared_as_package_data():
+    """The templates have no __init__.py: a wheel ships them only if pyproject.toml lists them."""
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"report/templates/*.j2"' in text

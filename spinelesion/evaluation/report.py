@@ -8,7 +8,6 @@ cases, fixed rounding, seeded bootstrap, PNGs without a software/date stamp).
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from pathlib import Path
@@ -16,23 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from spinelesion.io.atomic import atomic_path, write_text_atomic
+from spinelesion.report.templating import render
 
 CASE_COLUMNS = ("case", "group", "modality", "class", "ref_voxels", "pred_voxels", "ref_volume_ml", "pred_volume_ml",
                 "volume_error_ml", "volume_error_pct", "dice", "nsd", "hd95_mm")
 LESION_COLUMNS = ("case", "group", "source", "id", "volume_ml", "size_bin", "centroid_x_mm", "centroid_y_mm",
                   "centroid_z_mm", "score", "matched_id", "iou", "dice", "outcome")
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1300px;
- padding:0 18px 40px;color:#1d1d1f;background:#fafafa}
-h1{margin:18px 0 6px}h2{margin-top:30px;border-bottom:2px solid #ccc;padding-bottom:4px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px;background:#fff}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#eceff3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.plots figure{margin:0;background:#fff;border:1px solid #ccc;padding:4px}
-.plots img{display:block;max-width:100%;height:auto}.plots figcaption{font-size:12px;color:#444}
-.muted{color:#666}code{font-size:12px;word-break:break-all}
-"""
 
 
 def _cell(value, digits: int = 4):
@@ -188,10 +176,6 @@ def write_plots(*, out_dir: Path, results: list[dict], summary: dict) -> list[tu
 
 # ----------------------------------------------------------------------------------------- html
 
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _fig(f: dict | None, digits: int = 3) -> str:
     """'value [low, high]' of a summary figure."""
     if not f or f.get("value") is None:
@@ -201,86 +185,55 @@ def _fig(f: dict | None, digits: int = 3) -> str:
     return f"{f['value']:.{digits}f}{ci}"
 
 
-def _table(table_id: str, header, rows) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td class='num'>{_e(c)}</td>" if i else f"<td>{_e(c)}</td>" for i, c in enumerate(row))
-                   + "</tr>" for row in rows)
-    return f"<table id='{table_id}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _group_sections(name: str, s: dict, suffix: str) -> list[str]:
-    parts = [f"<h2>{_e(name)}: segmentation ({s['n_cases']} cases)</h2>",
-             "<p class='muted'>Mean over the cases where the figure is defined, 95 % bootstrap interval in brackets.</p>",
-             _table(f"segmentation{suffix}", ["class", "cases", "Dice", "Dice median", "NSD", "HD95 (mm)", "HD95 undefined",
-                                              "volume error (ml)", "volume error (%)"],
-                    [[c, e["dice"]["n"], _fig(e["dice"]), _fig(e["dice_median"]), _fig(e["nsd"]), _fig(e["hd95_mm"], 1),
-                      e["hd95_undefined"], _fig(e["volume_error_ml"], 2), _fig(e["volume_error_pct"], 1)]
-                     for c, e in s["segmentation"].items()])]
+def _group_view(title: str, s: dict, suffix: str) -> dict:
+    """The rows of one group's tables (all cases or one group); the headers are in the template."""
+    view = {"title": title, "suffix": suffix, "n_cases": s["n_cases"], "lesions": None, "levels": None,
+            "measurements": None,
+            "segmentation": [[c, e["dice"]["n"], _fig(e["dice"]), _fig(e["dice_median"]), _fig(e["nsd"]),
+                              _fig(e["hd95_mm"], 1), e["hd95_undefined"], _fig(e["volume_error_ml"], 2),
+                              _fig(e["volume_error_pct"], 1)] for c, e in s["segmentation"].items()]}
     les = s.get("lesions")
     if les:
-        parts += [f"<h2>{_e(name)}: lesions</h2>",
-                  _table(f"lesions{suffix}", ["reference lesions", "predicted", "TP", "FN", "FP", "sensitivity",
-                                              "FP per scan", "precision", "lesion-wise Dice"],
-                         [[les["reference_lesions"], les["predicted_lesions"], les["tp"], les["fn"], les["fp"],
-                           _fig(les["sensitivity"]), _fig(les["fp_per_scan"], 2), _fig(les["precision"]),
-                           _fig(les["lesion_dice"])]]),
-                  _table(f"lesion-sizes{suffix}", ["size", "reference lesions", "TP", "sensitivity", "predicted", "FP",
-                                                   "FP per scan"],
-                         [[b, e["reference_lesions"], e["tp"], _fig(e["sensitivity"]), e["predicted_lesions"], e["fp"],
-                           _fig(e["fp_per_scan"], 2)] for b, e in les["by_size"].items()])]
+        froc = None
         if "froc" in les and les["reference_lesions"]:
-            parts.append(_table(f"froc{suffix}", ["FP per scan", *les["froc"]["sensitivity_at_fp"], "CPM"],
-                                [["sensitivity", *(_fig(f) for f in les["froc"]["sensitivity_at_fp"].values()),
-                                  _fig(les["froc"]["cpm"])]]))
+            at = les["froc"]["sensitivity_at_fp"]
+            froc = {"fp_per_scan": list(at), "rows": [["sensitivity", *(_fig(f) for f in at.values()),
+                                                       _fig(les["froc"]["cpm"])]]}
+        view["lesions"] = {
+            "totals": [[les["reference_lesions"], les["predicted_lesions"], les["tp"], les["fn"], les["fp"],
+                        _fig(les["sensitivity"]), _fig(les["fp_per_scan"], 2), _fig(les["precision"]),
+                        _fig(les["lesion_dice"])]],
+            "sizes": [[b, e["reference_lesions"], e["tp"], _fig(e["sensitivity"]), e["predicted_lesions"], e["fp"],
+                       _fig(e["fp_per_scan"], 2)] for b, e in les["by_size"].items()],
+            "froc": froc}
     lev = s.get("vertebra_levels")
     if lev:
-        parts += [f"<h2>{_e(name)}: vertebra levels</h2>",
-                  _table(f"levels{suffix}", ["level", "detection rate", "identification rate"],
-                         [["all", _fig(lev["detection_rate"]), _fig(lev["identification_rate"])]]
-                         + [[k, _fig(e["detection_rate"]), _fig(e["identification_rate"])]
-                            for k, e in lev["per_level"].items()])]
+        view["levels"] = ([["all", _fig(lev["detection_rate"]), _fig(lev["identification_rate"])]]
+                          + [[k, _fig(e["detection_rate"]), _fig(e["identification_rate"])]
+                             for k, e in lev["per_level"].items()])
     m = s.get("measurements")
     if m:
-        parts += [f"<h2>{_e(name)}: measurements against truth</h2>",
-                  f"<p>{m['paired_vertebrae']} of {m['truth_vertebrae']} true vertebrae paired with a predicted one.</p>",
-                  _table(f"agreement{suffix}", ["figure", "pairs", "bias", "SD", "LoA low", "LoA high", "MAE"],
-                         [[k, m[k]["n"], *(_fig(m[k][x], 2) for x in ("bias", "sd", "loa_low", "loa_high", "mae"))]
-                          for k in ("destroyed_fraction_pct", "height_loss_pct", "mscc_pct")]),
-                  _table(f"grades{suffix}", ["grade", "pairs", "linear weighted kappa", "exact agreement"],
-                         [[k, m[k]["n"], _fig(m[k]["weighted_kappa"]), _fig(m[k]["exact_agreement"])]
-                          for k in ("genant", "bilsky")]),
-                  _table(f"flag{suffix}", ["compression flag", "TP", "FN", "TN", "FP", "sensitivity", "specificity"],
-                         [["", *(m["compression_flag"][k] for k in ("tp", "fn", "tn", "fp")),
-                           _fig(m["compression_flag"]["sensitivity"]), _fig(m["compression_flag"]["specificity"])]])]
-        for k in ("genant", "bilsky"):
-            cats = m[k]["categories"]
-            parts.append(_table(f"confusion-{k}{suffix}", [f"{k}: true \\ predicted", *cats],
-                                [[c, *row] for c, row in zip(cats, m[k]["matrix"])]))
-    return parts
+        flag = m["compression_flag"]
+        view["measurements"] = {
+            "paired_vertebrae": m["paired_vertebrae"], "truth_vertebrae": m["truth_vertebrae"],
+            "agreement": [[k, m[k]["n"], *(_fig(m[k][x], 2) for x in ("bias", "sd", "loa_low", "loa_high", "mae"))]
+                          for k in ("destroyed_fraction_pct", "height_loss_pct", "mscc_pct")],
+            "grades": [[k, m[k]["n"], _fig(m[k]["weighted_kappa"]), _fig(m[k]["exact_agreement"])]
+                       for k in ("genant", "bilsky")],
+            "flag": [["", *(flag[k] for k in ("tp", "fn", "tn", "fp")), _fig(flag["sensitivity"]),
+                      _fig(flag["specificity"])]],
+            "confusion": [{"grade": k, "categories": m[k]["categories"],
+                           "rows": [[c, *row] for c, row in zip(m[k]["categories"], m[k]["matrix"])]}
+                          for k in ("genant", "bilsky")]}
+    return view
 
 
 def render_html(*, results: list[dict], summary: dict, plots: list[tuple[str, str]]) -> str:
-    """The evaluation page: settings, summary tables per group, plots, Dice per case."""
+    """The evaluation page: settings, summary tables per group, plots, Dice per case.
+
+    The markup is ``spinelesion/report/templates/evaluation.html.j2`` (autoescaped); this function
+    prepares the values it shows."""
     st = summary["settings"]
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             "<title>spinelesion evaluation</title>", f"<style>{CSS}</style></head><body>",
-             "<h1>spinelesion evaluation</h1>",
-             f"<p>{len(results)} cases; prediction <code>{_e(st['pred'])}</code>, reference <code>{_e(st['ref'])}</code> "
-             f"(label map {_e(st['ref_map'])}); scored classes: {_e(', '.join(st['scored_classes']))}; surface tolerance "
-             f"{st['surface_tolerance_mm']:g} mm; lesions matched one-to-one, greedy by IoU, IoU &gt; {st['lesion_match']['min_iou_exclusive']:g}; "
-             f"95 % percentile bootstrap over cases, {st['bootstrap']['n_resamples']} resamples, seed {st['bootstrap']['seed']}. "
-             "Definitions: docs/evaluation.md.</p>"]
-    if summary.get("command"):
-        parts.append(f"<p>Command: <code>{_e(summary['command'])}</code></p>")
-    if summary.get("skipped_predictions"):
-        parts.append(f"<p class='muted'>Predictions without a reference, skipped: {_e(', '.join(summary['skipped_predictions']))}</p>")
-    parts += _group_sections("All cases", summary["all"], "")
-    for g, s in (summary.get("groups") or {}).items():
-        parts += _group_sections(f"Group {g}", s, f"-{g}")
-    if plots:
-        parts.append("<h2>Plots</h2><div class='plots'>" + "".join(
-            f"<figure><img src='{_e(src)}' alt='{_e(cap)}'><figcaption>{_e(cap)}</figcaption></figure>"
-            for src, cap in plots) + "</div>")
     classes = st["scored_classes"]
     rows = []
     for r in results:
@@ -291,5 +244,13 @@ def render_html(*, results: list[dict], summary: dict, plots: list[tuple[str, st
     header = ["case", "group", *(f"Dice {c}" for c in classes)]
     if "lesion" in classes:
         header += ["ref lesions", "TP", "FP"]
-    parts += ["<h2>Dice per case</h2>", _table("cases", header, rows), "</body></html>"]
-    return "\n".join(parts) + "\n"
+    settings = {"pred": st["pred"], "ref": st["ref"], "ref_map": st["ref_map"], "classes": classes,
+                "tolerance_mm": f"{st['surface_tolerance_mm']:g}",
+                "min_iou": f"{st['lesion_match']['min_iou_exclusive']:g}",
+                "n_resamples": st["bootstrap"]["n_resamples"], "seed": st["bootstrap"]["seed"]}
+    groups = [_group_view("All cases", summary["all"], "")]
+    groups += [_group_view(f"Group {g}", s, f"-{g}") for g, s in (summary.get("groups") or {}).items()]
+    return render("evaluation.html.j2", n_cases=len(results), settings=settings, command=summary.get("command"),
+                  skipped_predictions=summary.get("skipped_predictions"), groups=groups,
+                  plots=[{"src": src, "caption": cap} for src, cap in plots],
+                  cases={"header": header, "rows": rows})
