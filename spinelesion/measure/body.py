@@ -49,10 +49,11 @@ def in_canal(v: Vertebra, lesion_pts: np.ndarray) -> np.ndarray:
 
 
 def sins_collapse(loss_pct: float | None, destruction_pct: float | None, settings: MeasureSettings) -> str | None:
-    """SINS vertebral body collapse category (Fisher 2010)."""
-    if loss_pct is None and destruction_pct is None:
+    """SINS vertebral body collapse category (Fisher 2010); None when the height loss was not
+    measured (every category says whether the body collapsed)."""
+    if loss_pct is None:
         return None
-    loss = loss_pct or 0.0
+    loss = loss_pct
     if loss > 50:  # "over 50 %" (Fisher 2010); exactly 50 % is under
         return "over_50pct"
     if loss >= settings.collapse_min_pct:
@@ -74,14 +75,17 @@ def lesion_type(lesion_hu: np.ndarray, marrow_hu: float | None, settings: Measur
     return "blastic" if median > marrow_hu else "lytic"
 
 
-def posterolateral(v: Vertebra, lesion_pts: np.ndarray, voxel_mm3: float, settings: MeasureSettings) -> str:
+def posterolateral(v: Vertebra, lesion_pts: np.ndarray, voxel_mm3: float, settings: MeasureSettings) -> str | None:
     """SINS posterolateral involvement: lesion behind the body and lateral to the bony canal (by
     more than ``CANAL_WALL_TOLERANCE_MM``), at least ``posterolateral_min_mm3`` per side. On the
     phantoms (42 cases, 252 vertebrae) this gets 249 right; reading the canal's width from the
     dural sac where the ring is open, and without the tolerance, got 237 (epidural tumour beside
-    the sac read as posterolateral)."""
-    if len(lesion_pts) == 0 or v.canal_centre_mm is None or v.body_back_rel_mm is None:
+    the sac read as posterolateral). "none" without lesion; None (not measured) when the vertebra
+    has lesion but its canal or posterior wall was not found."""
+    if len(lesion_pts) == 0:
         return "none"
+    if v.canal_centre_mm is None or v.body_back_rel_mm is None:
+        return None
     rel = lesion_pts - v.canal_centre_mm
     behind = rel @ v.anterior <= v.body_back_rel_mm
     r = rel @ v.right

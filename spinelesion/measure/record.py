@@ -267,7 +267,7 @@ def _flags(record: dict, cord_extra: dict) -> list[str]:
             parts.append(f"height loss {v['height_loss_pct']:.0f} % (Genant {v['genant_grade']})")
         if v["sins_collapse"] not in (None, "none"):
             parts.append(f"SINS collapse: {SINS_COLLAPSE_WORDS.get(v['sins_collapse'], v['sins_collapse'])}")
-        if v["posterolateral"] != "none":
+        if v["posterolateral"] not in (None, "none"):
             parts.append(f"{v['posterolateral']} posterolateral involvement")
         if parts:
             flags.append(f"{_name(v)}: " + "; ".join(parts))
