@@ -170,7 +170,7 @@ def _reference_find_lesions(classes, affine, vertebrae, settings, probability=No
         records.append({"id": len(records) + 1, "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
                         "centroid_mm": [round(float(x), 2) for x in affine[:3, :3] @ ijk + affine[:3, 3]],
                         "vertebra_index": int(np.bincount(verts).argmax()) if verts.size else None,
-                        "epidural": bool(k in epidural_ids), "confidence": None})
+                        "epidural": bool(k in epidural_ids), "confidence": None, "tta_sd": None})
         if probability is not None:
             idx = np.argwhere(comps == k).astype(float)
             records[-1]["confidence"] = round(float(np.mean(probability(idx @ affine[:3, :3].T + affine[:3, 3]))), 3)

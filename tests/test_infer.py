@@ -252,6 +252,25 @@ def test_padding_mode_reaches_the_sliding_window(tiny_model):
     assert not np.allclose(results["replicate"], results["constant"])
 
 
+def test_tta_spread_of_the_lesion_probability(tiny_model):
+    """With TTA the predictor also gives the lesion probability's spread over the mirror passes."""
+    import torch
+
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.settings import InferenceSettings
+
+    image = torch.rand((1, 20, 18, 16), generator=torch.Generator().manual_seed(0))
+    plain = Predictor(model=tiny_model, device="cpu", settings=InferenceSettings(tta=False))
+    net, meta = plain.network(plain.checkpoint_for("CT"))
+    mean, spread = plain.sliding_window(net, image, patch_size=meta["patch_size"], with_spread=True)
+    assert spread is None and mean.shape[1:] == image.shape[1:]
+    tta = Predictor(model=tiny_model, device="cpu", settings=InferenceSettings(tta=True))
+    mean, spread = tta.sliding_window(net, image, patch_size=meta["patch_size"], with_spread=True)
+    assert spread.shape == image.shape[1:]
+    assert float(spread.min()) >= 0.0 and float(spread.max()) <= 0.5 and float(spread.max()) > 0.0
+    assert torch.allclose(mean, tta.sliding_window(net, image, patch_size=meta["patch_size"]))
+
+
 def test_shipped_settings_file_holds_every_default():
     import dataclasses
 

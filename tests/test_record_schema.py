@@ -101,7 +101,8 @@ def records(phantoms, tmp_path_factory) -> dict[str, dict]:
         "ct_context_with_c1": _measure(ph["ct_context_c1"]),
         "lowest_level_s1": _measure(ph["ct2"], lowest_level="S1"),     # S1: heights but no height loss
         "lowest_level_counted_past_c1": _measure(ph["ct2"], lowest_level="C2"),  # C2, C1, then null
-        "lesion_probability": _measure(ph["ct3"], lesion_probability=_lesion_probability),
+        "lesion_probability": _measure(ph["ct3"], lesion_probability=_lesion_probability,
+                                       lesion_probability_sd=lambda p: 0.25 * _lesion_probability(p)),
         "no_image": measure_labels(labels=ph["ct7"].labels, affine=ph["ct7"].scan.affine),
         "vertebra_map": measure_labels(labels=np.where(ph["ct7"].labels == L.POSTERIOR_ELEMENTS, L.VERTEBRAL_BODY,
                                                        ph["ct7"].labels).astype(np.uint8),
@@ -221,6 +222,7 @@ def test_the_records_reach_the_vocabulary(records):
     lesions = [les for r in records.values() for les in r["lesions"]]
     assert any(les["confidence"] is None for les in lesions)
     assert any(isinstance(les["confidence"], float) for les in lesions)
+    assert any(isinstance(les["tta_sd"], float) for les in lesions) and any(les["tta_sd"] is None for les in lesions)
     assert any("location" in les for les in lesions) and any("location" not in les for les in lesions)
     methods = {r["column"]["split_method"] for r in records.values() if "column" in r}
     assert {"levels", "discs", "components", "none"} <= methods
@@ -268,6 +270,7 @@ SPOILERS = {
     "orientation not axis codes": lambda r: r["scan"].update(orientation="RRS"),
     "split_method misspelt": lambda r: r["column"].update(split_method="level"),
     "confidence over 1": lambda r: r["lesions"][0].update(confidence=1.5),
+    "tta_sd over 0.5": lambda r: r["lesions"][0].update(tta_sd=0.7),
     "epidural as text": lambda r: r["lesions"][0].update(epidural="yes"),
     "location beside a vertebra index": lambda r: r["lesions"][0].update(location="somewhere"),
     "centroid of two coordinates": lambda r: r["vertebrae"][0].update(centroid_mm=[1.0, 2.0]),
@@ -305,7 +308,7 @@ TRUTH_DIFFERENCES = {
                 "height_loss_confidence", "height_ratios", "neighbour_posterior_height_mm",
                 "height_loss_reference_mm", "height_resolution_pct", "reference_normal", "truncated",
                 "canal_source"})),
-    ("lesions[]", frozenset(), frozenset({"confidence"})),
+    ("lesions[]", frozenset(), frozenset({"confidence", "tta_sd"})),
     ("cord", frozenset({"worst_vertebra_index", "worst_level", "cord_ap_normal_mm", "cord_ap_worst_mm"}),
      frozenset()),
     ("scan", frozenset(), frozenset()),

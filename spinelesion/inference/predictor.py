@@ -14,6 +14,7 @@ import numpy as np
 from spinelesion.errors import CheckpointError
 from spinelesion.inference.settings import InferenceSettings
 from spinelesion.io.scan import Scan
+from spinelesion.labels import LESION
 from spinelesion.runtime import resolve_device
 
 if TYPE_CHECKING:
@@ -26,11 +27,13 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
 @dataclass(kw_only=True)
 class Prediction:
     """Labels (X, Y, Z) uint8 schema v1 on the input grid; optional (C, X, Y, Z) float16 probabilities;
-    ``lesion_probability`` reads the network's lesion probability at world points (lesion confidence)."""
+    ``lesion_probability`` reads the network's lesion probability at world points (lesion confidence),
+    ``lesion_probability_sd`` its standard deviation over the mirror passes of test-time augmentation."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None
+    lesion_probability_sd: Callable[[np.ndarray], np.ndarray] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     model: str = ""
 
@@ -113,7 +116,6 @@ class Predictor:
         """Label map for ``scan`` on its own grid; ``seconds`` splits preprocess/network/postprocess."""
 
         from spinelesion.inference.resample import VolumeLookup, labels_on_grid
-        from spinelesion.labels import LESION
         from spinelesion.network.transforms import preprocess
 
         path = self.checkpoint_for(scan.modality)
@@ -123,7 +125,7 @@ class Predictor:
         image, net_affine = preprocess(scan, preprocessing=meta["preprocessing"])
         t1 = time.perf_counter()
         seconds["preprocess"] = t1 - t0
-        probabilities = self.sliding_window(net, image, patch_size=meta["patch_size"])
+        probabilities, lesion_sd = self.sliding_window(net, image, patch_size=meta["patch_size"], with_spread=True)
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
         if self.settings.spine_margin_mm is not None:
@@ -143,15 +145,19 @@ class Predictor:
         kept = None
         if self.keep_probabilities:
             kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)
-        lesion_probability = None
+        lesion_probability = lesion_probability_sd = None
         if bool((labels == LESION).any()):
             lesion_probability = VolumeLookup(probabilities[LESION].half().cpu().numpy(), affine=net_affine)
+            if lesion_sd is not None:
+                lesion_probability_sd = VolumeLookup(lesion_sd.half().cpu().numpy(), affine=net_affine)
         seconds["postprocess"] = time.perf_counter() - t2
         return Prediction(labels=labels, probabilities=kept, lesion_probability=lesion_probability,
-                          seconds=seconds, model=path.name)
+                          lesion_probability_sd=lesion_probability_sd, seconds=seconds, model=path.name)
 
-    def sliding_window(self, net, image, *, patch_size) -> torch.Tensor:
-        """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image."""
+    def sliding_window(self, net, image, *, patch_size, with_spread: bool = False):
+        """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image (the mean over the
+        mirror passes with ``settings.tta``). ``with_spread``: also return the (X, Y, Z) standard
+        deviation of the lesion probability over those passes (None without TTA), as a pair."""
         import torch
         from monai.inferers import SlidingWindowInferer
 
@@ -160,7 +166,7 @@ class Predictor:
         x = image[None].to(self.device)
         flips = [()] + ([(2,), (3,), (4,)] if self.settings.tta else [])
         use_amp = self.settings.amp and self.device.startswith("cuda")
-        total = None
+        total = squares = None
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):
             for dims in flips:
                 xi = torch.flip(x, dims) if dims else x
@@ -168,9 +174,18 @@ class Predictor:
                 prob = torch.softmax(logits.float(), dim=1)
                 prob = torch.flip(prob, dims) if dims else prob
                 total = prob if total is None else total + prob
+                if with_spread and len(flips) > 1:
+                    lesion = prob[0, LESION] ** 2
+                    squares = lesion if squares is None else squares + lesion
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()  # so the per-stage timings split where the work really ends
-        return (total / len(flips))[0]
+        mean = (total / len(flips))[0]
+        if not with_spread:
+            return mean
+        spread = None
+        if squares is not None:
+            spread = (squares / len(flips) - mean[LESION] ** 2).clamp(min=0.0).sqrt()
+        return mean, spread
 
 
 def _probabilities_on_grid(probabilities, *, source_affine: np.ndarray, scan: Scan) -> np.ndarray:

@@ -70,6 +70,7 @@ PROJECT_CODES: dict[str, tuple[str, str]] = {
     "lesion_type_mixed": ("SL-MIXED", "Mixed lytic and blastic"),
     "epidural": ("SL-EPIDURAL", "Epidural extension"),
     "confidence": ("SL-LESPROB", "Mean network lesion probability"),
+    "tta_sd": ("SL-LESPROBSD", "Lesion probability spread over test-time augmentation"),
     "mscc": ("SL-MSCC", "Maximum spinal cord compression"),
     "mcc": ("SL-MCC", "Maximum canal compromise"),
     "bilsky": ("SL-BILSKY", "Bilsky epidural spinal cord compression grade"),
@@ -288,6 +289,8 @@ def _lesion_group(lesion: dict, record: dict, algorithm, segment):
         measurements.append(_measurement(codes.cid7469.Volume, lesion["volume_ml"], codes.UCUM.CubicCentimeter))
     if _finite(lesion.get("confidence")):
         measurements.append(_measurement(project_code("confidence"), lesion["confidence"], codes.UCUM.NoUnits))
+    if _finite(lesion.get("tta_sd")):
+        measurements.append(_measurement(project_code("tta_sd"), lesion["tta_sd"], codes.UCUM.NoUnits))
     evaluations = []
     if lesion.get("epidural") is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(project_code("epidural"), _yes_no(bool(lesion["epidural"]))))

@@ -19,12 +19,15 @@ CONFIDENCE_SAMPLES = 20_000
 
 def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra],
                  settings: MeasureSettings, lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None,
+                 lesion_probability_sd: Callable[[np.ndarray], np.ndarray] | None = None,
                  ) -> tuple[list[dict], np.ndarray]:
     """Connected lesion components of at least ``settings.min_lesion_mm3``.
 
     ``lesion_probability`` (the network's lesion probability at (N, 3) RAS+ mm points) gives each
     lesion a ``confidence``: its mean over the lesion's voxels (at most :data:`CONFIDENCE_SAMPLES`
     of them, evenly spread); null without it (labels not made by a network).
+    ``lesion_probability_sd`` (its standard deviation over test-time augmentation passes) gives
+    ``tta_sd``, the mean of that spread over the lesion's voxels; null without TTA.
 
     A component is epidural when it touches the cord or thecal sac (26-neighbourhood) or reaches
     into the bony canal of its vertebra (behind the body's posterior wall, within the canal's width).
@@ -69,7 +72,8 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
             "centroid_mm": [round(float(x), 2) for x in centroid],
             "vertebra_index": vertebra_index,
             "epidural": bool(k in epidural_ids),
-            "confidence": _confidence(flat[comp_of == k], classes.shape, affine, lesion_probability),
+            "confidence": _mean_at(flat[comp_of == k], classes.shape, affine, lesion_probability),
+            "tta_sd": _mean_at(flat[comp_of == k], classes.shape, affine, lesion_probability_sd),
         })
         if vertebra_index is None:  # say where it is instead
             records[-1]["location"] = outside_location(centroid, vertebrae)
@@ -79,13 +83,14 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     return records, epidural_mask
 
 
-def _confidence(flat_idx: np.ndarray, shape, affine: np.ndarray, lesion_probability) -> float | None:
-    """Mean of ``lesion_probability`` over a lesion's voxels (flat C indices into ``shape``), or None."""
-    if lesion_probability is None:
+def _mean_at(flat_idx: np.ndarray, shape, affine: np.ndarray, lookup) -> float | None:
+    """Mean of ``lookup`` (world points -> values) over a lesion's voxels (flat C indices into
+    ``shape``), or None without a lookup."""
+    if lookup is None:
         return None
     step = max(1, flat_idx.size // CONFIDENCE_SAMPLES)
     ijk = np.stack(np.unravel_index(flat_idx[::step], shape), axis=1).astype(np.float64)
-    values = lesion_probability(ijk @ affine[:3, :3].T + affine[:3, 3])
+    values = lookup(ijk @ affine[:3, :3].T + affine[:3, 3])
     return round(float(np.mean(values)), 3)
 
 

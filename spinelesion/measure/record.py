@@ -31,7 +31,8 @@ DESTRUCTION_FLAG_PCT = 5.0
 def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None,
                    modality: str | None = None, label_map: str | dict | Path | None = None,
                    lowest_level: str | None = None, settings: MeasureSettings | None = None,
-                   lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                   lesion_probability: Callable[[np.ndarray], np.ndarray] | None = None,
+                   lesion_probability_sd: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Measure vertebrae, lesions and cord compression from a label map.
 
     Args:
@@ -46,6 +47,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
         settings: thresholds; defaults of :class:`MeasureSettings` if None.
         lesion_probability: the network's lesion probability at (N, 3) RAS+ mm points -> (N,);
             each lesion's ``confidence`` is its mean over the lesion's voxels (null without it).
+        lesion_probability_sd: the same for its standard deviation over test-time augmentation
+            passes; each lesion's ``tta_sd`` is its mean over the lesion's voxels (null without it).
 
     Returns:
         The record of docs/contracts.md §2 (JSON-serialisable dict). Coordinates are RAS+ mm.
@@ -84,7 +87,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
                             border_touch=border, lowest_level=lowest_level, settings=settings)
     lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings,
-                                     lesion_probability=lesion_probability)
+                                     lesion_probability=lesion_probability,
+                                     lesion_probability_sd=lesion_probability_sd)
     has_lesion = bool((classes == L.LESION).any())
     cord, cord_notes, cord_extra = measure_cord(classes=classes, affine=aff, vertebrae=column.vertebrae,
                                                 axis=column.axis, epidural_mask=epidural, has_lesion=has_lesion,

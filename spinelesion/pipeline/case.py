@@ -112,7 +112,8 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
         def measure():
             record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
                                     modality=scan.modality, lowest_level=lowest_level,
-                                    settings=measure_settings, lesion_probability=prediction.lesion_probability)
+                                    settings=measure_settings, lesion_probability=prediction.lesion_probability,
+                                    lesion_probability_sd=prediction.lesion_probability_sd)
             record.setdefault("provenance", {})["model"] = prediction.model
             return record
 

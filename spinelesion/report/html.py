@@ -126,7 +126,8 @@ def _lesion_rows(record: dict) -> list[dict]:
     return [{"id": _text(x.get("id")), "volume": _num(x.get("volume_ml"), 2), "centroid": _mm(x.get("centroid_mm")),
              "where": _text(names.get(x.get("vertebra_index"), x.get("vertebra_index"))
                             if x.get("vertebra_index") is not None else x.get("location")),
-             "epidural": _text(x.get("epidural")), "confidence": _num(x.get("confidence"), 2)}
+             "epidural": _text(x.get("epidural")), "confidence": _num(x.get("confidence"), 2),
+             "tta_sd": _num(x.get("tta_sd"), 2)}
             for x in record.get("lesions") or []]
 
 
