@@ -324,3 +324,20 @@ def test_neighbour_comparison_by_named_level():
     assert [o["confidence"] for o in out] == ["moderate", "moderate", "moderate", "moderate"]
     assert out[1]["neighbour_posterior_mm"] == pytest.approx(22.5, abs=0.6)  # L1 missing: L2 a level above L3's trend
     assert all(o["loss_pct"] == 0 for o in out)
+
+
+def test_lesion_voxels_under_the_minimum_size_give_no_bilsky_grade():
+    """Bilsky grades a reported lesion; a speck under min_lesion_mm3 is neither a lesion nor 'Bilsky 0'."""
+    from spinelesion.data.phantoms import make_phantom
+    from spinelesion.measure import measure_labels
+    from spinelesion.measure.settings import MeasureSettings
+
+    ph = make_phantom(seed=5, modality="t2", healthy=True, shape_limit_vox=96)
+    labels = ph.labels.copy()
+    body = np.argwhere(labels == 1)
+    i, j, k = body[len(body) // 2]
+    labels[i, j, k] = 3                                           # one lesion voxel inside a body
+    record = measure_labels(labels=labels, affine=ph.scan.affine, settings=MeasureSettings(min_lesion_mm3=30.0))
+    assert record["lesions"] == [] and record["cord"]["bilsky_grade"] is None
+    assert measure_labels(labels=labels, affine=ph.scan.affine,
+                          settings=MeasureSettings(min_lesion_mm3=0.0))["cord"]["bilsky_grade"] == "0"

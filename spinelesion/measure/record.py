@@ -89,7 +89,7 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings,
                                      lesion_probability=lesion_probability,
                                      lesion_probability_sd=lesion_probability_sd)
-    has_lesion = bool((classes == L.LESION).any())
+    has_lesion = bool(lesions)  # lesions the record reports (at least settings.min_lesion_mm3): Bilsky needs one
     cord, cord_notes, cord_extra = measure_cord(classes=classes, affine=aff, vertebrae=column.vertebrae,
                                                 axis=column.axis, epidural_mask=epidural, has_lesion=has_lesion,
                                                 settings=settings, border_touch=border)
