@@ -26,7 +26,7 @@ DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measuremen
 DEMONSTRATION_WARNING = (
     "Segmented by the default model shipped with spinelesion, trained on synthetic images only and "
     "never shown a real tumour (spinelesion/models/MODEL_CARD.md). On real scans of healthy volunteers "
-    "it still reports false lesions and, on two of ten, a false cord compression: read every lesion "
+    "it still reports false lesions on some and misses structures on others: read every lesion "
     "and flag here as a candidate to check. For research conclusions, train or fine-tune a model on "
     "data like yours (scripts/train.py) and pass it with --model.")
 
