@@ -25,6 +25,25 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture
+def real_series_with_labels(real_data, tmp_path):
+    """(scan, labels): a copy of the real anonymised, UID-less JPEG 2000 CT series and a small
+    label map on its grid (a body, the cord, a lesion in the body), for SEG and SR round trips."""
+    import shutil
+
+    from spinelesion import labels as schema
+    from spinelesion.io import load_scan
+
+    folder = tmp_path / "series"
+    shutil.copytree(real_data / "totalseg_ct_dicom/series", folder)
+    scan = load_scan(folder)
+    labels = np.zeros(scan.shape, np.uint8)
+    labels[240:272, 300:340, 2:18] = schema.VERTEBRAL_BODY
+    labels[250:262, 345:360, 2:18] = schema.SPINAL_CORD
+    labels[250:256, 310:318, 9:12] = schema.LESION
+    return scan, labels
+
+
 def rotation(axis: str, degrees: float) -> np.ndarray:
     """A 3x3 rotation about x, y or z."""
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))

@@ -116,15 +116,10 @@ def test_seg_round_trip_enhanced_multiframe(tmp_path):
     np.testing.assert_array_equal(read_dicom_seg(tmp_path / "mf_seg.dcm", like=scan), labels)
 
 
-def test_seg_round_trip_real_series(real_data, tmp_path):
+def test_seg_round_trip_real_series(real_series_with_labels, tmp_path):
     """The real (anonymised, UID-less) JPEG 2000 series: SEG written, read back, same voxels."""
-    folder = tmp_path / "series"
-    shutil.copytree(real_data / "totalseg_ct_dicom/series", folder)
-    scan = load_scan(folder)
-    labels = np.zeros(scan.shape, np.uint8)
-    labels[240:272, 300:340, 2:18] = schema.VERTEBRAL_BODY
-    labels[250:262, 345:360, 2:18] = schema.SPINAL_CORD
-    labels[250:256, 310:318, 9:12] = schema.LESION
+    scan, labels = real_series_with_labels
+    folder = tmp_path / "series"   # where the fixture copied the series
     out = tmp_path / "real_seg.dcm"
     save_dicom_seg(labels, like=scan, path=out)
     np.testing.assert_array_equal(read_dicom_seg(out, like=scan), labels)

@@ -255,17 +255,12 @@ def test_sr_refuses_a_foreign_seg_and_a_non_dicom_scan(ct_series, tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_sr_of_the_real_anonymised_series(real_data, tmp_path):
+def test_sr_of_the_real_anonymised_series(real_series_with_labels, tmp_path):
     """UID-less JPEG 2000 series: the SR references the same derived UIDs as the SEG."""
     import highdicom as hd
 
-    folder = tmp_path / "series"
-    shutil.copytree(real_data / "totalseg_ct_dicom/series", folder)
-    scan = load_scan(folder)
-    labels = np.zeros(scan.shape, np.uint8)
-    labels[240:272, 300:340, 2:18] = schema.VERTEBRAL_BODY
-    labels[250:262, 345:360, 2:18] = schema.SPINAL_CORD
-    labels[250:256, 310:318, 9:12] = schema.LESION
+    scan, labels = real_series_with_labels
+    folder = tmp_path / "series"   # where the fixture copied the series
     record = measure_labels(labels=labels, affine=scan.affine, image=scan.array, modality=scan.modality)
     seg_path, sr_path = _write(scan, labels, record, tmp_path / "out")
     seg = pydicom.dcmread(seg_path, stop_before_pixels=True)

@@ -66,7 +66,6 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
         The path written.
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     path = Path(path)
@@ -106,14 +105,24 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
             display_color=hd.color.CIELabColor.from_rgb(*schema.LABEL_COLOURS[value]))
         for s, value in enumerate(values)
     ]
+    return write_derived(lambda: _segmentation(hd, sources, segment_map, descriptions, present),
+                         path=path, like=like, what="SEG")
+
+
+def write_derived(make, *, path: Path, like: Scan, what: str) -> Path:
+    """Build a DICOM object derived from ``like``'s images with ``make()`` (highdicom) and write it to
+    ``path`` atomically; highdicom's refusals of the source's attributes become a LabelMapError
+    naming the ``what`` ("SEG", "SR") that could not be written."""
+    import pydicom
+
     try:
-        seg = _segmentation(hd, sources, segment_map, descriptions, present)
+        dataset = make()
     except (AttributeError, KeyError, TypeError, ValueError) as err:  # highdicom: attributes it needs
-        raise LabelMapError(f"{path}: cannot write a DICOM SEG for {like.source}: the source images lack or "
-                            f"hold unusable attributes a SEG must repeat ({type(err).__name__}: "
+        raise LabelMapError(f"{path}: cannot write a DICOM {what} for {like.source}: the source images lack or "
+                            f"hold unusable attributes the {what} must repeat ({type(err).__name__}: "
                             f"{' '.join(str(err).split())[:200]})") from None
     with atomic_path(path) as tmp:
-        pydicom.dcmwrite(tmp, seg, enforce_file_format=True)
+        pydicom.dcmwrite(tmp, dataset, enforce_file_format=True)
     return path
 
 

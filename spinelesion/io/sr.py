@@ -38,9 +38,8 @@ from pathlib import Path
 
 from spinelesion import __version__, labels as schema
 from spinelesion.errors import LabelMapError
-from spinelesion.io.atomic import atomic_path
 from spinelesion.io.scan import Scan
-from spinelesion.io.seg import source_datasets
+from spinelesion.io.seg import source_datasets, write_derived
 from spinelesion.vocabulary import vertebra_name
 
 #: Series number given to SR series written here (after the SEG's 900).
@@ -143,22 +142,14 @@ def save_dicom_sr(record: dict, *, like: Scan, seg_path: str | os.PathLike, path
                  "MR": codes.cid100.MRIUnspecifiedBodyRegion}.get(like.modality, codes.cid100.ImagingProcedure)
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=procedure,
                                      imaging_measurements=groups, title=codes.cid7021.ImagingMeasurementReport)
-    try:
-        sr = hd.sr.Comprehensive3DSR(
-            evidence=[*sources, seg], content=report[0], series_instance_uid=hd.UID(),
-            series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer="spinelesion", is_complete=True, is_final=False, is_verified=False,
-            series_description=f"spinelesion measurements v{record.get('schema_version', 1)}",
-            coding_schemes=[CodingSchemeIdentificationItem(
-                designator=SCHEME, name="spinelesion project codes",
-                responsible_organization="spinelesion (docs/dicom_sr.md)")])
-    except (AttributeError, KeyError, TypeError, ValueError) as err:  # highdicom: attributes it needs
-        raise LabelMapError(f"{path}: cannot write a DICOM SR for {like.source}: the source images lack or "
-                            f"hold unusable attributes an SR must repeat ({type(err).__name__}: "
-                            f"{' '.join(str(err).split())[:200]})") from None
-    with atomic_path(path) as tmp:
-        pydicom.dcmwrite(tmp, sr, enforce_file_format=True)
-    return path
+    return write_derived(lambda: hd.sr.Comprehensive3DSR(
+        evidence=[*sources, seg], content=report[0], series_instance_uid=hd.UID(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="spinelesion", is_complete=True, is_final=False, is_verified=False,
+        series_description=f"spinelesion measurements v{record.get('schema_version', 1)}",
+        coding_schemes=[CodingSchemeIdentificationItem(
+            designator=SCHEME, name="spinelesion project codes",
+            responsible_organization="spinelesion (docs/dicom_sr.md)")]), path=path, like=like, what="SR")
 
 
 def _read_seg(seg_path: Path, *, series_uid: str):
