@@ -228,6 +228,12 @@ def test_the_records_reach_the_vocabulary(records):
     assert {"levels", "discs", "components", "none"} <= methods
     assert any(r.get("cord_profile") is None and "cord_profile" in r for r in records.values())
     assert any(r.get("cord_profile") for r in records.values())
+    from spinelesion.measure.findings import KINDS, sentences
+
+    assert set(KINDS) == {f["kind"] for r in records.values() for f in r["findings"]}
+    for name, r in records.items():   # the flags begin with the findings' sentences
+        said = sentences(r["findings"])
+        assert r["flags"][:len(said)] == said, name
     assert "column" not in records["empty"] and "cord_profile" not in records["empty"]
     for r in records.values():  # what the schema cannot say: the profile's arrays run together
         if r.get("cord_profile"):
@@ -246,6 +252,9 @@ def _rename(obj: dict, old: str, new: str) -> None:
 
 SPOILERS = {
     "root key misspelt": lambda r: _rename(r, "flags", "flag"),
+    "finding kind not in the vocabulary": lambda r: r["findings"].append(
+        {"kind": "fracture", "vertebra_index": 0, "level": None, "value": 30.0, "unit": "%", "threshold": None,
+         "grade": None, "lesion_type": None}),
     "scan key misspelt": lambda r: _rename(r["scan"], "spacing_mm", "spacing"),
     "vertebra key misspelt": lambda r: _rename(r["vertebrae"][0], "genant_grade", "genant_grad"),
     "lesion key misspelt": lambda r: _rename(r["lesions"][0], "volume_ml", "volume_mL"),
@@ -302,7 +311,7 @@ def _relaxed(node):
 #: (part, keys only in the truth, keys only in the record). The truth is built from the
 #: generation parameters and predates the record's later fields.
 TRUTH_DIFFERENCES = {
-    ("root", frozenset({"source", "phantom"}), frozenset({"settings", "column", "cord_profile"})),
+    ("root", frozenset({"source", "phantom"}), frozenset({"settings", "column", "cord_profile", "findings"})),
     ("vertebrae[]", frozenset({"height_undeformed_mm", "collapse_kind"}),
      frozenset({"lesion_in_body_ml", "expected_heights_mm", "height_loss_comparison", "genant_deformity",
                 "height_loss_confidence", "height_ratios", "neighbour_posterior_height_mm",

@@ -295,16 +295,17 @@ def test_overlays_on_an_oblique_phantom(tmp_path):
 
 
 def test_flagged_vertebrae():
+    """Vertebrae are flagged from the record's numbers and structured findings, never from sentences."""
     record = {"vertebrae": [{"index": i} for i in range(6)],
               "lesions": [{"vertebra_index": 1}, {"vertebra_index": None}],
-              "flags": ["cord compression, Bilsky 2, at vertebra 4", "vertebra 99 unknown"]}
+              "findings": [{"kind": "cord_compression", "vertebra_index": 4, "level": None},
+                           {"kind": "posterolateral", "vertebra_index": 99, "level": None}],
+              "flags": ["cord compression, Bilsky 2, at vertebra 4", "vertebra 0 is named in a sentence only"]}
     record["vertebrae"][3].update(body_destruction_pct=12.0)
     record["vertebrae"][5].update(posterolateral="unilateral")
     record["vertebrae"][0].update(genant_grade=0, posterolateral="none", lesion_volume_ml=0.0)
     assert flagged_vertebra_indices(record) == [1, 3, 4, 5]
-    record["vertebrae"][2]["level"] = "T1"
-    record["vertebrae"][0]["level"] = "T11"
-    record["flags"] = ["T1: vertebral body collapse 43 % (Genant 3)"]
+    record["findings"] = [{"kind": "height_loss", "vertebra_index": 2, "level": "T1"}]
     assert flagged_vertebra_indices(record) == [1, 2, 3, 5]
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spinelesion import labels as L
 from spinelesion.errors import LabelMapError
 from spinelesion.io.layout import as_c_order
 from spinelesion.measure import body as B
+from spinelesion.measure import findings as F
 from spinelesion.measure import height_loss as HL
 from spinelesion.measure import heights as HT
 from spinelesion.measure import geometry as G
@@ -21,11 +21,9 @@ from spinelesion.measure.lesions import find_lesions
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
 from spinelesion.measure.vertebrae import find_vertebrae
-from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER, SINS_COLLAPSE_WORDS, vertebra_name
+from spinelesion.vocabulary import ATYPICAL_LEVELS, LEVEL_ORDER, vertebra_name
 
 RECORD_SCHEMA_VERSION = 1
-#: Body destruction (%) from which a vertebra gets a flag line.
-DESTRUCTION_FLAG_PCT = 5.0
 
 
 def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None,
@@ -64,7 +62,7 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     record = {"schema_version": RECORD_SCHEMA_VERSION,
               "scan": {"shape": [int(s) for s in labels.shape], "spacing_mm": [round(float(s), 4) for s in spacing],
                        "orientation": "".join(__import__("nibabel").aff2axcodes(affine)), "modality": modality},
-              "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "flags": [],
+              "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "findings": [], "flags": [],
               "settings": {"min_lesion_mm3": settings.min_lesion_mm3}}
     box = G.crop_box(labels != 0, margin=2)
     if box is None:
@@ -100,7 +98,9 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     record["cord_profile"] = cord_extra.get("profile")
     if not column.vertebrae:
         notes.append("no vertebrae found: vertebral measurements not available")
-    record["flags"] = _flags(record, cord_extra) + notes + cord_notes + vert_notes
+    record["findings"] = F.find(cord=cord, vertebrae=verts, worst_vertebra_index=cord_extra.get("worst_vertebra_index"),
+                                worst_mscc_pct=cord_extra.get("worst_mscc_pct"), settings=settings)
+    record["flags"] = F.sentences(record["findings"]) + notes + cord_notes + vert_notes
     return record
 
 
@@ -244,38 +244,6 @@ def _reading_fields(reading: dict | None) -> dict:
             "neighbour_posterior_height_mm": r1(reading["neighbour_posterior_mm"]),
             "height_loss_reference_mm": r1(reading["reference_mm"]),
             "height_resolution_pct": r1(reading["resolution_pct"])}
-
-
-def _name(v: dict) -> str:
-    return vertebra_name(v["level"], v["index"])
-
-
-def _flags(record: dict, cord_extra: dict) -> list[str]:
-    flags = []
-    cord = record["cord"]
-    verts = record["vertebrae"]
-    where = ""
-    if cord_extra.get("worst_vertebra_index") is not None and verts:
-        where = f", at {_name(verts[cord_extra['worst_vertebra_index']])}"
-    mscc = "" if cord_extra.get("worst_mscc_pct") is None else f", MSCC {cord_extra['worst_mscc_pct']:.0f} %"
-    if cord["compression_flag"]:
-        flags.append(f"cord compression, Bilsky {cord['bilsky_grade']}{mscc}{where}")
-    elif cord["bilsky_grade"] in ("1a", "1b", "1c"):
-        flags.append(f"epidural tumour without cord compression, Bilsky {cord['bilsky_grade']}{where}")
-    for v in verts:
-        parts = []
-        if (v["body_destruction_pct"] or 0) >= DESTRUCTION_FLAG_PCT:
-            kind = f" ({v['lesion_type']})" if v["lesion_type"] else ""
-            parts.append(f"{v['body_destruction_pct']:.0f} % of the body destroyed{kind}")
-        if (v["genant_grade"] or 0) >= 1:
-            parts.append(f"height loss {v['height_loss_pct']:.0f} % (Genant {v['genant_grade']})")
-        if v["sins_collapse"] not in (None, "none"):
-            parts.append(f"SINS collapse: {SINS_COLLAPSE_WORDS.get(v['sins_collapse'], v['sins_collapse'])}")
-        if v["posterolateral"] not in (None, "none"):
-            parts.append(f"{v['posterolateral']} posterolateral involvement")
-        if parts:
-            flags.append(f"{_name(v)}: " + "; ".join(parts))
-    return flags
 
 
 def measure_files(*, image_path: str | os.PathLike, labels_path: str | os.PathLike,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
 from spinelesion.io.atomic import write_text_atomic
+from spinelesion.measure.findings import DESTRUCTION_FLAG_PCT
 from spinelesion.vocabulary import bilsky_rank
 
 SUMMARY_COLUMNS = (
@@ -19,7 +19,6 @@ SUMMARY_COLUMNS = (
 )
 STATUSES = ("ok", "partial", "failed", "skipped")
 
-_VERTEBRA_IN_FLAG = re.compile(r"\bvertebra\s+(\d+)\b", re.IGNORECASE)
 #: Spreadsheet programs run cells starting with these as formulas (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,8 +36,8 @@ def flagged_vertebra_indices(record: dict) -> list[int]:
     A vertebra is flagged when it holds at least the smallest lesion kept
     (``record["settings"]["min_lesion_mm3"]``, default that of MeasureSettings: a speck of a few
     voxels flags nothing) or has DESTRUCTION_FLAG_PCT of its body destroyed, has a Genant grade of 1 or more, posterolateral involvement, a lesion
-    of the ``lesions`` list (all at least that size) points at it, or a line of ``flags`` names it
-    ("... at vertebra 4", "T7: ...").
+    of the ``lesions`` list (all at least that size) points at it, or a finding is about it
+    (``findings``: the worst cord cross-section's vertebra).
     """
     known = {int(v["index"]) for v in record.get("vertebrae") or [] if v.get("index") is not None}
     flagged: set[int] = set()
@@ -54,17 +53,8 @@ def flagged_vertebra_indices(record: dict) -> list[int]:
     for lesion in record.get("lesions") or []:
         if lesion.get("vertebra_index") is not None:
             flagged.add(int(lesion["vertebra_index"]))
-    levels = {str(v["level"]): int(v["index"]) for v in record.get("vertebrae") or []
-              if v.get("level") and v.get("index") is not None}
-    for flag in record.get("flags") or []:
-        flagged.update(int(m) for m in _VERTEBRA_IN_FLAG.findall(str(flag)))
-        flagged.update(index for level, index in levels.items()
-                       if re.search(rf"(?<![A-Za-z0-9]){re.escape(level)}(?![A-Za-z0-9])", str(flag)))
+    flagged.update(int(f["vertebra_index"]) for f in record.get("findings") or [] if f.get("vertebra_index") is not None)
     return sorted(flagged & known)
-
-
-#: Body destruction (%) from which a vertebra is flagged (as the record's flags say it).
-DESTRUCTION_FLAG_PCT = 5.0
 
 
 def min_lesion_ml(record: dict) -> float:
