@@ -78,23 +78,26 @@ class LesionComponents:
 
     ``components``: (X, Y, Z) int component ids (26-connected voxels whose most likely class is
     lesion; 0 elsewhere); per id ``k`` (index 0 unused): ``volume_mm3[k]``, ``peak[k]`` and
-    ``mean[k]`` (highest and mean lesion probability), ``touches_bone[k]`` and ``touches_canal[k]``
-    (in or within ``touch_mm`` of vertebral bone / of the cord or thecal sac).
+    ``mean[k]`` (highest and mean lesion probability), ``touches_spine[k]`` (in or within ``touch_mm``
+    of vertebral bone, the cord or the thecal sac) and ``touches_bone[k]`` (of vertebral bone alone;
+    None when not computed: one distance pass fewer when the canal counts).
     """
 
     components: np.ndarray
     volume_mm3: np.ndarray
     peak: np.ndarray
     mean: np.ndarray
-    touches_bone: np.ndarray
-    touches_canal: np.ndarray
+    touches_spine: np.ndarray
+    touches_bone: np.ndarray | None
 
     def keep(self, *, min_lesion_mm3: float, lesion_probability: float, mean_probability: float = 0.0,
              touch_canal: bool = True) -> tuple[np.ndarray, dict]:
         """(n + 1,) bool: which components the clean-up keeps with these thresholds, and the counts
         of kept and dropped components by the first reason that drops them."""
         counts = {"kept": 0, "outside_spine": 0, "too_small": 0, "low_probability": 0}
-        touching = self.touches_bone | (self.touches_canal if touch_canal else False)
+        if not touch_canal and self.touches_bone is None:
+            raise ValueError("bone contact was not computed (lesion_components(bone_apart=True))")
+        touching = self.touches_spine if touch_canal else self.touches_bone
         reasons = [("outside_spine", ~touching), ("too_small", self.volume_mm3 < min_lesion_mm3),
                    ("low_probability", (self.peak < lesion_probability) | (self.mean < mean_probability))]
         kept = np.ones(self.volume_mm3.size, bool)
@@ -106,8 +109,10 @@ class LesionComponents:
         return kept, counts
 
 
-def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: float = 2.0) -> LesionComponents:
-    """The :class:`LesionComponents` of (C, X, Y, Z) softmax ``probabilities`` on a grid of ``spacing_mm``."""
+def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: float = 2.0,
+                      bone_apart: bool = True) -> LesionComponents:
+    """The :class:`LesionComponents` of (C, X, Y, Z) softmax ``probabilities`` on a grid of ``spacing_mm``;
+    ``bone_apart``: also contact with bone alone (needed to judge without canal contact)."""
     import cc3d
 
     from spinelesion.inference.resample import class_argmax
@@ -132,7 +137,8 @@ def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: floa
         return out
 
     return LesionComponents(components=components, volume_mm3=counts * voxel_mm3, peak=peak, mean=mean,
-                            touches_bone=touching(_BONE_CLASSES), touches_canal=touching(_CANAL_CLASSES))
+                            touches_spine=touching(_BONE_CLASSES + _CANAL_CLASSES),
+                            touches_bone=touching(_BONE_CLASSES) if bone_apart else None)
 
 
 def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_mm3: float = 65.0,
@@ -163,7 +169,7 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
         ((C, X, Y, Z) probabilities (a new tensor when anything was dropped), counts of kept and
         dropped components by reason).
     """
-    found = lesion_components(probabilities, spacing_mm=spacing_mm, touch_mm=touch_mm)
+    found = lesion_components(probabilities, spacing_mm=spacing_mm, touch_mm=touch_mm, bone_apart=not touch_canal)
     kept, counts = found.keep(min_lesion_mm3=min_lesion_mm3, lesion_probability=lesion_probability,
                               mean_probability=mean_probability, touch_canal=touch_canal)
     drop = ~kept
