@@ -1,123 +1,26 @@
-"""Review outputs: overlays (geometry, orientation, aspect), summary.csv, report.html, colour tables.
+"""Review outputs: overlays (geometry, orientation, aspect), summary.csv, colour tables.
 
-Synthetic cases are small box spines built here; real scans (``../shared/data/real``) check that
-overlays of a PSR MR and an RAS CT come out the right way up.
+Synthetic cases are small box spines (tests/report_synth.py); real scans (``../shared/data/real``)
+check that overlays of a PSR MR and an RAS CT come out the right way up. The HTML report:
+tests/test_report_html.py.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import re
-from html.parser import HTMLParser
-from pathlib import Path
-from urllib.parse import unquote
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from report_synth import LEVELS, SPACING_MM, _ras_spine, _record, synthetic_case
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
 from spinelesion.labels import LABEL_COLOURS, LABEL_NAMES
-from spinelesion.report import (summary_row, write_colour_tables, write_overlays, write_report_html,
-                                write_summary_csv)
-from spinelesion.report.html import _overlay_href
+from spinelesion.report import summary_row, write_colour_tables, write_overlays, write_summary_csv
 from spinelesion.report.overlays import AXIAL_MAX_PX, CURVED_MAX_PX, LEGEND_PX, MARGIN_PX, build_views
 from spinelesion.report.tables import SUMMARY_COLUMNS, cohort_sort_key, flagged_vertebra_indices
-
-SPACING_MM = (0.8, 0.8, 3.0)
-LEVELS = ("L5", "L4", "L3", "L2", "L1")
-#: Bright markers (RAS voxel boxes) that show where anterior, superior and right end up.
-MARKER_SAGITTAL = (slice(36, 44), slice(94, 100), slice(45, 50))   # midline, anterior, superior
-MARKER_CORONAL = (slice(72, 79), slice(68, 82), slice(45, 50))     # right, mid-body depth, superior
-MARKER_AXIAL = (slice(70, 77), slice(90, 97), slice(21, 29))       # right, anterior, at vertebra 2
-
-
-def _ras_spine(modality: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(X, Y, Z) = (80, 100, 50) RAS image and schema-v1 labels of a five-level box spine.
-
-    Bodies at z 10k+1..10k+7, discs between, canal (sac and cord) behind the bodies, posterior
-    elements behind the canal; vertebra 2 holds a body lesion and an epidural lesion.
-    """
-    labels = np.zeros((80, 100, 50), np.uint8)
-    for k in range(5):
-        z = slice(10 * k + 1, 10 * k + 8)
-        labels[22:58, 58:92, z] = 1
-        labels[25:55, 20:30, z] = 2
-        labels[24:30, 30:58, z] = 2
-        labels[50:56, 30:58, z] = 2
-        labels[37:43, 5:20, z] = 2
-        labels[22:58, 58:92, 10 * k + 8:10 * k + 10] = 6
-    labels[31:49, 30:52, :] = 5
-    labels[35:45, 36:46, :] = 4
-    labels[26:44, 62:84, 22:27] = 3
-    labels[33:47, 48:55, 22:27] = 3
-    values = {"CT": {0: 40, 1: 300, 2: 500, 3: 30, 4: 40, 5: 5, 6: 90},
-              "MR": {0: 300, 1: 400, 2: 350, 3: 900, 4: 500, 5: 1500, 6: 800}}[modality]
-    lut = np.array([values[v] for v in range(7)], np.float32)
-    image = lut[labels] + np.random.default_rng(seed).normal(0, 10, labels.shape).astype(np.float32)
-    bright = 3000.0 if modality == "CT" else 5000.0
-    for marker in (MARKER_SAGITTAL, MARKER_CORONAL, MARKER_AXIAL):
-        image[marker] = bright
-    return image.astype(np.float32), labels
-
-
-def _reorient(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.ndarray, np.ndarray]:
-    """``array`` on an RAS grid re-stored with voxel axes ``axcodes`` (same world positions)."""
-    ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
-                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
-    image = nib.Nifti1Image(array, affine).as_reoriented(ornt)
-    return np.asarray(image.dataobj), image.affine
-
-
-def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
-    """A hand-made docs/contracts.md section 2 record whose centroids come from ``labels`` and ``affine``."""
-    ras_body = np.isin(labels, (1, 3))
-    vertebrae = []
-    for k, level in enumerate(LEVELS):
-        zs = np.zeros(labels.shape[2], bool)
-        zs[10 * k + 1:10 * k + 8] = True
-        ijk = np.argwhere(ras_body & zs[None, None, :])
-        centroid = (affine @ np.append(ijk.mean(axis=0), 1.0))[:3]
-        lesion = k == 2
-        vertebrae.append({
-            "index": k, "level": level, "centroid_mm": centroid.tolist(), "body_volume_ml": 8.5,
-            "lesion_volume_ml": 1.9 if lesion else 0.0, "body_destruction_pct": 22.0 if lesion else 0.0,
-            "height_anterior_mm": 21.0, "height_middle_mm": 21.0, "height_posterior_mm": 21.0,
-            "height_loss_pct": 0.0, "genant_grade": 0,
-            "sins_collapse": "no_collapse_over_50pct_involved" if lesion else "none",
-            "lesion_type": "lytic" if lesion and modality == "CT" else None, "posterolateral": "none"})
-    cord_mm = (affine @ np.array([39.5, 40.5, 24.5, 1.0]))[:3]
-    return {"schema_version": 1,
-            "scan": {"shape": list(labels.shape), "spacing_mm": list(SPACING_MM), "orientation": "RAS",
-                     "modality": modality},
-            "vertebrae": vertebrae,
-            "lesions": [{"id": 1, "volume_ml": 2.4, "centroid_mm": vertebrae[2]["centroid_mm"],
-                         "vertebra_index": 2, "epidural": True}],
-            "cord": {"mscc_pct": 31.0, "mcc_pct": 40.0, "worst_centroid_mm": cord_mm.tolist(),
-                     "bilsky_grade": "2", "compression_flag": True},
-            "flags": ["cord compression, Bilsky 2, at vertebra 2"]}
-
-
-def synthetic_case(*, modality: str = "CT", axcodes: str = "RAS", oblique_deg: float = 0.0):
-    """(scan, labels, record) of the box spine stored with voxel axes ``axcodes``.
-
-    ``oblique_deg`` rotates the grid about the superior axis (the record follows the rotation)."""
-    image, labels = _ras_spine(modality)
-    affine = np.diag([*SPACING_MM, 1.0])
-    affine[:3, 3] = (-30.0, -40.0, -75.0)
-    if oblique_deg:
-        c, s = np.cos(np.radians(oblique_deg)), np.sin(np.radians(oblique_deg))
-        rot = np.eye(4)
-        rot[:2, :2] = [[c, -s], [s, c]]
-        affine = rot @ affine
-    record = _record(labels, affine, modality)
-    stored_image, stored_affine = _reorient(image, affine, axcodes)
-    stored_labels, _ = _reorient(labels, affine, axcodes)
-    scan = Scan(array=stored_image.astype(np.float32), affine=stored_affine, modality=modality,
-                source="synthetic")
-    return scan, stored_labels.astype(np.uint8), record
 
 
 # ---------------------------------------------------------------- overlays: geometry
@@ -342,80 +245,6 @@ def test_cohort_order():
     assert order == ["b3", "b2", "b1c_more", "b1c", "clean", "failed"]
 
 
-# ---------------------------------------------------------------- HTML report
-
-
-class _Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.images, self.ids, self.links, self.cohort_rows, self._in_cohort = [], set(), [], [], False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if "id" in attrs:
-            self.ids.add(attrs["id"])
-        if tag == "img":
-            self.images.append(attrs["src"])
-        if tag == "a":
-            self.links.append(attrs.get("href"))
-        if tag == "table":
-            self._in_cohort = attrs.get("id") == "cohort"
-        if tag == "tr" and self._in_cohort:
-            self.cohort_rows.append(attrs.get("class"))
-
-
-def make_run(run_dir: Path) -> list[dict]:
-    """A run folder with three scans (two measured, one failed), overlays and a report."""
-    cases = []
-    for name, modality, axcodes, flagged in (("mr case <b>&</b>", "MR", "PSR", False),
-                                             ("ct_case", "CT", "LPS", True)):
-        scan, labels, record = synthetic_case(modality=modality, axcodes=axcodes)
-        if not flagged:
-            record["cord"].update(compression_flag=False, bilsky_grade="0", mscc_pct=2.0)
-            record["flags"] = []
-        case_dir = Path(re.sub(r"[^a-z_]", "", name) or "case")
-        overlays = write_overlays(scan=scan, labels=labels, record=record, out_dir=run_dir / case_dir)
-        (run_dir / case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
-        # Overlay paths as the caller may hold them: names inside case_dir, or absolute paths.
-        listed = [p.name for p in overlays] if modality == "MR" else overlays
-        cases.append({"case": name, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
-                      "overlays": listed, "seconds": 1.5})
-    cases.append({"case": "broken_scan", "status": "failed", "record": None, "case_dir": None,
-                  "overlays": [], "seconds": 0.1,
-                  "error": "broken.nii.gz: not an image <script>alert(1)</script>"})
-    write_report_html(run_dir=run_dir, cases=cases,
-                      run_info={"model": "demo.safetensors", "versions": {"spinelesion": "0.1.0"},
-                                "timings_s": {"network": 1.25, "total": 3.5}})
-    return cases
-
-
-def test_report_html(tmp_path):
-    make_run(tmp_path)
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "research tool, not for clinical use" in text.lower()
-    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "mr case &lt;b&gt;&amp;&lt;/b&gt;" in text
-    page = _Page()
-    page.feed(text)
-    assert len(page.images) == 8
-    for src in page.images:   # relative links to files that exist
-        assert not src.startswith(("/", "http", "file:")) and (tmp_path / src).is_file()
-    for href in page.links:   # in-page anchors and relative file links resolve
-        if href.startswith("#"):
-            assert href[1:] in page.ids
-        else:
-            assert (tmp_path / unquote(href)).is_file(), href
-    assert sum(h.endswith("measurements.json") for h in page.links) == 2
-    # Header row, then the flagged CT case first, the failed scan last.
-    assert page.cohort_rows == [None, "flagged", None, "failed"]
-    assert text.index("ct_case") < text.index("mr case") < text.index("Failed scans")
-    assert "demo.safetensors" in text and "1.25" in text
-    assert "not an image" in text
-    assert 'id="demonstration-model"' not in text  # a run with the user's own model
-    href = _overlay_href(run_dir=tmp_path, case_dir=Path("ct_case"), overlay=Path("ct_case/sagittal.png"))
-    assert href == "ct_case/sagittal.png"
-
-
 # ---------------------------------------------------------------- colour tables
 
 
@@ -431,85 +260,3 @@ def test_colour_tables(tmp_path):
         v: (LABEL_NAMES[v], LABEL_COLOURS[v]) for v in LABEL_NAMES}
     assert all(len(r) == 6 and 0 <= int(r[5]) <= 255 for r in rows)
 
-
-def test_report_warns_when_the_demonstration_models_segmented(tmp_path):
-    write_report_html(run_dir=tmp_path, cases=[], run_info={"demonstration_models": True})
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert 'id="demonstration-model"' in text and "trained on synthetic images only" in text
-
-
-def test_report_shows_a_phantoms_truth_beside_its_measurements(tmp_path):
-    """A case with a true record (the demo's phantoms) gets measured and true values side by side."""
-    import copy
-
-    _, _, record = synthetic_case()
-    truth = copy.deepcopy(record)
-    truth["vertebrae"][2]["body_destruction_pct"] = 35.5          # the measurement read 22.0
-    truth["cord"].update(bilsky_grade="1c", compression_flag=False)
-    case = {"case": "phantom", "status": "ok", "error": None, "record": record, "case_dir": None,
-            "overlays": [], "seconds": 1.0}
-    write_report_html(run_dir=tmp_path, cases=[case], run_info={})
-    assert "Measured against the truth" not in (tmp_path / "report.html").read_text(encoding="utf-8")
-    write_report_html(run_dir=tmp_path, cases=[{**case, "truth": truth}], run_info={})
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "Measured against the truth" in text
-    assert f"{len(record['vertebrae'])} vertebrae paired" in text
-    assert '<td class="num">22.0</td><td class="num">35.5</td>' in text
-    assert "<th>Bilsky grade</th><td class=\"num\">2</td><td class=\"num\">1c</td>" in text
-
-
-# ---------------------------------------------------------------- templates
-
-
-def test_report_templates_ship_inside_the_package():
-    from importlib.resources import files
-
-    folder = files("spinelesion.report") / "templates"
-    names = {p.name for p in folder.iterdir()}
-    assert {"base.html.j2", "report.html.j2", "report_tables.html.j2", "evaluation.html.j2"} <= names
-
-
-def test_report_autoescapes_every_value(tmp_path):
-    """Markup in a case name, flag, lesion location, overlay name or run information is shown as text."""
-    evil = '<script>alert("x")</script>'
-    _, _, record = synthetic_case()
-    record["flags"] = [f"flag {evil}"]
-    record["scan"]["modality"] = evil
-    record["lesions"].append({"id": 2, "volume_ml": 0.1, "centroid_mm": None, "vertebra_index": None,
-                              "location": evil, "epidural": False})
-    case_dir = Path("case")
-    (tmp_path / case_dir).mkdir()
-    (tmp_path / case_dir / "measurements.json").write_text("{}", encoding="utf-8")
-    case = {"case": evil, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
-            "overlays": [f"{evil}.png"], "seconds": 1.0}
-    failed = {"case": f"failed {evil}", "status": "failed", "record": None, "case_dir": None, "overlays": [],
-              "seconds": 0.1, "error": evil}
-    write_report_html(run_dir=tmp_path, cases=[case, failed],
-                      run_info={evil: evil, "nested": {"key": [evil, 1]}, "deep": {"a": {"b": {"c": {evil: 1}}}}})
-    text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "<script" not in text.lower()
-    assert text.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") >= 10
-    page = _Page()
-    page.feed(text)
-    assert all(href[1:] in page.ids for href in page.links if href.startswith("#"))
-
-
-def test_a_missing_template_variable_raises():
-    import jinja2
-
-    from spinelesion.report.html import _cord_table
-    from spinelesion.report.templating import environment, macro, render
-
-    assert environment().undefined is jinja2.StrictUndefined
-    with pytest.raises(jinja2.UndefinedError, match="counts"):
-        render("report.html.j2", disclaimer="d", demonstration_warning=None, bilsky_note="n", cohort=[],
-               failed=[], cases=[], run_info=[])
-    with pytest.raises(jinja2.UndefinedError, match="mcc"):
-        macro("report_tables.html.j2", "cord_table")({"mscc": "1.0"})
-    assert "not measured" in _cord_table({"cord": {"compression_flag": None}})
-
-
-def test_report_templates_are_declared_as_package_data():
-    """The templates have no __init__.py: a wheel ships them only if pyproject.toml lists them."""
-    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"report/templates/*.j2"' in text

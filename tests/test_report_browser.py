@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import page_check_script
-from test_report import make_run
+from test_report_html import make_run
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
 pytestmark = [pytest.mark.slow,

@@ -145,16 +145,17 @@ class Predictor:
         kept = None
         if self.keep_probabilities:
             kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)
-        lesion_probability = lesion_probability_sd = None
-        if bool((labels == LESION).any()):
-            lesion_probability = VolumeLookup(probabilities[LESION].half().cpu().numpy(), affine=net_affine)
-            if lesion_sd is not None:
-                lesion_probability_sd = VolumeLookup(lesion_sd.half().cpu().numpy(), affine=net_affine)
+        # on the network grid (a small copy), not a pass over the input grid's labels to see if any is lesion
+        lesion_probability = VolumeLookup(probabilities[LESION].half().cpu().numpy(), affine=net_affine)
+        lesion_probability_sd = None
+        if lesion_sd is not None:
+            lesion_probability_sd = VolumeLookup(lesion_sd.half().cpu().numpy(), affine=net_affine)
         seconds["postprocess"] = time.perf_counter() - t2
         return Prediction(labels=labels, probabilities=kept, lesion_probability=lesion_probability,
                           lesion_probability_sd=lesion_probability_sd, seconds=seconds, model=path.name)
 
-    def sliding_window(self, net, image, *, patch_size, with_spread: bool = False):
+    def sliding_window(self, net, image, *, patch_size,
+                       with_spread: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image (the mean over the
         mirror passes with ``settings.tta``). ``with_spread``: also return the (X, Y, Z) standard
         deviation of the lesion probability over those passes (None without TTA), as a pair."""

@@ -54,7 +54,8 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     vert_of = np.full(flat.size, -1, np.int64)  # vertebra index of each lesion voxel, -1 for none
     for v in vertebrae:
         vert_of[np.searchsorted(flat, v.lesion_idx)] = v.index
-    epidural_ids = _in_canal_components(flat, comp_of, G.Grid(classes.shape, affine), vertebrae, vert_of)
+    grid = G.Grid(classes.shape, affine)
+    epidural_ids = _in_canal_components(flat, comp_of, grid, vertebrae, vert_of)
     epidural_ids |= _touching_canal(classes, comps)
     n_vert = max((v.index for v in vertebrae), default=-1) + 1
     has_vert = vert_of >= 0
@@ -66,14 +67,15 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
             continue
         centroid = affine[:3, :3] @ centroids[k] + affine[:3, 3]
         vertebra_index = int(votes[k].argmax()) if n_vert and votes[k].any() else None
+        voxels = flat[comp_of == k]
         records.append({
             "id": len(records) + 1,
             "volume_ml": round(float(counts[k] * voxel_mm3 / 1000.0), 4),
             "centroid_mm": [round(float(x), 2) for x in centroid],
             "vertebra_index": vertebra_index,
             "epidural": bool(k in epidural_ids),
-            "confidence": _mean_at(flat[comp_of == k], classes.shape, affine, lesion_probability),
-            "tta_sd": _mean_at(flat[comp_of == k], classes.shape, affine, lesion_probability_sd),
+            "confidence": _mean_at(voxels, grid, lesion_probability),
+            "tta_sd": _mean_at(voxels, grid, lesion_probability_sd),
         })
         if vertebra_index is None:  # say where it is instead
             records[-1]["location"] = outside_location(centroid, vertebrae)
@@ -83,15 +85,13 @@ def find_lesions(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     return records, epidural_mask
 
 
-def _mean_at(flat_idx: np.ndarray, shape, affine: np.ndarray, lookup) -> float | None:
+def _mean_at(flat_idx: np.ndarray, grid: G.Grid, lookup) -> float | None:
     """Mean of ``lookup`` (world points -> values) over a lesion's voxels (flat C indices into
-    ``shape``), or None without a lookup."""
+    ``grid``), or None without a lookup."""
     if lookup is None:
         return None
     step = max(1, flat_idx.size // CONFIDENCE_SAMPLES)
-    ijk = np.stack(np.unravel_index(flat_idx[::step], shape), axis=1).astype(np.float64)
-    values = lookup(ijk @ affine[:3, :3].T + affine[:3, 3])
-    return round(float(np.mean(values)), 3)
+    return round(float(np.mean(lookup(grid.points(flat_idx[::step])))), 3)
 
 
 def _touching_canal(classes: np.ndarray, comps: np.ndarray) -> set[int]:

@@ -129,8 +129,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         report = write_run_outputs(out_dir=out_dir, input_path=input_path, cases=cases, statuses=statuses,
                                    predictor=predictor, seconds_total=time.time() - started,
                                    world_size=world, finish_workers=finish_workers,
-                                   demonstration_models=demonstration,
-                                   truth_dir=None if truth_dir is None else Path(truth_dir))
+                                   demonstration_models=demonstration, truth_dir=truth_dir)
     if world > 1:
         import torch.distributed as dist
 

@@ -15,7 +15,7 @@ from spinelesion.io.discover import CaseInput
 
 def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput], statuses: list[dict | None],
                       predictor, seconds_total: float, world_size: int, finish_workers: int = 0,
-                      demonstration_models: bool = False, truth_dir: Path | None = None) -> Path:
+                      demonstration_models: bool = False, truth_dir: str | Path | None = None) -> Path:
     """summary.csv, report.html, run.json and the colour tables for the whole run.
 
     ``truth_dir``: folder of true records (``<case>.json``, as the demo writes them); a case with
@@ -72,7 +72,7 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
     return write_report_html(run_dir=out_dir, cases=report_cases, run_info=run_info)
 
 
-def _truth(truth_dir: Path | None, case_id: str) -> dict | None:
+def _truth(truth_dir: str | Path | None, case_id: str) -> dict | None:
     path = None if truth_dir is None else Path(truth_dir) / f"{case_id}.json"
     if path is None or not path.is_file():
         return None
