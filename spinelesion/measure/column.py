@@ -33,12 +33,30 @@ class Vertebra:
     truncated: bool = False
 
 
+@dataclass(frozen=True)
+class LevelNaming:
+    """How a record's levels were named: ``method`` one of "label_map" (the map's own level
+    labels), "lowest_level" (given by the user), "sacrum" (counted up from S1), "axis" (counted
+    down from C2), "none"; ``detail``: the sentence saying why."""
+
+    method: str
+    detail: str
+
+    def as_record(self) -> dict:
+        return {"method": self.method, "detail": self.detail}
+
+
 @dataclass
 class Column:
+    """The vertebrae found (inferior -> superior), the column's unit axis (superior), how the column
+    was split (``method``), notes, and how its levels were named (``naming``: a
+    :class:`LevelNaming`, None where nothing was found)."""
+
     vertebrae: list[Vertebra]
     axis: np.ndarray
     method: str
     notes: list[str] = field(default_factory=list)
+    naming: LevelNaming | None = None
 
 
 @dataclass(frozen=True)

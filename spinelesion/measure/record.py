@@ -82,8 +82,10 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     if mapped.ignored_values:
         notes.append(f"label values {list(mapped.ignored_values)} are not in label map {mapped.name!r}: ignored")
     border = _border(classes.shape, box, labels.shape)
+    scan_box = (-np.array([b.start for b in box]), np.array([n - 1 - b.start for b, n in zip(box, labels.shape)]))
     column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
-                            border_touch=border, lowest_level=lowest_level, settings=settings)
+                            border_touch=border, lowest_level=lowest_level, settings=settings, scan_box=scan_box,
+                            auto_levels=settings.auto_levels)
     lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings,
                                      lesion_probability=lesion_probability,
                                      lesion_probability_sd=lesion_probability_sd)
@@ -94,7 +96,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     verts, vert_notes = _vertebra_records(column.vertebrae, classes, aff, img, modality, settings)
     record.update(vertebrae=verts, lesions=lesions, cord=cord)
     record["column"] = {"split_method": column.method, "axis": [round(float(x), 4) for x in column.axis],
-                        "label_map": mapped.name}
+                        "label_map": mapped.name,
+                        "level_naming": None if column.naming is None else column.naming.as_record()}
     record["cord_profile"] = cord_extra.get("profile")
     if not column.vertebrae:
         notes.append("no vertebrae found: vertebral measurements not available")

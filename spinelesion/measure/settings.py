@@ -73,6 +73,7 @@ class MeasureSettings:
     lytic_hu_below_marrow: float = 100.0
     blastic_hu_above_marrow: float = 150.0
     mixed_min_fraction: float = 0.2
+    auto_levels: bool = True
     cross_section_step_mm: float = 1.0
     smoothing_mm: float = 7.0
     mscc_window_start_mm: float = 10.0
@@ -93,6 +94,10 @@ class MeasureSettings:
                 object.__setattr__(self, f.name, tuple(value))
                 continue
             if value is None and f.name == "compression_mscc_pct":
+                continue
+            if f.name == "auto_levels":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"measure setting {f.name}: expected true or false, got {value!r}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"measure setting {f.name}: expected a number, got {value!r}")

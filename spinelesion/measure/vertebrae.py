@@ -20,18 +20,22 @@ from scipy import ndimage
 from spinelesion import labels as L
 from spinelesion.measure import canal
 from spinelesion.measure import geometry as G
-from spinelesion.measure.column import Column, Vertebra, VertebraPoints
+from spinelesion.measure import levels as LV
+from spinelesion.measure.column import Column, LevelNaming, Vertebra, VertebraPoints
 from spinelesion.measure.label_maps import MERGED_VERTEBRA
 from spinelesion.measure.settings import MeasureSettings
-from spinelesion.vocabulary import LEVEL_ORDER
 
 def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_names: tuple[str, ...],
                    affine: np.ndarray, border_touch: np.ndarray, lowest_level: str | None,
-                   settings: MeasureSettings) -> Column:
+                   settings: MeasureSettings, scan_box: tuple[np.ndarray, np.ndarray] | None = None,
+                   auto_levels: bool = True) -> Column:
     """Find the vertebrae of a cropped (X, Y, Z) class map (values of schema v1 + MERGED_VERTEBRA).
 
-    ``border_touch`` is an (X, Y, Z) bool mask of voxels on the original image's border.
-    Vertebrae come back ordered inferior -> superior.
+    ``border_touch`` is an (X, Y, Z) bool mask of voxels on the original image's border;
+    ``scan_box``: the whole scan's first and last voxel index (3,) each in the crop's index space
+    (default: the crop is the scan). Vertebrae come back ordered inferior -> superior, named by the
+    map's level labels, else from ``lowest_level``, else (``auto_levels``) from S1 or C2 where they
+    are in view (:mod:`.levels`); how is in ``Column.naming``.
     """
     grid = G.Grid(classes.shape, affine)
     # one pass over the crop: every class's flat indices (ascending) come from its foreground
@@ -101,9 +105,19 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     _set_frames(vertebrae, axis)
     for v in vertebrae:  # the body (with its lesion) cut by the image border
         v.truncated = bool(border[v.body_idx].any() or border[v.lesion_idx].any())
-    if names is None and lowest_level is not None:
-        _name_from_anchor(vertebrae, lowest_level, notes)
-    return Column(vertebrae, axis, method, notes)
+    if names is not None:
+        naming = LevelNaming("label_map", "levels from the label map's own level labels")
+    elif lowest_level is not None:
+        naming = LV.name_from_lowest(vertebrae, lowest_level)
+    elif auto_levels:
+        lo, hi = scan_box if scan_box is not None else (np.zeros(3), np.asarray(classes.shape) - 1)
+        naming = LV.name_from_anatomy(vertebrae, grid=grid, disc_mm=grid.points(disc_flat), scan_lo=np.asarray(lo),
+                                      scan_hi=np.asarray(hi), axis=axis)
+    else:
+        naming = LevelNaming("none", "levels not named (automatic naming off)")
+    if naming.method in ("lowest_level", "sacrum", "axis"):
+        notes.append(naming.detail)
+    return Column(vertebrae, axis, method, notes, naming)
 
 
 def _level_slabs(level_of_bone: np.ndarray, bone_pts: np.ndarray, axis: np.ndarray,
@@ -283,12 +297,3 @@ def _disc_outline(v: Vertebra, pts: np.ndarray, disc_pts: np.ndarray) -> np.ndar
     grid = ndimage.binary_fill_holes(grid)
     grid = ndimage.binary_dilation(grid, iterations=max(1, int(round(DISC_OUTLINE_MARGIN_MM / cell))))
     return grid[((ba - lo_a) / cell).astype(int), ((br - lo_r) / cell).astype(int)]
-
-
-def _name_from_anchor(vertebrae: list[Vertebra], lowest_level: str, notes: list[str]) -> None:
-    """Name levels upward from the lowest vertebra's level (e.g. "L5")."""
-    start = LEVEL_ORDER.index(lowest_level)
-    for v in vertebrae:
-        k = start + v.index
-        v.level = LEVEL_ORDER[k] if k < len(LEVEL_ORDER) else None
-    notes.append(f"levels named from lowest_level={lowest_level}")

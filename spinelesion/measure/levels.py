@@ -1,0 +1,151 @@
+"""Naming vertebral levels from the anatomy in view: counting up from S1 or down from C2.
+
+A radiologist names levels by counting from a vertebra that names itself: the sacrum (S1, the
+lowest mobile-looking body, fused to the sacrum below: no disc under it) or the axis (C2, whose
+body carries the dens: no disc above it, with the atlas and skull base above). A label map in
+schema v1 shows both without level labels:
+
+- **S1**: no disc of the column's size lies below the lowest vertebra found, and the scan goes on
+  below its body for at least ``END_ROOM_MM`` (a disc and a further body would be in view if the
+  column went on: discs are 4-12 mm high);
+- **C2**: no disc of the column's size lies above the highest vertebra found, the scan goes on
+  above it for at least ``END_ROOM_MM``, and its body (with the dens) is at least
+  ``DENS_HEIGHT_DEPTH_RATIO`` times as tall as it is deep (C2 with the dens: ~35-40 mm tall, ~15 mm
+  deep; every other body is about as tall as deep or less).
+
+"Of the column's size": at least ``DISC_MIN_FRACTION`` of the median volume of the discs between
+the vertebrae found; a rudimentary S1/S2 disc, or a few voxels called disc in the sacrum, are less.
+An end body cut at its sides (a sagittal slab narrower than the body) still ends the column; one cut
+at its end has no room beyond it.
+
+Counting stops at a gap: where consecutive vertebrae lie over ``GAP_SPACING_FACTOR`` times the
+column's median spacing apart, a vertebra is missing (not labelled by the model), and the
+vertebrae beyond the gap stay unnamed (a note says so).
+
+With both ends in view the counts must agree (C2 to S1 is 24 vertebrae); they disagree with a
+transitional lumbosacral vertebra, 11 or 13 thoracic vertebrae, or a level the model missed or
+merged: levels are then named from C2 (as whole-spine MRI is read) and a note says so. Ribs,
+which would check the thoracic count, are not in the label schema. Where neither end is in view,
+levels stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinelesion.measure import geometry as G
+from spinelesion.measure.column import LevelNaming, Vertebra
+from spinelesion.vocabulary import LEVEL_ORDER
+
+#: Scan beyond an end vertebra's body (mm, along the column) that shows the column ends there.
+END_ROOM_MM = 20.0
+
+#: Disc volume beyond an end vertebra, as a fraction of the column's median disc, from which the
+#: column goes on there.
+DISC_MIN_FRACTION = 0.4
+
+#: Spacing of consecutive vertebrae (centroids along the column), over the column's median spacing,
+#: from which a vertebra is missing between them.
+GAP_SPACING_FACTOR = 1.6
+
+#: Height over AP depth of a body from which it is C2 with its dens.
+DENS_HEIGHT_DEPTH_RATIO = 1.5
+
+
+def name_from_lowest(vertebrae: list[Vertebra], lowest_level: str) -> LevelNaming:
+    """Name levels upward from the lowest vertebra's given level (e.g. "L5")."""
+    _count_up(vertebrae, LEVEL_ORDER.index(lowest_level))
+    return LevelNaming("lowest_level", f"levels counted up from the lowest vertebra, given as {lowest_level}")
+
+
+def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.ndarray,
+                      scan_lo: np.ndarray, scan_hi: np.ndarray, axis: np.ndarray) -> LevelNaming:
+    """Name the levels of ``vertebrae`` (inferior -> superior) in place from S1 or C2 where the
+    anatomy in view fixes them (module docstring), else leave them None.
+
+    Args:
+        grid: the cropped grid the vertebrae's flat indices refer to.
+        disc_mm: (N, 3) world points of disc voxels.
+        scan_lo, scan_hi: (3,) the whole scan's first and last voxel index in ``grid``'s index
+            space (the crop's origin is inside the scan: ``scan_lo`` <= 0).
+        axis: (3,) unit column axis, pointing superior.
+    """
+    if len(vertebrae) < 2:
+        return LevelNaming("none", "levels not named: fewer than two vertebrae in view")
+    s_disc = disc_mm @ axis
+    s_vert = np.array([v.centroid_mm @ axis for v in vertebrae])
+    gaps = [np.sum((s_disc > a) & (s_disc < b)) for a, b in zip(s_vert[:-1], s_vert[1:])]
+    column_disc = float(np.median(gaps)) if gaps else 0.0  # voxels
+    ends = {side: _is_end(v, side, grid=grid, disc_beyond=int(np.sum(side * (s_disc - v.centroid_mm @ axis) > 0)),
+                          column_disc=column_disc, scan_lo=scan_lo, scan_hi=scan_hi, axis=axis)
+            for side, v in ((-1, vertebrae[0]), (1, vertebrae[-1]))}
+    s1, c2 = ends[-1], ends[1]
+    if c2:
+        c2 = _tall(vertebrae[-1], grid)
+    s1_rank, c2_rank = LEVEL_ORDER.index("S1"), LEVEL_ORDER.index("C2")
+    spacing = np.diff(s_vert)
+    gap = spacing > GAP_SPACING_FACTOR * float(np.median(spacing))  # gap[i]: between vertebrae i and i + 1
+    if c2:
+        first = int(np.flatnonzero(gap)[-1]) + 1 if gap.any() else 0  # lowest vertebra counted from C2
+        _count_up(vertebrae, c2_rank - (len(vertebrae) - 1), first=first)
+        detail = "levels counted down from C2 (the top body carries the dens, no disc above it, the scan goes on above)"
+        if first:
+            detail += f"; a vertebra is missing below {vertebrae[first].level}: the {first} below the gap are unnamed"
+        elif s1 and len(vertebrae) != c2_rank - s1_rank + 1:
+            detail += (f"; counting up from S1 would disagree by {len(vertebrae) - (c2_rank - s1_rank + 1):+d} "
+                       "(a transitional vertebra, or a level missed or merged): check the levels")
+        return LevelNaming("axis", detail)
+    if s1:
+        last = int(np.flatnonzero(gap)[0]) if gap.any() else len(vertebrae) - 1  # highest counted from S1
+        _count_up(vertebrae, s1_rank, last=last)
+        detail = "levels counted up from S1 (no disc below the lowest body, the scan goes on below)"
+        if last < len(vertebrae) - 1:
+            detail += (f"; a vertebra is missing above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
+                       "above the gap are unnamed")
+        return LevelNaming("sacrum", detail)
+    return LevelNaming("none", "levels not named: neither S1 nor C2 is in view (give --lowest-level to name them)")
+
+
+def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None) -> None:
+    """Name vertebrae ``first`` to ``last`` (indices, inclusive) by rank from the lowest's; the
+    others (and ranks past C1) None."""
+    last = len(vertebrae) - 1 if last is None else last
+    for v in vertebrae:
+        k = lowest_rank + v.index
+        v.level = LEVEL_ORDER[k] if first <= v.index <= last and 0 <= k < len(LEVEL_ORDER) else None
+
+
+def _is_end(v: Vertebra, side: int, *, grid: G.Grid, disc_beyond: int, column_disc: float,
+            scan_lo: np.ndarray, scan_hi: np.ndarray, axis: np.ndarray) -> bool:
+    """Whether vertebra ``v`` ends the column on ``side`` (+1 superior, -1 inferior): under
+    ``DISC_MIN_FRACTION`` of the column's median disc (``column_disc`` voxels) beyond its centre
+    (``disc_beyond`` voxels), and at least ``END_ROOM_MM`` of scan beyond its body."""
+    if v.body_idx.size < 30 or disc_beyond >= DISC_MIN_FRACTION * column_disc:
+        return False
+    s_body = (grid.points(v.body_idx) - v.centroid_mm) @ axis
+    edge = float(s_body.max() if side > 0 else s_body.min())
+    return _room_mm(v.centroid_mm, side * axis, grid=grid, scan_lo=scan_lo, scan_hi=scan_hi) - abs(edge) >= END_ROOM_MM
+
+
+def _room_mm(point_mm: np.ndarray, direction: np.ndarray, *, grid: G.Grid, scan_lo: np.ndarray,
+             scan_hi: np.ndarray) -> float:
+    """Distance (mm) from ``point_mm`` along unit ``direction`` to where the ray leaves the scan."""
+    inv = np.linalg.inv(grid.affine[:3, :3])
+    q = inv @ (point_mm - grid.affine[:3, 3])
+    d = inv @ direction  # voxels per mm
+    t = np.inf
+    for qi, di, lo, hi in zip(q, d, scan_lo - 0.5, scan_hi + 0.5):
+        if di > 1e-9:
+            t = min(t, (hi - qi) / di)
+        elif di < -1e-9:
+            t = min(t, (lo - qi) / di)
+    return float(max(t, 0.0))
+
+
+def _tall(v: Vertebra, grid: G.Grid) -> bool:
+    """Whether the body is at least ``DENS_HEIGHT_DEPTH_RATIO`` times as tall as deep (C2 with its
+    dens), from its 1st-99th percentile extents along its own superior and anterior axes."""
+    rel = grid.points(v.body_idx) - v.centroid_mm
+    height = np.subtract(*np.percentile(rel @ v.superior, [99, 1]))
+    depth = np.subtract(*np.percentile(rel @ v.anterior, [99, 1]))
+    return bool(depth > 0 and height >= DENS_HEIGHT_DEPTH_RATIO * depth)
