@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a 3D U-Net from a YAML config",
     "infer": "segment and measure every scan in a file or folder",
     "demo": "make phantoms, run the default model on them and write a report",
+    "review": "serve a run folder read-only on 127.0.0.1 for its interactive viewer (open the URL it prints)",
     "evaluate": "score predicted label maps and measurements against references (Dice, NSD, HD95, lesions, CIs)",
 }
 

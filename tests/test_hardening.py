@@ -140,6 +140,19 @@ def test_include_and_exclude_globs(tmp_path):
         discover_cases(root, include=["nothing*"])
 
 
+
+def test_a_case_folders_outputs_are_not_read_as_scans(tmp_path):
+    """Rerunning over a folder that holds an earlier run: the viewer image, probabilities and labels
+    beside a status.json are outputs, not scans; the same names elsewhere are scans."""
+    from spinelesion.io.discover import discover_cases
+
+    root = tmp_path / "ds"
+    for rel in ("a.nii.gz", "out/a/status.json", "out/a/viewer_image.nii.gz", "out/a/probabilities.nii.gz",
+                "out/a/labels.nii.gz", "other/viewer_image.nii.gz"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    assert [c.case_id for c in discover_cases(root)] == ["a", "other__viewer_image"]
+
 # --- Messages ----------------------------------------------------------------------------------
 
 def test_infer_prints_each_failed_reason_and_that_rerunning_resumes(tmp_path, tiny_model, capsys):

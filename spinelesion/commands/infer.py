@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--save-probabilities", action="store_true",
                         help="also write probabilities.nii.gz (X, Y, Z, class), 0..1 stored as uint8")
-    parser.add_argument("--no-overlays", action="store_true", help="skip the PNG overlays")
+    parser.add_argument("--no-overlays", action="store_true",
+                        help="skip the PNG overlays and the interactive viewer (viewer_image.nii.gz, viewer.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--profile", action="store_true",
                         help="print where the time went: seconds per stage, summed over the scans of this run "

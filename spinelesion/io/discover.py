@@ -12,6 +12,10 @@ from spinelesion.errors import ScanLoadError
 from spinelesion.io.load import ITK_SUFFIXES, NIFTI_SUFFIXES
 
 #: Files that commonly sit beside scans and are not inputs (sidecars, docs); ignored, not failed.
+#: Files that ``spinelesion infer`` writes into a case folder (beside its status.json) that a reader
+#: of scans would take for scans: a later run over a folder holding earlier outputs skips them.
+RUN_OUTPUT_NAMES = ("viewer_image.nii.gz", "probabilities.nii.gz", "labels.nii.gz")
+
 IGNORED_NAMES = re.compile(r"^(\..*|readme.*|license.*|licence.*|dicomdir|.*\.(json|md|csv|tsv|html|png|jpg|txt\.lock))$",
                            re.IGNORECASE)
 
@@ -70,7 +74,8 @@ def discover_cases(root: str | Path, *, include=(), exclude=()) -> list[CaseInpu
     NIfTI/MHA/NRRD files are one case each; DICOM files are grouped by folder and
     SeriesInstanceUID, one case per series; other files (not hidden, not sidecars such as
     .json/.md) become cases too, so the batch records them as failed "not an image" rather
-    than silently dropping them. An empty folder raises ScanLoadError.
+    than silently dropping them. A spinelesion case folder's outputs (``RUN_OUTPUT_NAMES`` beside a
+    status.json) are no inputs. An empty folder raises ScanLoadError.
     """
     root = Path(root)
     if not root.exists():
@@ -84,6 +89,8 @@ def discover_cases(root: str | Path, *, include=(), exclude=()) -> list[CaseInpu
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or IGNORED_NAMES.match(path.name):
+            continue
+        if path.name in RUN_OUTPUT_NAMES and (path.parent / "status.json").is_file():
             continue
         if not _selected(rel, include, exclude):
             continue

@@ -21,6 +21,7 @@ from spinelesion.errors import NotAScanError, SpinelesionError
 from spinelesion.io.atomic import remove_stale_temporaries, write_text_atomic
 from spinelesion.io.discover import CaseInput
 from spinelesion.report.tables import one_line
+from spinelesion.report.viewer import VIEWER_IMAGE, VIEWER_PAGE
 
 #: Longest one-line error kept in a status (characters).
 ERROR_MAX_CHARS = 500
@@ -31,7 +32,7 @@ STATUS_FILE = "status.json"
 STAGES = ("load", "preprocess", "network", "postprocess", "measure", "write", "report")
 #: Files a case folder may hold from an earlier attempt; removed before a case is redone.
 CASE_OUTPUTS = ("labels.nii.gz", "labels.seg.dcm", "measurements.sr.dcm", "probabilities.nii.gz", "measurements.json",
-                STATUS_FILE)
+                VIEWER_IMAGE, VIEWER_PAGE, STATUS_FILE)
 #: Statuses of a case that a rerun does not redo.
 DONE = ("ok", "skipped")
 
@@ -142,6 +143,10 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
             with _OVERLAY_LOCK:  # matplotlib: one figure at a time
                 outputs.extend(attempt("overlays", "report", lambda: write_overlays(
                     scan=scan, labels=prediction.labels, record=record or _EMPTY_RECORD, out_dir=case_dir)) or [])
+            from spinelesion.report.viewer.page import write_viewer  # the interactive viewer: image + page
+
+            outputs.extend(attempt(VIEWER_IMAGE, "report", lambda: write_viewer(
+                scan=scan, labels=prediction.labels, record=record, case_dir=case_dir)) or [])
         written = [str(Path(p).relative_to(case_dir)) for p in outputs if p is not None]
         status.update(outputs=written, modality=scan.modality)
         if not errors:

@@ -2,7 +2,10 @@
 
 Layout: disclaimer, cohort table (most worrying scans first), failed scans with their error, one
 section per scan (overlays, flags, measurement tables), run information. No scripts, no network
-resources. The markup is in ``templates/report.html.j2`` and its table macros in
+resources. A case whose folder holds a viewer page (``viewer.html``, written by the case step:
+``spinelesion.report.viewer``) is linked to it from its section and from its table rows
+(``viewer.html#mm=x,y,z``: the crosshair at that vertebra, lesion or worst cord slice). The markup
+is in ``templates/report.html.j2`` and its table macros in
 ``templates/report_tables.html.j2`` (autoescaped: every value is HTML-escaped); this module prepares
 the values they show: formatted numbers, words, the cohort order and the links.
 """
@@ -18,6 +21,7 @@ from spinelesion.io.atomic import write_text_atomic
 from spinelesion.report.tables import (cohort_sort_key, flagged_vertebra_indices,
                                        max_body_destruction_pct, one_line)
 from spinelesion.report.templating import macro, render
+from spinelesion.report.viewer import VIEWER_PAGE, has_viewer
 from spinelesion.vocabulary import SINS_COLLAPSE_WORDS, vertebra_name
 
 DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measurements are produced "
@@ -65,6 +69,13 @@ def _text(value) -> str | None:
 
 def _mm(point) -> str | None:
     return None if point is None else ", ".join(f"{float(c):.1f}" for c in point)
+
+
+def _target(point) -> str | None:
+    """A world RAS+ mm point as the viewer's "x,y,z" position (0.01 mm), None without one."""
+    if point is None or len(point) != 3:
+        return None
+    return ",".join(f"{float(c):.2f}" for c in point)
 
 
 def case_anchor(number: int, case: str) -> str:
@@ -116,7 +127,8 @@ def _vertebra_rows(record: dict) -> list[dict]:
              "heights": [_num(v.get(k)) for k in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm")],
              "height_loss": _num(v.get("height_loss_pct")), "genant": _text(v.get("genant_grade")),
              "sins_collapse": _text(SINS_COLLAPSE_WORDS.get(v.get("sins_collapse"), v.get("sins_collapse"))),
-             "lesion_type": _text(v.get("lesion_type")), "posterolateral": _text(v.get("posterolateral"))}
+             "lesion_type": _text(v.get("lesion_type")), "posterolateral": _text(v.get("posterolateral")),
+             "target": _target(v.get("centroid_mm"))}
             for v in record.get("vertebrae") or []]
 
 
@@ -127,7 +139,7 @@ def _lesion_rows(record: dict) -> list[dict]:
              "where": _text(names.get(x.get("vertebra_index"), x.get("vertebra_index"))
                             if x.get("vertebra_index") is not None else x.get("location")),
              "epidural": _text(x.get("epidural")), "confidence": _num(x.get("confidence"), 2),
-             "tta_sd": _num(x.get("tta_sd"), 2)}
+             "tta_sd": _num(x.get("tta_sd"), 2), "target": _target(x.get("centroid_mm"))}
             for x in record.get("lesions") or []]
 
 
@@ -137,8 +149,16 @@ def _cord_view(record: dict) -> dict:
     return {"mscc": _num(cord.get("mscc_pct")), "mcc": _num(cord.get("mcc_pct")),
             "bilsky": _text(cord.get("bilsky_grade")), "compression": cord.get("compression_flag"),
             "worst_centroid": _mm(cord.get("worst_centroid_mm")),
+            "worst_target": _target(cord.get("worst_centroid_mm")),
             "scan": f"{scan.get('modality') or '?'} {scan.get('shape')} voxels, spacing "
                     f"{scan.get('spacing_mm')} mm, {scan.get('orientation') or '?'}"}
+
+
+def case_tables(record: dict) -> dict:
+    """A record's table rows as report.html and viewer.html show them: ``flags`` (sentences),
+    ``vertebrae``, ``lesions`` (rows) and ``cord`` (one view), each row with its ``target`` position."""
+    return {"flags": [str(f) for f in record.get("flags") or []], "vertebrae": _vertebra_rows(record),
+            "lesions": _lesion_rows(record), "cord": _cord_view(record)}
 
 
 def _cord_table(record: dict) -> str:
@@ -170,7 +190,9 @@ def _case_view(*, number: int, case: dict, run_dir: Path) -> dict:
     files = [{"href": quote((case_dir / n).as_posix()), "name": n} for n in CASE_FILES
              if case_dir is not None and (run_dir / case_dir / n).is_file()]
     view = {"anchor": case_anchor(number, name), "name": name, "status": _status(case),
-            "seconds": _num(case.get("seconds")), "files": files, "measured": record is not None}
+            "seconds": _num(case.get("seconds")), "files": files, "measured": record is not None,
+            "viewer": quote((case_dir / VIEWER_PAGE).as_posix()) if record is not None and has_viewer(
+                run_dir=run_dir, case_dir=case_dir) else None}
     if record is None:
         return {**view, "error": one_line(case.get("error")) or "no result"}
     figures = [{"href": _overlay_href(run_dir=run_dir, case_dir=case_dir, overlay=overlay),
@@ -215,7 +237,7 @@ def render_report(*, run_dir: Path, cases: list[dict], run_info: dict) -> str:
         failed=[{"anchor": case_anchor(n, str(c.get("case"))), "case": _s(c.get("case")),
                  "error": one_line(c.get("error")) or "no result"} for n, c in failed],
         cases=[_case_view(number=n, case=c, run_dir=run_dir) for n, c in ordered],
-        run_info=_info_rows(run_info))
+        run_info=_info_rows(run_info), run_folder=Path(run_dir).resolve().name)
 
 
 def write_report_html(*, run_dir: Path, cases: list[dict], run_info: dict) -> Path:
