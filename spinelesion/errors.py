@@ -41,3 +41,7 @@ class DeviceError(SpinelesionError):
 
 class DatasetError(SpinelesionError):
     """A training dataset folder is missing or not laid out as its adapter expects."""
+
+
+class RecordError(SpinelesionError):
+    """A measurement record (measurements.json) is not valid (docs/record.schema.json)."""

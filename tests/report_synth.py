@@ -7,6 +7,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
+from records import complete
+
 from spinelesion.io.scan import Scan
 
 
@@ -56,7 +58,8 @@ def _reorient(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.n
 
 
 def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
-    """A hand-made docs/contracts.md section 2 record whose centroids come from ``labels`` and ``affine``."""
+    """A hand-made docs/contracts.md section 2 record (JSON, complete: tests/records.py) whose centroids
+    come from ``labels`` and ``affine``."""
     ras_body = np.isin(labels, (1, 3))
     vertebrae = []
     for k, level in enumerate(LEVELS):
@@ -73,7 +76,8 @@ def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
             "sins_collapse": "no_collapse_over_50pct_involved" if lesion else "none",
             "lesion_type": "lytic" if lesion and modality == "CT" else None, "posterolateral": "none"})
     cord_mm = (affine @ np.array([39.5, 40.5, 24.5, 1.0]))[:3]
-    return {"schema_version": 1,
+    return complete({
+            "schema_version": 1,
             "scan": {"shape": list(labels.shape), "spacing_mm": list(SPACING_MM), "orientation": "RAS",
                      "modality": modality},
             "vertebrae": vertebrae,
@@ -81,7 +85,9 @@ def _record(labels: np.ndarray, affine: np.ndarray, modality: str) -> dict:
                          "vertebra_index": 2, "epidural": True}],
             "cord": {"mscc_pct": 31.0, "mcc_pct": 40.0, "worst_centroid_mm": cord_mm.tolist(),
                      "bilsky_grade": "2", "compression_flag": True},
-            "flags": ["cord compression, Bilsky 2, at vertebra 2"]}
+            "findings": [{"kind": "cord_compression", "vertebra_index": 2, "level": None, "value": 31.0,
+                          "unit": "%", "threshold": None, "grade": "2", "lesion_type": None}],
+            "flags": ["cord compression, Bilsky 2, at vertebra 2"]})
 
 
 def synthetic_case(*, modality: str = "CT", axcodes: str = "RAS", oblique_deg: float = 0.0):

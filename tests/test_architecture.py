@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "spinelesion"
 
 #: Layers from the bottom; a package may import from its own layer and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("spinelesion", "errors", "labels", "vocabulary", "runtime", "typed_yaml"),
+    ("spinelesion", "errors", "labels", "vocabulary", "runtime", "typed_yaml", "record_types"),
     ("io",),
     ("synthesis", "data", "measure"),
     ("network",),

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import page_check_script
+from records import complete  # noqa: E402
 from spinelesion.cli import main
 
 SHAPE = (20, 16, 24)
@@ -37,10 +38,11 @@ def _reoriented(array, affine):
 
 
 def _record(modality, vertebrae, mscc=0.0, bilsky="0", flag=False):
-    return {"scan": {"modality": modality},
-            "vertebrae": [{"index": i, "level": lvl, "centroid_mm": list(c), "body_destruction_pct": d,
-                           "height_loss_pct": h, "genant_grade": g} for i, (lvl, c, d, h, g) in enumerate(vertebrae)],
-            "cord": {"mscc_pct": mscc, "bilsky_grade": bilsky, "compression_flag": flag}}
+    return complete({"scan": {"modality": modality},
+                     "vertebrae": [{"index": i, "level": lvl, "centroid_mm": list(c), "body_destruction_pct": d,
+                                    "height_loss_pct": h, "genant_grade": g}
+                                   for i, (lvl, c, d, h, g) in enumerate(vertebrae)],
+                     "cord": {"mscc_pct": mscc, "bilsky_grade": bilsky, "compression_flag": flag}})
 
 
 def _world(ijk):

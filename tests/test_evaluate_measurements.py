@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from records import typed  # noqa: E402
 
 from spinelesion.evaluation.bootstrap import bootstrap_ci, figure
 from spinelesion.evaluation.measurements import (agreement, compare_records, confusion_matrix, flag_rates,
@@ -50,8 +51,8 @@ def test_vertebrae_pair_one_to_one_by_centroid():
     pred = [{"level": None, "centroid_mm": [0, 0, -8]},  # 8 mm from L1, 12 mm from L2
             {"level": None, "centroid_mm": [0, 0, -2]},  # 2 mm from L1, 18 mm (too far) from L2
             {"level": None, "centroid_mm": [0, 0, -90]}]  # near nothing
-    pairs = pair_vertebrae(pred=pred, truth=truth)
-    assert [(t["level"], p["centroid_mm"][2]) for p, t in pairs] == [("L1", -2), ("L2", -8)]
+    pairs = pair_vertebrae(pred=typed({"vertebrae": pred}).vertebrae, truth=truth)
+    assert [(t["level"], p.centroid_mm[2]) for p, t in pairs] == [("L1", -2), ("L2", -8)]
 
 
 def _record(vertebrae, mscc, bilsky, flag):
@@ -61,9 +62,9 @@ def _record(vertebrae, mscc, bilsky, flag):
 
 
 def test_measurement_summary_by_hand():
-    cases = [compare_records(pred=_record([(10, 30, 2), (0, 5, 0)], 40.0, "2", True),
+    cases = [compare_records(pred=typed(_record([(10, 30, 2), (0, 5, 0)], 40.0, "2", True)),
                              truth=_record([(12, 22, 1), (0, 0, 0)], 50.0, "3", True)),
-             compare_records(pred=_record([(50, 0, 0)], 5.0, "1a", False),
+             compare_records(pred=typed(_record([(50, 0, 0)], 5.0, "1a", False)),
                              truth=_record([(40, 0, 0)], 0.0, "0", False))]
     assert cases[0]["n_paired"] == 2 and cases[0]["mscc_pct"] == (40.0, 50.0)
     results = [{"class_rows": [], "measurements": c} for c in cases]

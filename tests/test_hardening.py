@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, write_ct_series
+from records import typed  # noqa: E402
 from spinelesion.cli import main
 from spinelesion.errors import DatasetError, DeviceError, LabelMapError, NotAScanError, ScanLoadError
 from spinelesion.pipeline import batch
@@ -217,9 +218,9 @@ def test_unmeasured_cord_reads_not_measured():
     labels[10:20, 10:20, 5:12] = 1  # bone only: no cord labelled
     record = measure_labels(labels=labels, affine=np.eye(4))
     assert record["cord"]["compression_flag"] is None
-    assert "compression not measured" in format_summary(record)
-    assert "not measured" in _cord_table(record) and ">no<" not in _cord_table(record)
-    assert summary_row(case="c", record=record, status="ok", error=None, input_label="c",
+    assert "compression not measured" in format_summary(typed(record))
+    assert "not measured" in _cord_table(typed(record)) and ">no<" not in _cord_table(typed(record))
+    assert summary_row(case="c", record=typed(record), status="ok", error=None, input_label="c",
                        seconds=1.0)["compression_flag"] is None
 
 
@@ -231,9 +232,9 @@ def test_a_speck_flags_no_vertebra_and_a_lesion_outside_says_where():
     record = {"vertebrae": [{"index": 0, "lesion_volume_ml": 0.02, "body_destruction_pct": 0.3},
                             {"index": 1, "lesion_volume_ml": 0.5, "body_destruction_pct": 6.0}],
               "lesions": [], "flags": []}
-    assert flagged_vertebra_indices(record) == [1]
+    assert flagged_vertebra_indices(typed(record)) == [1]
     record["settings"] = {"min_lesion_mm3": 10.0}
-    assert flagged_vertebra_indices(record) == [0, 1]
+    assert flagged_vertebra_indices(typed(record)) == [0, 1]
     v = Vertebra.__new__(Vertebra)
     v.index, v.level, v.centroid_mm = 2, "L3", np.array([0.0, 0.0, 0.0])
     text = outside_location(np.array([2.0, 40.0, -12.0]), [v])

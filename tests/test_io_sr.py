@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+
+from records import typed  # noqa: E402
 from conftest import OBLIQUE_AFFINE, ct_volume, make_affine, write_ct_series, write_enhanced_ct
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +54,7 @@ def phantom(tmp_path_factory):
 
 def _write(scan, labels, record, folder: Path) -> tuple[Path, Path]:
     seg = save_dicom_seg(labels, like=scan, path=folder / "labels.seg.dcm")
-    sr = save_dicom_sr(record, like=scan, seg_path=seg, path=folder / "measurements.sr.dcm")
+    sr = save_dicom_sr(typed(record), like=scan, seg_path=seg, path=folder / "measurements.sr.dcm")
     return seg, sr
 
 
@@ -239,19 +241,19 @@ def test_sr_refuses_a_foreign_seg_and_a_non_dicom_scan(ct_series, tmp_path):
     seg = save_dicom_seg(labels, like=other, path=tmp_path / "other.seg.dcm")
     record = {"schema_version": 1, "vertebrae": [], "lesions": [], "cord": {}, "flags": []}
     with pytest.raises(LabelMapError, match="another series"):
-        save_dicom_sr(record, like=scan, seg_path=seg, path=tmp_path / "out" / "m.sr.dcm")
+        save_dicom_sr(typed(record), like=scan, seg_path=seg, path=tmp_path / "out" / "m.sr.dcm")
     with pytest.raises(LabelMapError, match="not a readable DICOM SEG|not a DICOM SEG"):
-        save_dicom_sr(record, like=scan, seg_path=scan.dicom.slice_files[0], path=tmp_path / "out" / "m.sr.dcm")
+        save_dicom_sr(typed(record), like=scan, seg_path=scan.dicom.slice_files[0], path=tmp_path / "out" / "m.sr.dcm")
     (tmp_path / "garbage.dcm").write_bytes(b"not dicom at all" * 20)
     with pytest.raises(LabelMapError, match="not a readable DICOM SEG"):
-        save_dicom_sr(record, like=scan, seg_path=tmp_path / "garbage.dcm", path=tmp_path / "out" / "m.sr.dcm")
+        save_dicom_sr(typed(record), like=scan, seg_path=tmp_path / "garbage.dcm", path=tmp_path / "out" / "m.sr.dcm")
     with pytest.raises(LabelMapError, match="not a readable DICOM SEG"):
-        save_dicom_sr(record, like=scan, seg_path=tmp_path / "missing.dcm", path=tmp_path / "out" / "m.sr.dcm")
+        save_dicom_sr(typed(record), like=scan, seg_path=tmp_path / "missing.dcm", path=tmp_path / "out" / "m.sr.dcm")
     from spinelesion.io.scan import Scan
 
     nifti_like = Scan(array=scan.array, affine=scan.affine, modality="CT", source="x.nii.gz")
     with pytest.raises(LabelMapError, match="not DICOM"):
-        save_dicom_sr(record, like=nifti_like, seg_path=seg, path=tmp_path / "out" / "m.sr.dcm")
+        save_dicom_sr(typed(record), like=nifti_like, seg_path=seg, path=tmp_path / "out" / "m.sr.dcm")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
@@ -298,7 +300,7 @@ def test_sr_is_written_whenever_the_seg_is(tmp_path):
             seg = save_dicom_seg(labels, like=scan, path=tmp_path / f"{keyword}.seg.dcm")
         except Exception:  # noqa: BLE001 - load or SEG refused: tests/test_fuzz.py checks how
             continue
-        save_dicom_sr(record, like=scan, seg_path=seg, path=tmp_path / f"{keyword}.sr.dcm")
+        save_dicom_sr(typed(record), like=scan, seg_path=seg, path=tmp_path / f"{keyword}.sr.dcm")
         written += 1
     assert written >= 10, written
 

@@ -351,3 +351,61 @@ def test_phantom_truth_differs_from_the_record_as_documented(phantoms, records):
     ph = phantoms["ct3"]
     assert _errors(ph.truth)
     assert _key_differences(ph.truth, records["ct_lesions_compression_collapse"]) == TRUTH_DIFFERENCES
+
+
+# ---------------------------------------------------------------- the typed record
+
+TYPED = {"scan": "ScanInfo", "vertebra": "VertebraRecord", "lesion": "LesionRecord", "cord": "CordRecord",
+         "settings": "RecordSettings", "column": "ColumnRecord", "cord_profile": "CordProfile", "finding": "Finding"}
+
+
+def test_typed_record_names_the_schemas_fields():
+    """Each part's dataclass has exactly the schema's properties (required ones without a default)."""
+    import dataclasses
+
+    from spinelesion import record_types as RT
+
+    parts = {**{name: SCHEMA["$defs"][name] for name in TYPED}, "root": SCHEMA}
+    for name, part in parts.items():
+        cls = RT.MeasurementRecord if name == "root" else getattr(RT, TYPED[name])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(fields) == set(part["properties"]), name
+        required = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
+        assert required == set(part.get("required", [])), name
+
+
+def test_typed_record_round_trips_every_record(records):
+    from spinelesion.record_types import MeasurementRecord
+
+    for name, record in records.items():
+        plain = json.loads(json.dumps(record))
+        typed = MeasurementRecord.from_json(plain)
+        assert typed.to_json() == plain, name
+        assert len(typed.vertebrae) == len(plain["vertebrae"]) and len(typed.findings) == len(plain["findings"])
+    typed = MeasurementRecord.from_json(json.loads(json.dumps(records["ct_lesions_compression_collapse"])))
+    v = typed.vertebra(typed.findings[0].vertebra_index)
+    assert v is not None and v.display_name.startswith(("vertebra", v.level or "-"))
+    assert typed.cord.bilsky_grade == "3" and isinstance(typed.lesions[0].centroid_mm, tuple)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda r: r["cord"].pop("mscc_pct"), "cord: missing field(s) mscc_pct"),
+    (lambda r: r["vertebrae"][0].update(height_anterior=1.0), "vertebrae/0: unknown field(s) height_anterior"),
+    (lambda r: r["vertebrae"][0].update(genant_grade="2"), "vertebrae/0/genant_grade: expected int"),
+    (lambda r: r["lesions"][0].update(epidural=None), "lesions/0/epidural: expected bool"),
+    (lambda r: r["lesions"][0].update(confidence="high"), "lesions/0/confidence: expected float"),
+    (lambda r: r["scan"].update(shape=[1, 2]), "scan/shape: expected 3 values"),
+    (lambda r: r.update(flags="a flag"), "flags: expected a list"),
+])
+def test_typed_record_refuses_a_spoilt_record(records, spoil, message, tmp_path):
+    from spinelesion.errors import RecordError
+    from spinelesion.record_types import MeasurementRecord
+
+    record = json.loads(json.dumps(records["ct_lesions_compression_collapse"]))
+    spoil(record)
+    with pytest.raises(RecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        MeasurementRecord.from_json(record)
+    path = tmp_path / "measurements.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match="measurements.json: "):
+        MeasurementRecord.read(path)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from report_synth import LEVELS, SPACING_MM, _ras_spine, _record, synthetic_case
+from records import typed  # noqa: E402
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
 from spinelesion.labels import LABEL_COLOURS, LABEL_NAMES
@@ -28,8 +29,11 @@ from spinelesion.report.tables import SUMMARY_COLUMNS, cohort_sort_key, flagged_
 
 @pytest.mark.parametrize("axcodes", ["LPS", "PSR", "SAL"])
 def test_views_do_not_depend_on_voxel_order(axcodes):
-    ras = build_views(**dict(zip(("scan", "labels", "record"), synthetic_case(axcodes="RAS"))))
-    other = build_views(**dict(zip(("scan", "labels", "record"), synthetic_case(axcodes=axcodes))))
+    def views(axcodes):
+        scan, labels, record = synthetic_case(axcodes=axcodes)
+        return build_views(scan=scan, labels=labels, record=typed(record))
+
+    ras, other = views("RAS"), views(axcodes)
     assert [v.name for v in ras] == [v.name for v in other] == [
         "sagittal", "coronal", "axial_v2", "axial_cord"]
     for a, b in zip(ras, other):
@@ -42,7 +46,7 @@ def test_views_do_not_depend_on_voxel_order(axcodes):
 
 def test_views_put_anatomy_where_the_display_convention_says():
     scan, labels, record = synthetic_case(axcodes="PSR")
-    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=typed(record))}
     # Every view is drawn with its horizontal axis flipped (larger index on the viewer's left).
     assert all(v.flip_h for v in views.values())
     sag, cor, axial = views["sagittal"], views["coronal"], views["axial_v2"]
@@ -70,7 +74,7 @@ def test_views_put_anatomy_where_the_display_convention_says():
 
 def test_oblique_grid_still_reads():
     scan, labels, record = synthetic_case(axcodes="LPS", oblique_deg=15.0)
-    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=typed(record))}
     assert set(views) == {"sagittal", "coronal", "axial_v2", "axial_cord"}
     sag = views["sagittal"]
     # The plane follows the canal: the cord runs through the whole column height.
@@ -88,7 +92,7 @@ def test_curved_sagittal_follows_a_scoliotic_column():
         shifted_image[shift:, :, z] = image[:labels.shape[0] - shift, :, z]
     affine = np.diag([*SPACING_MM, 1.0])
     scan = Scan(array=shifted_image, affine=affine, modality="CT")
-    views = build_views(scan=scan, labels=shifted_labels, record=_record(shifted_labels, affine, "CT"))
+    views = build_views(scan=scan, labels=shifted_labels, record=typed(_record(shifted_labels, affine, "CT")))
     sag = views[0]
     assert (sag.labels == 4).any(axis=0).mean() > 0.9   # a straight plane would leave the cord
 
@@ -97,10 +101,10 @@ def test_write_overlays_pngs(tmp_path):
     import matplotlib.image as mpimg
 
     scan, labels, record = synthetic_case(modality="MR", axcodes="PSR")
-    paths = write_overlays(scan=scan, labels=labels, record=record, out_dir=tmp_path / "case")
+    paths = write_overlays(scan=scan, labels=labels, record=typed(record), out_dir=tmp_path / "case")
     assert [p.name for p in paths] == ["sagittal.png", "coronal.png", "axial_v2.png", "axial_cord.png"]
     assert sorted(p.name for p in (tmp_path / "case").iterdir()) == sorted(p.name for p in paths)
-    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=record)}
+    views = {v.name: v for v in build_views(scan=scan, labels=labels, record=typed(record))}
     for path in paths:
         png = mpimg.imread(path)
         view = views[path.stem]
@@ -127,12 +131,12 @@ def test_write_overlays_pngs(tmp_path):
 def test_write_overlays_rejects_mismatched_labels(tmp_path):
     scan, labels, record = synthetic_case()
     with pytest.raises(LabelMapError, match="shape"):
-        write_overlays(scan=scan, labels=labels[:-1], record=record, out_dir=tmp_path)
+        write_overlays(scan=scan, labels=labels[:-1], record=typed(record), out_dir=tmp_path)
 
 
 def test_empty_labels_and_empty_record(tmp_path):
     scan, labels, _ = synthetic_case(modality="MR")
-    paths = write_overlays(scan=scan, labels=np.zeros_like(labels), record={}, out_dir=tmp_path)
+    paths = write_overlays(scan=scan, labels=np.zeros_like(labels), record=None, out_dir=tmp_path)
     assert [p.name for p in paths] == ["sagittal.png", "coronal.png"]
 
 
@@ -150,11 +154,11 @@ def test_overlays_on_real_scans_are_head_up(real_data, tmp_path):
         vertebrae.append({"index": index, "level": f"C{value}", "centroid_mm": centroid.tolist()})
     record = {"vertebrae": vertebrae, "cord": {"worst_centroid_mm": vertebrae[1]["centroid_mm"]}}
     labels = np.where(cord, 4, 0).astype(np.uint8)
-    views = {v.name: v for v in build_views(scan=t2, labels=labels, record=record)}
+    views = {v.name: v for v in build_views(scan=t2, labels=labels, record=typed(record))}
     heights = [m.anchor[1] for m in views["sagittal"].marks]
     assert heights == sorted(heights)       # C5 below C2
     assert (views["axial_cord"].labels == 4).sum() * 1.0 == pytest.approx(77, abs=15)  # ~69-85 mm2
-    paths = write_overlays(scan=t2, labels=labels, record=record, out_dir=tmp_path / "mr")
+    paths = write_overlays(scan=t2, labels=labels, record=typed(record), out_dir=tmp_path / "mr")
     assert [p.name for p in paths] == ["sagittal.png", "coronal.png", "axial_cord.png"]
 
     ct = load_scan(real_data / "totalseg_ct/example_ct.nii.gz")
@@ -164,7 +168,7 @@ def test_overlays_on_real_scans_are_head_up(real_data, tmp_path):
     ct_vertebrae = [{"index": i, "level": names[value], "lesion_volume_ml": 1.0 if i == 3 else 0.0,
                      "centroid_mm": (ct.affine @ np.append(np.argwhere(total == value).mean(axis=0), 1))[:3].tolist()}
                     for i, value in enumerate(range(26, 34))]
-    ct_views = build_views(scan=ct, labels=ct_labels, record={"vertebrae": ct_vertebrae})
+    ct_views = build_views(scan=ct, labels=ct_labels, record=typed({"vertebrae": ct_vertebrae}))
     assert [v.name for v in ct_views] == ["sagittal", "coronal", "axial_v3"]
     sag_heights = [m.anchor[1] for m in ct_views[0].marks]
     assert sag_heights == sorted(sag_heights)
@@ -179,7 +183,7 @@ def test_overlays_on_an_oblique_phantom(tmp_path):
     phantom = phantoms.make_phantom(seed=5, modality="ct", bilsky="1b", orientation="LPS", oblique=True,
                                     shape_limit_vox=80)
     record = phantom.truth
-    views = {v.name: v for v in build_views(scan=phantom.scan, labels=phantom.labels, record=record)}
+    views = {v.name: v for v in build_views(scan=phantom.scan, labels=phantom.labels, record=typed(record))}
     levels = [v["level"] for v in record["vertebrae"]]
     marks = views["sagittal"].marks
     assert [m.text for m in marks] == levels
@@ -190,7 +194,7 @@ def test_overlays_on_an_oblique_phantom(tmp_path):
                 assert f"axial_v{vertebra['index']}" in views
     cord_view = views["axial_cord"]
     assert (cord_view.labels == 4).any() and (cord_view.labels == 3).any()   # epidural tumour by the cord
-    paths = write_overlays(scan=phantom.scan, labels=phantom.labels, record=record, out_dir=tmp_path)
+    paths = write_overlays(scan=phantom.scan, labels=phantom.labels, record=typed(record), out_dir=tmp_path)
     assert [p.stem for p in paths] == list(views)
 
 
@@ -207,14 +211,14 @@ def test_flagged_vertebrae():
     record["vertebrae"][3].update(body_destruction_pct=12.0)
     record["vertebrae"][5].update(posterolateral="unilateral")
     record["vertebrae"][0].update(genant_grade=0, posterolateral="none", lesion_volume_ml=0.0)
-    assert flagged_vertebra_indices(record) == [1, 3, 4, 5]
+    assert flagged_vertebra_indices(typed(record)) == [1, 3, 4, 5]
     record["findings"] = [{"kind": "height_loss", "vertebra_index": 2, "level": "T1"}]
-    assert flagged_vertebra_indices(record) == [1, 2, 3, 5]
+    assert flagged_vertebra_indices(typed(record)) == [1, 2, 3, 5]
 
 
 def test_summary_rows_and_csv(tmp_path):
     _, _, record = synthetic_case()
-    ok = summary_row(case="case_001", record=record, status="ok", error=None, input_label="a/b.nii.gz",
+    ok = summary_row(case="case_001", record=typed(record), status="ok", error=None, input_label="a/b.nii.gz",
                      seconds=3.14159)
     failed = summary_row(case="=cmd|' /C calc'!A0", record=None, status="failed",
                          error="b.dcm: missing slice\nbetween 3 and 5", input_label="b", seconds=0.2)
@@ -241,7 +245,7 @@ def test_cohort_order():
                 "vertebrae": [{"index": 0, "body_destruction_pct": destruction}]}
     cases = {"failed": None, "clean": rec(False, None, 0.0), "b1c": rec(False, "1c", 10.0),
              "b2": rec(True, "2", 5.0), "b3": rec(True, "3", 1.0), "b1c_more": rec(False, "1c", 40.0)}
-    order = sorted(cases, key=lambda c: cohort_sort_key(record=cases[c], status="ok", case=c))
+    order = sorted(cases, key=lambda c: cohort_sort_key(record=None if cases[c] is None else typed(cases[c]), status="ok", case=c))
     assert order == ["b3", "b2", "b1c_more", "b1c", "clean", "failed"]
 
 

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import pytest
 
 from report_synth import synthetic_case
+from records import typed  # noqa: E402
 from spinelesion.report import write_overlays, write_report_html
 from spinelesion.report.html import _overlay_href
 
@@ -46,11 +47,11 @@ def make_run(run_dir: Path) -> list[dict]:
             record["cord"].update(compression_flag=False, bilsky_grade="0", mscc_pct=2.0)
             record["flags"] = []
         case_dir = Path(re.sub(r"[^a-z_]", "", name) or "case")
-        overlays = write_overlays(scan=scan, labels=labels, record=record, out_dir=run_dir / case_dir)
+        overlays = write_overlays(scan=scan, labels=labels, record=typed(record), out_dir=run_dir / case_dir)
         (run_dir / case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
         # Overlay paths as the caller may hold them: names inside case_dir, or absolute paths.
         listed = [p.name for p in overlays] if modality == "MR" else overlays
-        cases.append({"case": name, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
+        cases.append({"case": name, "status": "ok", "error": None, "record": typed(record), "case_dir": case_dir,
                       "overlays": listed, "seconds": 1.5})
     cases.append({"case": "broken_scan", "status": "failed", "record": None, "case_dir": None,
                   "overlays": [], "seconds": 0.1,
@@ -103,7 +104,7 @@ def test_report_shows_a_phantoms_truth_beside_its_measurements(tmp_path):
     truth = copy.deepcopy(record)
     truth["vertebrae"][2]["body_destruction_pct"] = 35.5          # the measurement read 22.0
     truth["cord"].update(bilsky_grade="1c", compression_flag=False)
-    case = {"case": "phantom", "status": "ok", "error": None, "record": record, "case_dir": None,
+    case = {"case": "phantom", "status": "ok", "error": None, "record": typed(record), "case_dir": None,
             "overlays": [], "seconds": 1.0}
     write_report_html(run_dir=tmp_path, cases=[case], run_info={})
     assert "Measured against the truth" not in (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -132,12 +133,12 @@ def test_report_autoescapes_every_value(tmp_path):
     _, _, record = synthetic_case()
     record["flags"] = [f"flag {evil}"]
     record["scan"]["modality"] = evil
-    record["lesions"].append({"id": 2, "volume_ml": 0.1, "centroid_mm": None, "vertebra_index": None,
+    record["lesions"].append({"id": 2, "volume_ml": 0.1, "centroid_mm": [0.0, 0.0, 0.0], "vertebra_index": None,
                               "location": evil, "epidural": False})
     case_dir = Path("case")
     (tmp_path / case_dir).mkdir()
     (tmp_path / case_dir / "measurements.json").write_text("{}", encoding="utf-8")
-    case = {"case": evil, "status": "ok", "error": None, "record": record, "case_dir": case_dir,
+    case = {"case": evil, "status": "ok", "error": None, "record": typed(record), "case_dir": case_dir,
             "overlays": [f"{evil}.png"], "seconds": 1.0}
     failed = {"case": f"failed {evil}", "status": "failed", "record": None, "case_dir": None, "overlays": [],
               "seconds": 0.1, "error": evil}
@@ -163,7 +164,7 @@ def test_a_missing_template_variable_raises():
                failed=[], cases=[], run_info=[])
     with pytest.raises(jinja2.UndefinedError, match="mcc"):
         macro("report_tables.html.j2", "cord_table")({"mscc": "1.0"})
-    assert "not measured" in _cord_table({"cord": {"compression_flag": None}})
+    assert "not measured" in _cord_table(typed({"cord": {"compression_flag": None}}))
 
 
 def test_report_templates_are_declared_as_package_data():

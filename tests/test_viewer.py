@@ -24,6 +24,7 @@ import pytest
 
 from conftest import OBLIQUE_AFFINE, ct_volume, write_ct_series
 from report_synth import synthetic_case
+from records import typed  # noqa: E402
 from spinelesion.cli import main
 from spinelesion.io.save import save_labels
 from spinelesion.io.scan import Scan
@@ -71,10 +72,10 @@ def make_viewer_run(run_dir: Path) -> dict:
         case_dir = run_dir / name
         save_labels(labels, like=scan, path=case_dir / "labels.nii.gz")
         (case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
-        write_viewer(scan=scan, labels=labels, record=record, case_dir=case_dir)
+        write_viewer(scan=scan, labels=labels, record=typed(record), case_dir=case_dir)
         records[name] = record
     write_report_html(run_dir=run_dir, cases=[
-        {"case": name, "status": "ok", "error": None, "record": record, "case_dir": Path(name), "overlays": [],
+        {"case": name, "status": "ok", "error": None, "record": typed(record), "case_dir": Path(name), "overlays": [],
          "seconds": 1.0} for name, record in records.items()], run_info={})
     return records
 
@@ -247,7 +248,7 @@ def test_viewer_page_escapes_record_text(tmp_path):
                               "location": "</script><script>alert(1)</script>", "epidural": False})
     record["flags"] = ["<b>flag</b>"]
     save_labels(labels, like=scan, path=tmp_path / "case" / "labels.nii.gz")
-    write_viewer(scan=scan, labels=labels, record=record, case_dir=tmp_path / "case")
+    write_viewer(scan=scan, labels=labels, record=typed(record), case_dir=tmp_path / "case")
     text = (tmp_path / "case" / VIEWER_PAGE).read_text(encoding="utf-8")
     assert "<script>alert" not in text and "<b>flag" not in text
     assert _config(tmp_path / "case" / VIEWER_PAGE)["lesions"][1]["where"] == "</script><script>alert(1)</script>"

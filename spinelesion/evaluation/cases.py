@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spinelesion.errors import SpinelesionError
+from spinelesion.errors import RecordError, SpinelesionError
+from spinelesion.record_types import MeasurementRecord
 
 
 class CaseMatchError(SpinelesionError):
@@ -114,7 +115,7 @@ class LoadedCase:
         affine: (4, 4) voxel -> RAS+ mm of the grid.
         spacing_mm: (3,) voxel size.
         probability: (X, Y, Z) float32 lesion probability 0..1, or None.
-        record: predicted measurement record or None; truth: truth record or None.
+        record: the prediction's typed measurement record or None; truth: the truth record (JSON) or None.
         modality: "CT", "MR" or None.
     """
 
@@ -123,7 +124,7 @@ class LoadedCase:
     affine: np.ndarray
     spacing_mm: tuple[float, float, float]
     probability: np.ndarray | None
-    record: dict | None
+    record: MeasurementRecord | None
     truth: dict | None
     modality: str | None
 
@@ -150,9 +151,9 @@ def load_case(case: EvaluationCase, *, ref_map, pred_map="schema") -> LoadedCase
         probability = np.asarray(img.dataobj[..., LESION], dtype=np.float32)
         if probability.shape != pred_scan.shape:
             probability = None
-    record = _json(case.pred_record)
+    record = _record(case.pred_record)
     truth = _json(case.truth)
-    modality = ((record or {}).get("scan") or {}).get("modality") or (_json(case.status) or {}).get("modality")
+    modality = (record.scan.modality if record is not None else None) or (_json(case.status) or {}).get("modality")
     return LoadedCase(pred=pred, ref=ref, affine=pred_scan.affine, spacing_mm=pred_scan.spacing_mm,
                       probability=probability, record=record, truth=truth, modality=modality)
 
@@ -169,6 +170,16 @@ def _json(path: Path | None) -> dict | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CaseMatchError(f"{path}: cannot read JSON ({err})") from None
+
+
+def _record(path: Path | None) -> MeasurementRecord | None:
+    """The prediction's typed measurement record; CaseMatchError when unreadable or invalid."""
+    if path is None:
+        return None
+    try:
+        return MeasurementRecord.read(path)
+    except RecordError as err:
+        raise CaseMatchError(str(err)) from None
 
 
 def _file(path: Path) -> Path | None:

@@ -10,7 +10,11 @@ weighted kappa; the compression flag by sensitivity and specificity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from spinelesion.record_types import MeasurementRecord, VertebraRecord
 
 #: Figures compared per paired vertebra: record key -> name in the outputs.
 VERTEBRA_FIGURES = {"body_destruction_pct": "destroyed_fraction_pct", "height_loss_pct": "height_loss_pct"}
@@ -19,43 +23,45 @@ GENANT_GRADES = (0, 1, 2, 3)
 PAIR_MAX_MM = 15.0
 
 
-def pair_vertebrae(*, pred: list[dict], truth: list[dict], max_mm: float = PAIR_MAX_MM) -> list[tuple[dict, dict]]:
+def pair_vertebrae(*, pred: Sequence[VertebraRecord], truth: list[dict], max_mm: float = PAIR_MAX_MM,
+                   ) -> list[tuple[VertebraRecord, dict]]:
     """One-to-one pairs (predicted, true) of vertebrae with centroids at most ``max_mm`` apart,
-    chosen to minimise the summed distance; in the truth's order."""
+    chosen to minimise the summed distance; in the truth's order. ``truth``: the truth record's
+    vertebrae (JSON: a phantom's truth or a measured record)."""
     from scipy.optimize import linear_sum_assignment
 
-    p = [v for v in pred if v.get("centroid_mm") is not None]
     t = [v for v in truth if v.get("centroid_mm") is not None]
-    if not p or not t:
+    if not pred or not t:
         return []
     d = np.linalg.norm(np.asarray([v["centroid_mm"] for v in t], float)[:, None, :]
-                       - np.asarray([v["centroid_mm"] for v in p], float)[None, :, :], axis=2)
+                       - np.asarray([v.centroid_mm for v in pred], float)[None, :, :], axis=2)
     rows, cols = linear_sum_assignment(np.where(d <= max_mm, d, 1e9))
-    return [(p[j], t[i]) for i, j in sorted(zip(rows, cols)) if d[i, j] <= max_mm]
+    return [(pred[j], t[i]) for i, j in sorted(zip(rows, cols)) if d[i, j] <= max_mm]
 
 
-def compare_records(*, pred: dict, truth: dict, max_mm: float = PAIR_MAX_MM) -> dict:
-    """Paired values of one case.
+def compare_records(*, pred: MeasurementRecord, truth: dict, max_mm: float = PAIR_MAX_MM) -> dict:
+    """Paired values of one case: the typed prediction against the truth (JSON: a phantom's truth
+    record or a measured record, which share these fields).
 
     Returns:
         {"vertebrae": [{"level", "pred_<figure>", "truth_<figure>", "pred_genant", "truth_genant"}],
         "n_truth_vertebrae", "n_pred_vertebrae", "n_paired", "mscc_pct": (pred, truth),
         "bilsky": (pred, truth), "compression_flag": (pred, truth)}; None where a side has no value.
     """
-    pairs = pair_vertebrae(pred=pred.get("vertebrae") or [], truth=truth.get("vertebrae") or [], max_mm=max_mm)
+    pairs = pair_vertebrae(pred=pred.vertebrae, truth=truth.get("vertebrae") or [], max_mm=max_mm)
     vertebrae = []
     for pv, tv in pairs:
         row = {"level": tv.get("level")}
         for key, name in VERTEBRA_FIGURES.items():
-            row[f"pred_{name}"], row[f"truth_{name}"] = pv.get(key), tv.get(key)
-        row["pred_genant"], row["truth_genant"] = pv.get("genant_grade"), tv.get("genant_grade")
+            row[f"pred_{name}"], row[f"truth_{name}"] = getattr(pv, key), tv.get(key)
+        row["pred_genant"], row["truth_genant"] = pv.genant_grade, tv.get("genant_grade")
         vertebrae.append(row)
-    pc, tc = pred.get("cord") or {}, truth.get("cord") or {}
+    tc = truth.get("cord") or {}
     return {"vertebrae": vertebrae, "n_truth_vertebrae": len(truth.get("vertebrae") or []),
-            "n_pred_vertebrae": len(pred.get("vertebrae") or []), "n_paired": len(pairs),
-            "mscc_pct": (pc.get("mscc_pct"), tc.get("mscc_pct")),
-            "bilsky": (pc.get("bilsky_grade"), tc.get("bilsky_grade")),
-            "compression_flag": (pc.get("compression_flag"), tc.get("compression_flag"))}
+            "n_pred_vertebrae": len(pred.vertebrae), "n_paired": len(pairs),
+            "mscc_pct": (pred.cord.mscc_pct, tc.get("mscc_pct")),
+            "bilsky": (pred.cord.bilsky_grade, tc.get("bilsky_grade")),
+            "compression_flag": (pred.cord.compression_flag, tc.get("compression_flag"))}
 
 
 def agreement(pairs) -> dict:

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from spinelesion.record_types import MeasurementRecord
 
-def predicted_vertebrae(*, record: dict | None, pred_classes: np.ndarray, affine: np.ndarray) -> list[dict]:
+
+def predicted_vertebrae(*, record: MeasurementRecord | None, pred_classes: np.ndarray, affine: np.ndarray,
+                        ) -> list[dict]:
     """[{"index", "level", "centroid_mm"}] of the predicted vertebrae.
 
     Args:
-        record: the prediction's measurement record (docs/contracts.md section 2) or None.
+        record: the prediction's typed measurement record or None.
         pred_classes: (X, Y, Z) predicted mapped classes (used without a record).
         affine: (4, 4) voxel -> RAS+ mm.
     """
-    if record is not None and record.get("vertebrae") is not None:
-        return [{"index": v.get("index", k), "level": v.get("level"), "centroid_mm": v.get("centroid_mm")}
-                for k, v in enumerate(record["vertebrae"]) if v.get("centroid_mm") is not None]
+    if record is not None:
+        return [{"index": v.index, "level": v.level, "centroid_mm": list(v.centroid_mm)} for v in record.vertebrae]
     from spinelesion.evaluation.lesions import centroids_mm, instances
 
     bodies = instances(pred_classes == 1)

@@ -40,7 +40,7 @@ from spinelesion import __version__, labels as schema
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
 from spinelesion.io.seg import source_datasets, write_derived
-from spinelesion.vocabulary import vertebra_name
+from spinelesion.record_types import CordRecord, LesionRecord, MeasurementRecord, VertebraRecord
 
 #: Series number given to SR series written here (after the SEG's 900).
 SR_SERIES_NUMBER = 901
@@ -86,11 +86,11 @@ def project_code(key: str):
     return CodedConcept(value, SCHEME, meaning)
 
 
-def save_dicom_sr(record: dict, *, like: Scan, seg_path: str | os.PathLike, path: str | os.PathLike) -> Path:
+def save_dicom_sr(record: MeasurementRecord, *, like: Scan, seg_path: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Write a measurement record as a DICOM SR (TID 1500) referencing ``like``'s series and its SEG.
 
     Args:
-        record: the measurement record of ``like`` (docs/contracts.md §2, schema_version 1).
+        record: the typed measurement record of ``like`` (docs/contracts.md §2, schema_version 1).
         like: the scan the record measures, loaded from DICOM (``like.dicom`` set).
         seg_path: the DICOM SEG written for ``like`` by :func:`spinelesion.io.seg.save_dicom_seg`:
             each group references its segment (vertebral_body, lesion, spinal_cord) by number.
@@ -123,14 +123,13 @@ def save_dicom_sr(record: dict, *, like: Scan, seg_path: str | os.PathLike, path
             sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
             source_series=hd.sr.SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID)))
 
-    model = (record.get("provenance") or {}).get("model")
+    model = (record.provenance or {}).get("model")
     algorithm = hd.sr.AlgorithmIdentification(
         name="spinelesion", version=__version__, parameters=[f"model={model}"] if model else None)
     groups = [_spine_group(record, algorithm)]
-    groups += [_vertebra_group(v, algorithm, reference(schema.VERTEBRAL_BODY)) for v in record.get("vertebrae", [])]
-    groups += [_lesion_group(lesion, record, algorithm, reference(schema.LESION))
-               for lesion in record.get("lesions", [])]
-    cord = _cord_group(record.get("cord") or {}, algorithm, reference(schema.SPINAL_CORD))
+    groups += [_vertebra_group(v, algorithm, reference(schema.VERTEBRAL_BODY)) for v in record.vertebrae]
+    groups += [_lesion_group(lesion, record, algorithm, reference(schema.LESION)) for lesion in record.lesions]
+    cord = _cord_group(record.cord, algorithm, reference(schema.SPINAL_CORD))
     groups += [cord] if cord is not None else []
 
     device = hd.sr.DeviceObserverIdentifyingAttributes(
@@ -146,7 +145,7 @@ def save_dicom_sr(record: dict, *, like: Scan, seg_path: str | os.PathLike, path
         evidence=[*sources, seg], content=report[0], series_instance_uid=hd.UID(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="spinelesion", is_complete=True, is_final=False, is_verified=False,
-        series_description=f"spinelesion measurements v{record.get('schema_version', 1)}",
+        series_description=f"spinelesion measurements v{record.schema_version}",
         coding_schemes=[CodingSchemeIdentificationItem(
             designator=SCHEME, name="spinelesion project codes",
             responsible_organization="spinelesion (docs/dicom_sr.md)")]), path=path, like=like, what="SR")
@@ -216,15 +215,15 @@ def _group(*, name: str, algorithm, segment, finding_type=None, site=None, measu
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=segment, **common)
 
 
-def _spine_group(record: dict, algorithm):
+def _spine_group(record: MeasurementRecord, algorithm):
     """What was found at all: the counts tell "no lesion found" from "lesions not reported"."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     measurements = [
-        hd.sr.Measurement(name=project_code("n_vertebrae"), value=len(record.get("vertebrae", [])),
+        hd.sr.Measurement(name=project_code("n_vertebrae"), value=len(record.vertebrae),
                           unit=hd.sr.CodedConcept("{vertebrae}", "UCUM", "vertebrae")),
-        hd.sr.Measurement(name=project_code("n_lesions"), value=len(record.get("lesions", [])),
+        hd.sr.Measurement(name=project_code("n_lesions"), value=len(record.lesions),
                           unit=hd.sr.CodedConcept("{lesions}", "UCUM", "lesions")),
     ]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -233,7 +232,7 @@ def _spine_group(record: dict, algorithm):
         algorithm_id=algorithm, measurements=measurements)
 
 
-def _vertebra_group(v: dict, algorithm, segment):
+def _vertebra_group(v: VertebraRecord, algorithm, segment):
     """One vertebra: destruction, heights and height loss; Genant, SINS collapse, lesion type."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -241,69 +240,58 @@ def _vertebra_group(v: dict, algorithm, segment):
     percent, mm = codes.UCUM.Percent, codes.UCUM.Millimeter
     body = hd.sr.CodedConcept("3572006", "SCT", "Vertebral body")  # as in the SEG (io/seg.py)
     measurements = []
-    if _finite(v.get("body_destruction_pct")):
-        measurements.append(_measurement(project_code("destruction"), v["body_destruction_pct"], percent))
-    for key, modifier in (("height_anterior_mm", codes.cid212.Anterior), ("height_middle_mm", codes.cid212.Middle),
-                          ("height_posterior_mm", codes.cid212.Posterior)):
-        if _finite(v.get(key)):
+    if _finite(v.body_destruction_pct):
+        measurements.append(_measurement(project_code("destruction"), v.body_destruction_pct, percent))
+    for height, modifier in ((v.height_anterior_mm, codes.cid212.Anterior), (v.height_middle_mm, codes.cid212.Middle),
+                             (v.height_posterior_mm, codes.cid212.Posterior)):
+        if _finite(height):
             site = hd.sr.FindingSite(body, topographical_modifier=modifier)
-            measurements.append(_measurement(codes.cid7469.Height, v[key], mm, finding_site=site))
-    if _finite(v.get("height_loss_pct")):
-        measurements.append(_measurement(project_code("height_loss"), v["height_loss_pct"], percent))
+            measurements.append(_measurement(codes.cid7469.Height, height, mm, finding_site=site))
+    if _finite(v.height_loss_pct):
+        measurements.append(_measurement(project_code("height_loss"), v.height_loss_pct, percent))
     evaluations = []
-    if v.get("genant_grade") is not None and f"genant_{v['genant_grade']}" in PROJECT_CODES:
-        evaluations.append(hd.sr.QualitativeEvaluation(project_code("genant"),
-                                                       project_code(f"genant_{v['genant_grade']}")))
-    if f"sins_{v.get('sins_collapse')}" in PROJECT_CODES:
-        evaluations.append(hd.sr.QualitativeEvaluation(project_code("sins"),
-                                                       project_code(f"sins_{v['sins_collapse']}")))
-    if f"lesion_type_{v.get('lesion_type')}" in PROJECT_CODES:
-        evaluations.append(hd.sr.QualitativeEvaluation(project_code("lesion_type"),
-                                                       project_code(f"lesion_type_{v['lesion_type']}")))
-    return _group(name=vertebra_name(v.get("level"), v.get("index")), algorithm=algorithm, segment=segment,
-                  finding_type=body, site=_level_site(v.get("level")),
+    for concept, key in (("genant", f"genant_{v.genant_grade}"), ("sins", f"sins_{v.sins_collapse}"),
+                         ("lesion_type", f"lesion_type_{v.lesion_type}")):
+        if key in PROJECT_CODES:  # a null value has no code: left out
+            evaluations.append(hd.sr.QualitativeEvaluation(project_code(concept), project_code(key)))
+    return _group(name=v.display_name, algorithm=algorithm, segment=segment,
+                  finding_type=body, site=_level_site(v.level),
                   measurements=measurements, evaluations=evaluations)
 
 
-def _lesion_group(lesion: dict, record: dict, algorithm, segment):
+def _lesion_group(lesion: LesionRecord, record: MeasurementRecord, algorithm, segment):
     """One lesion: volume, epidural extension, confidence; named after the vertebra it lies in."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    vertebra = next((v for v in record.get("vertebrae", []) if v.get("index") == lesion.get("vertebra_index")
-                     and lesion.get("vertebra_index") is not None), None)
-    name = f"lesion {lesion.get('id')}"
-    if vertebra is not None:
-        name += f" at {vertebra_name(vertebra.get('level'), vertebra.get('index'))}"
+    vertebra = record.vertebra(lesion.vertebra_index)
+    name = f"lesion {lesion.id}" + (f" at {vertebra.display_name}" if vertebra is not None else "")
     measurements = []
-    if _finite(lesion.get("volume_ml")):  # 1 ml = 1 cm3; cm3 is the volume unit of CID 7181
-        measurements.append(_measurement(codes.cid7469.Volume, lesion["volume_ml"], codes.UCUM.CubicCentimeter))
-    if _finite(lesion.get("confidence")):
-        measurements.append(_measurement(project_code("confidence"), lesion["confidence"], codes.UCUM.NoUnits))
-    if _finite(lesion.get("tta_sd")):
-        measurements.append(_measurement(project_code("tta_sd"), lesion["tta_sd"], codes.UCUM.NoUnits))
-    evaluations = []
-    if lesion.get("epidural") is not None:
-        evaluations.append(hd.sr.QualitativeEvaluation(project_code("epidural"), _yes_no(bool(lesion["epidural"]))))
+    if _finite(lesion.volume_ml):  # 1 ml = 1 cm3; cm3 is the volume unit of CID 7181
+        measurements.append(_measurement(codes.cid7469.Volume, lesion.volume_ml, codes.UCUM.CubicCentimeter))
+    if _finite(lesion.confidence):
+        measurements.append(_measurement(project_code("confidence"), lesion.confidence, codes.UCUM.NoUnits))
+    if _finite(lesion.tta_sd):
+        measurements.append(_measurement(project_code("tta_sd"), lesion.tta_sd, codes.UCUM.NoUnits))
+    evaluations = [hd.sr.QualitativeEvaluation(project_code("epidural"), _yes_no(lesion.epidural))]
     return _group(name=name, algorithm=algorithm, segment=segment, finding_type=codes.SCT.Neoplasm,
-                  site=_level_site(vertebra.get("level")) if vertebra is not None else None,
+                  site=_level_site(vertebra.level) if vertebra is not None else None,
                   measurements=measurements, evaluations=evaluations)
 
 
-def _cord_group(cord: dict, algorithm, segment):
+def _cord_group(cord: CordRecord, algorithm, segment):
     """MSCC, MCC, Bilsky grade and the compression flag; None when the record holds none of them."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    measurements = [_measurement(project_code(key), cord[f"{key}_pct"], codes.UCUM.Percent)
-                    for key in ("mscc", "mcc") if _finite(cord.get(f"{key}_pct"))]
+    measurements = [_measurement(project_code(key), value, codes.UCUM.Percent)
+                    for key, value in (("mscc", cord.mscc_pct), ("mcc", cord.mcc_pct)) if _finite(value)]
     evaluations = []
-    if cord.get("bilsky_grade") is not None and f"bilsky_{cord['bilsky_grade']}" in PROJECT_CODES:
+    if f"bilsky_{cord.bilsky_grade}" in PROJECT_CODES:
         evaluations.append(hd.sr.QualitativeEvaluation(project_code("bilsky"),
-                                                       project_code(f"bilsky_{cord['bilsky_grade']}")))
-    if cord.get("compression_flag") is not None:
-        evaluations.append(hd.sr.QualitativeEvaluation(project_code("compression"),
-                                                       _yes_no(bool(cord["compression_flag"]))))
+                                                       project_code(f"bilsky_{cord.bilsky_grade}")))
+    if cord.compression_flag is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(project_code("compression"), _yes_no(cord.compression_flag)))
     if not measurements and not evaluations:
         return None
     return _group(name="spinal cord", algorithm=algorithm, segment=segment, finding_type=codes.SCT.SpinalCord,

@@ -47,7 +47,8 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     disc_flat = labelled[values == L.DISC]
     axis = _column_axis(labelled, values, grid)
     if bone_flat.size == 0:
-        return Column([], axis, "none", ["no vertebral bone labelled"])
+        return Column([], axis, "none", ["no vertebral bone labelled"],
+                      LevelNaming("none", "levels not named: no vertebrae in view"))
     pts = {name: grid.points(flat)
            for name, flat in (("bone", bone_flat), ("lesion", lesion_flat), ("canal", canal_flat))}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from spinelesion.errors import NotAScanError, SpinelesionError
 from spinelesion.io.atomic import remove_stale_temporaries, write_text_atomic
 from spinelesion.io.discover import CaseInput
+from spinelesion.record_types import MeasurementRecord
 from spinelesion.report.tables import one_line
 from spinelesion.report.viewer import VIEWER_IMAGE, VIEWER_PAGE
 
@@ -116,7 +117,7 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
                                     settings=measure_settings, lesion_probability=prediction.lesion_probability,
                                     lesion_probability_sd=prediction.lesion_probability_sd)
             record.setdefault("provenance", {})["model"] = prediction.model
-            return record
+            return MeasurementRecord.from_json(record)  # typed (and checked) once; every writer reads it
 
         record = attempt("measurements.json", "measure", measure)
         outputs.append(attempt("labels.nii.gz", "write",
@@ -136,13 +137,13 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
                 prediction.probabilities, like=scan, path=case_dir / "probabilities.nii.gz")))
         if record is not None:
             outputs.append(attempt("measurements.json", "write", lambda: _write_json(
-                case_dir / "measurements.json", record)))
+                case_dir / "measurements.json", record.to_json())))
         if overlays:
             from spinelesion.report import write_overlays
 
             with _OVERLAY_LOCK:  # matplotlib: one figure at a time
                 outputs.extend(attempt("overlays", "report", lambda: write_overlays(
-                    scan=scan, labels=prediction.labels, record=record or _EMPTY_RECORD, out_dir=case_dir)) or [])
+                    scan=scan, labels=prediction.labels, record=record, out_dir=case_dir)) or [])
             from spinelesion.report.viewer.page import write_viewer  # the interactive viewer: image + page
 
             outputs.extend(attempt(VIEWER_IMAGE, "report", lambda: write_viewer(
@@ -158,10 +159,6 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
     seconds["total"] = time.perf_counter() - started.t_start
     write_text_atomic(case_dir / STATUS_FILE, json.dumps(status, indent=2))
     return status
-
-
-#: What the overlays are drawn with when the measurements failed: the label map alone.
-_EMPTY_RECORD = {"vertebrae": [], "lesions": [], "cord": {}, "flags": []}
 
 
 def _write_json(path: Path, record: dict) -> Path:

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from spinelesion import __version__
+from spinelesion.errors import RecordError
 from spinelesion.io.atomic import write_text_atomic
+from spinelesion.record_types import MeasurementRecord
 from spinelesion.pipeline.case import STAGES
 from spinelesion.io.discover import CaseInput
 
@@ -32,10 +34,10 @@ def write_run_outputs(*, out_dir: Path, input_path: Path, cases: list[CaseInput]
         record = None
         if status["status"] in ("ok", "partial") and "measurements.json" in status.get("outputs", []):
             try:
-                record = json.loads((out_dir / case.case_id / "measurements.json").read_text())
-            except (OSError, ValueError):
+                record = MeasurementRecord.read(out_dir / case.case_id / "measurements.json")
+            except RecordError:
                 status = {**status, "status": "partial" if status.get("outputs") else "failed",
-                          "error": "measurements.json missing or unreadable"}
+                          "error": "measurements.json missing, unreadable or not a valid record"}
         elif status["status"] == "ok":
             status = {**status, "status": "partial", "error": "measurements.json not written"}
         seconds = (status.get("seconds") or {}).get("total", 0.0)

@@ -18,11 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from spinelesion.io.atomic import write_text_atomic
+from spinelesion.record_types import MeasurementRecord
 from spinelesion.report.tables import (cohort_sort_key, flagged_vertebra_indices,
                                        max_body_destruction_pct, one_line)
 from spinelesion.report.templating import macro, render
 from spinelesion.report.viewer import VIEWER_PAGE, has_viewer
-from spinelesion.vocabulary import SINS_COLLAPSE_WORDS, vertebra_name
 
 DISCLAIMER = ("Research tool, not for clinical use. Segmentations and measurements are produced "
               "automatically and have not been reviewed; they must not guide the care of patients.")
@@ -97,77 +97,80 @@ def _overlay_href(*, run_dir: Path, case_dir: Path | None, overlay) -> str:
 
 
 def _status(case: dict) -> str:
-    return case.get("status") or ("ok" if case.get("record") else "failed")
+    return case.get("status") or ("ok" if case.get("record") is not None else "failed")
 
 
 def _cohort_row(rank: int, number: int, case: dict) -> dict:
     """One row of the cohort table (``measured`` False: a scan without a record)."""
-    record = case.get("record")
+    record: MeasurementRecord | None = case.get("record")
     row = {"rank": rank, "anchor": case_anchor(number, str(case.get("case"))), "case": _s(case.get("case")),
            "status": _status(case), "measured": record is not None, "seconds": _num(case.get("seconds"))}
     if record is None:
         return {**row, "error": one_line(case.get("error"))}
-    cord = record.get("cord") or {}
-    flags = record.get("flags") or []
-    lesions = record.get("lesions") or []
-    return {**row, "flagged": bool(flags or cord.get("compression_flag")),
-            "modality": _text((record.get("scan") or {}).get("modality")),
-            "vertebrae": len(record.get("vertebrae") or []), "lesions": len(lesions),
-            "lesion_volume": _num(sum(float(x.get("volume_ml") or 0.0) for x in lesions), 2),
-            "bilsky": _text(cord.get("bilsky_grade")), "mscc": _num(cord.get("mscc_pct")),
-            "destruction": _num(max_body_destruction_pct(record)), "compression": cord.get("compression_flag"),
-            "flags": [str(f) for f in flags]}
+    cord = record.cord
+    return {**row, "flagged": bool(record.flags or cord.compression_flag),
+            "modality": _text(record.scan.modality),
+            "vertebrae": len(record.vertebrae), "lesions": len(record.lesions),
+            "lesion_volume": _num(sum(x.volume_ml for x in record.lesions), 2),
+            "bilsky": _text(cord.bilsky_grade), "mscc": _num(cord.mscc_pct),
+            "destruction": _num(max_body_destruction_pct(record)), "compression": cord.compression_flag,
+            "flags": list(record.flags)}
 
 
-def _vertebra_rows(record: dict) -> list[dict]:
+def _vertebra_rows(record: MeasurementRecord) -> list[dict]:
     flagged = set(flagged_vertebra_indices(record))
-    return [{"flagged": v.get("index") in flagged, "index": _text(v.get("index")), "level": _text(v.get("level")),
-             "body_volume": _num(v.get("body_volume_ml"), 2), "lesion_volume": _num(v.get("lesion_volume_ml"), 2),
-             "destruction": _num(v.get("body_destruction_pct")),
-             "heights": [_num(v.get(k)) for k in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm")],
-             "height_loss": _num(v.get("height_loss_pct")), "genant": _text(v.get("genant_grade")),
-             "sins_collapse": _text(SINS_COLLAPSE_WORDS.get(v.get("sins_collapse"), v.get("sins_collapse"))),
-             "lesion_type": _text(v.get("lesion_type")), "posterolateral": _text(v.get("posterolateral")),
-             "target": _target(v.get("centroid_mm"))}
-            for v in record.get("vertebrae") or []]
+    return [{"flagged": v.index in flagged, "index": _text(v.index), "level": _text(v.level),
+             "body_volume": _num(v.body_volume_ml, 2), "lesion_volume": _num(v.lesion_volume_ml, 2),
+             "destruction": _num(v.body_destruction_pct),
+             "heights": [_num(h) for h in (v.height_anterior_mm, v.height_middle_mm, v.height_posterior_mm)],
+             "height_loss": _num(v.height_loss_pct), "genant": _text(v.genant_grade),
+             "sins_collapse": _text(v.sins_collapse_words),
+             "lesion_type": _text(v.lesion_type), "posterolateral": _text(v.posterolateral),
+             "target": _target(v.centroid_mm)}
+            for v in record.vertebrae]
 
 
-def _lesion_rows(record: dict) -> list[dict]:
-    names = {v.get("index"): vertebra_name(v.get("level"), v.get("index"), short=True)
-             for v in record.get("vertebrae") or []}
-    return [{"id": _text(x.get("id")), "volume": _num(x.get("volume_ml"), 2), "centroid": _mm(x.get("centroid_mm")),
-             "where": _text(names.get(x.get("vertebra_index"), x.get("vertebra_index"))
-                            if x.get("vertebra_index") is not None else x.get("location")),
-             "epidural": _text(x.get("epidural")), "confidence": _num(x.get("confidence"), 2),
-             "tta_sd": _num(x.get("tta_sd"), 2), "target": _target(x.get("centroid_mm"))}
-            for x in record.get("lesions") or []]
+def _lesion_rows(record: MeasurementRecord) -> list[dict]:
+    def where(lesion) -> str | None:
+        if lesion.vertebra_index is None:
+            return _text(lesion.location)
+        vertebra = record.vertebra(lesion.vertebra_index)
+        return vertebra.short_name if vertebra is not None else _text(lesion.vertebra_index)
+
+    return [{"id": _text(x.id), "volume": _num(x.volume_ml, 2), "centroid": _mm(x.centroid_mm), "where": where(x),
+             "epidural": _text(x.epidural), "confidence": _num(x.confidence, 2),
+             "tta_sd": _num(x.tta_sd, 2), "target": _target(x.centroid_mm)}
+            for x in record.lesions]
 
 
-def _cord_view(record: dict) -> dict:
-    cord = record.get("cord") or {}
-    scan = record.get("scan") or {}
-    return {"mscc": _num(cord.get("mscc_pct")), "mcc": _num(cord.get("mcc_pct")),
-            "bilsky": _text(cord.get("bilsky_grade")), "compression": cord.get("compression_flag"),
-            "worst_centroid": _mm(cord.get("worst_centroid_mm")),
-            "worst_target": _target(cord.get("worst_centroid_mm")),
-            "scan": f"{scan.get('modality') or '?'} {scan.get('shape')} voxels, spacing "
-                    f"{scan.get('spacing_mm')} mm, {scan.get('orientation') or '?'}"}
+def _cord_view(record: MeasurementRecord) -> dict:
+    cord, scan = record.cord, record.scan
+    return {"mscc": _num(cord.mscc_pct), "mcc": _num(cord.mcc_pct),
+            "bilsky": _text(cord.bilsky_grade), "compression": cord.compression_flag,
+            "worst_centroid": _mm(cord.worst_centroid_mm),
+            "worst_target": _target(cord.worst_centroid_mm),
+            "scan": f"{scan.modality or '?'} {list(scan.shape)} voxels, spacing "
+                    f"{list(scan.spacing_mm)} mm, {scan.orientation or '?'}"}
 
 
-def case_tables(record: dict) -> dict:
+def case_tables(record: MeasurementRecord | None) -> dict:
     """A record's table rows as report.html and viewer.html show them: ``flags`` (sentences),
-    ``vertebrae``, ``lesions`` (rows) and ``cord`` (one view), each row with its ``target`` position."""
-    return {"flags": [str(f) for f in record.get("flags") or []], "vertebrae": _vertebra_rows(record),
+    ``vertebrae``, ``lesions`` (rows) and ``cord`` (one view, None without a record), each row with
+    its ``target`` position."""
+    if record is None:
+        return {"flags": [], "vertebrae": [], "lesions": [], "cord": None}
+    return {"flags": list(record.flags), "vertebrae": _vertebra_rows(record),
             "lesions": _lesion_rows(record), "cord": _cord_view(record)}
 
 
-def _cord_table(record: dict) -> str:
+def _cord_table(record: MeasurementRecord) -> str:
     """The cord and canal table of ``record`` as HTML (the section's macro on its own)."""
     return str(macro(TABLES, "cord_table")(_cord_view(record)))
 
 
-def _truth_view(record: dict, truth: dict) -> dict:
-    """Measured beside true values of a case whose truth is known (the demo's phantoms)."""
+def _truth_view(record: MeasurementRecord, truth: dict) -> dict:
+    """Measured beside true values of a case whose truth is known (the demo's phantoms; ``truth``:
+    the phantom's own truth record, JSON)."""
     from spinelesion.evaluation.measurements import compare_records
 
     paired = compare_records(pred=record, truth=truth)
@@ -177,8 +180,8 @@ def _truth_view(record: dict, truth: dict) -> dict:
                        (_num(v["pred_genant"], 0), _num(v["truth_genant"], 0))]}
             for v in paired["vertebrae"]]
     return {"n_paired": paired["n_paired"], "rows": rows,
-            "vertebrae": [_num(len(r.get("vertebrae") or []), 0) for r in (record, truth)],
-            "lesions": [_num(len(r.get("lesions") or []), 0) for r in (record, truth)],
+            "vertebrae": [_num(paired["n_pred_vertebrae"], 0), _num(paired["n_truth_vertebrae"], 0)],
+            "lesions": [_num(len(record.lesions), 0), _num(len(truth.get("lesions") or []), 0)],
             "mscc": [_num(x) for x in paired["mscc_pct"]], "bilsky": [_text(x) for x in paired["bilsky"]],
             "compression": list(paired["compression_flag"])}
 
@@ -197,7 +200,7 @@ def _case_view(*, number: int, case: dict, run_dir: Path) -> dict:
         return {**view, "error": one_line(case.get("error")) or "no result"}
     figures = [{"href": _overlay_href(run_dir=run_dir, case_dir=case_dir, overlay=overlay),
                 "label": Path(overlay).stem} for overlay in case.get("overlays") or []]
-    return {**view, "flags": [str(f) for f in record.get("flags") or []], "figures": figures,
+    return {**view, "flags": list(record.flags), "figures": figures,
             "vertebrae": _vertebra_rows(record), "lesions": _lesion_rows(record), "cord": _cord_view(record),
             "truth": _truth_view(record, case["truth"]) if case.get("truth") else None}
 
@@ -228,8 +231,8 @@ def render_report(*, run_dir: Path, cases: list[dict], run_info: dict) -> str:
     counts = {"inputs": len(cases), "measured": sum(1 for c in cases if c.get("record") is not None),
               "failed": len(failed), "partial": sum(1 for c in cases if c.get("status") == "partial"),
               "skipped": sum(1 for c in cases if c.get("status") == "skipped"),
-              "flagged": sum(1 for c in cases if c.get("record") and (c["record"].get("flags") or (
-                  c["record"].get("cord") or {}).get("compression_flag")))}
+              "flagged": sum(1 for c in cases if c.get("record") is not None and (
+                  c["record"].flags or c["record"].cord.compression_flag))}
     return render(
         TEMPLATE, disclaimer=DISCLAIMER, counts=counts, bilsky_note=_BILSKY_NOTE,
         demonstration_warning=DEMONSTRATION_WARNING if run_info.get("demonstration_models") else None,
@@ -246,7 +249,7 @@ def write_report_html(*, run_dir: Path, cases: list[dict], run_info: dict) -> Pa
     Args:
         run_dir: the run's output folder.
         cases: one dict per scan with keys ``case`` (name), ``status`` ("ok"/"failed"/"skipped"),
-            ``error`` (one line or None), ``record`` (docs/contracts.md section 2 record, None on failure),
+            ``error`` (one line or None), ``record`` (the typed measurement record, None on failure),
             ``case_dir`` (folder relative to ``run_dir``), ``overlays`` (PNG paths: absolute, relative
             to ``run_dir``, or relative to ``case_dir``), ``seconds``; optionally ``truth`` (the
             true record of a phantom: its section then shows measured beside true values).

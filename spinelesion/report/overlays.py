@@ -17,8 +17,9 @@ from spinelesion.errors import LabelMapError
 from spinelesion.io.atomic import atomic_path
 from spinelesion.io.scan import Scan
 from spinelesion.labels import LABEL_COLOURS, LABEL_NAMES, LESION
+from spinelesion.record_types import MeasurementRecord
 from spinelesion.report.tables import flagged_vertebra_indices
-from spinelesion.report.views import View, axial_view, curved_view, to_canonical, vertebra_name
+from spinelesion.report.views import View, axial_view, curved_view, to_canonical
 
 CT_WINDOW_HU = (1800.0, 400.0)  # (width, level): bone window
 MR_PERCENTILES = (1.0, 99.0)
@@ -52,41 +53,44 @@ def _fmt(value, unit: str = "", digits: int = 0) -> str:
     return "n/a" if value is None else f"{float(value):.{digits}f}{unit}"
 
 
-def build_views(*, scan: Scan, labels: np.ndarray, record: dict) -> list[View]:
-    """The views ``write_overlays`` draws: sagittal, coronal, axial_v<index>..., axial_cord."""
+def build_views(*, scan: Scan, labels: np.ndarray, record: MeasurementRecord | None) -> list[View]:
+    """The views ``write_overlays`` draws: sagittal, coronal, axial_v<index>..., axial_cord (without a
+    record, where the measurements failed: the label map alone, sagittal and coronal)."""
     canon = to_canonical(array=scan.array, labels=labels, affine=scan.affine)
-    flagged = set(flagged_vertebra_indices(record))
+    flagged = set(flagged_vertebra_indices(record)) if record is not None else set()
     views = [curved_view(canon, name=name, record=record, flagged=flagged)
              for name in ("sagittal", "coronal")]
-    for vertebra in record.get("vertebrae") or []:
-        if vertebra.get("index") not in flagged or vertebra.get("centroid_mm") is None:
+    if record is None:
+        return views
+    for vertebra in record.vertebrae:
+        if vertebra.index not in flagged:
             continue
-        title = (f"Axial at {vertebra_name(vertebra)} (vertebra {vertebra['index']}): destruction "
-                 f"{_fmt(vertebra.get('body_destruction_pct'), ' %')}, height loss "
-                 f"{_fmt(vertebra.get('height_loss_pct'), ' %')}")
-        view = axial_view(canon, name=f"axial_v{int(vertebra['index'])}", title=title,
-                          centre_mm=vertebra["centroid_mm"], half_width_mm=55.0,
+        title = (f"Axial at {vertebra.short_name} (vertebra {vertebra.index}): destruction "
+                 f"{_fmt(vertebra.body_destruction_pct, ' %')}, height loss "
+                 f"{_fmt(vertebra.height_loss_pct, ' %')}")
+        view = axial_view(canon, name=f"axial_v{vertebra.index}", title=title,
+                          centre_mm=vertebra.centroid_mm, half_width_mm=55.0,
                           anterior_mm=45.0, posterior_mm=75.0)
         if view is not None:
             views.append(view)
-    cord = record.get("cord") or {}
-    if cord.get("worst_centroid_mm") is not None:
-        title = (f"Axial at worst cord compression: MSCC {_fmt(cord.get('mscc_pct'), ' %')}, "
-                 f"Bilsky {cord.get('bilsky_grade') if cord.get('bilsky_grade') is not None else 'n/a'}")
-        view = axial_view(canon, name="axial_cord", title=title, centre_mm=cord["worst_centroid_mm"],
+    cord = record.cord
+    if cord.worst_centroid_mm is not None:
+        title = (f"Axial at worst cord compression: MSCC {_fmt(cord.mscc_pct, ' %')}, "
+                 f"Bilsky {cord.bilsky_grade if cord.bilsky_grade is not None else 'n/a'}")
+        view = axial_view(canon, name="axial_cord", title=title, centre_mm=cord.worst_centroid_mm,
                           half_width_mm=40.0, anterior_mm=50.0, posterior_mm=35.0)
         if view is not None:
             views.append(view)
     return views
 
 
-def write_overlays(*, scan: Scan, labels: np.ndarray, record: dict, out_dir: Path) -> list[Path]:
+def write_overlays(*, scan: Scan, labels: np.ndarray, record: MeasurementRecord | None, out_dir: Path) -> list[Path]:
     """Draw the review overlays of one scan as PNG files in ``out_dir`` (written atomically).
 
     Args:
         scan: the scan, any orientation (reordered to the closest RAS axes for display).
         labels: (X, Y, Z) integer label map (schema v1) on ``scan``'s grid.
-        record: its measurement record (docs/contracts.md section 2): vertebra centroids and levels name
+        record: its typed measurement record (None: the labels alone): vertebra centroids and levels name
             the vertebrae, flagged vertebrae get axial views, ``cord.worst_centroid_mm`` the cord view.
         out_dir: folder for ``sagittal.png``, ``coronal.png``, ``axial_v<index>.png``, ``axial_cord.png``.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinelesion.vocabulary import vertebra_name as _vertebra_name
+from spinelesion.record_types import MeasurementRecord
 
 #: Classes (schema v1) whose left-right centre marks the midline of the column.
 MIDLINE_CLASSES = (1, 4, 5, 6)
@@ -139,7 +139,7 @@ def _range(lo_mm: float, hi_mm: float, spacing: float, n: int) -> slice:
     return slice(lo, max(hi, lo + 1)) if lo < n else slice(max(0, n - 1), n)
 
 
-def curved_view(canon: Canonical, *, name: str, record: dict, flagged: set[int]) -> View:
+def curved_view(canon: Canonical, *, name: str, record: MeasurementRecord | None, flagged: set[int]) -> View:
     """Sagittal (``name="sagittal"``: through the canal) or coronal (through the bodies) view that
     follows the column: at each axial slice z the plane sits on the smoothed column centre.
     Image and labels come from the same voxels (no slab averaging, so every structure seen in the
@@ -175,10 +175,8 @@ def curved_view(canon: Canonical, *, name: str, record: dict, flagged: set[int])
 
     view_spacing = (float(spacing[keep]), float(spacing[2]))
     marks = []
-    for vertebra in record.get("vertebrae") or []:
-        if vertebra.get("centroid_mm") is None:
-            continue
-        voxel = canon.voxel_of(vertebra["centroid_mm"])
+    for vertebra in record.vertebrae if record is not None else ():
+        voxel = canon.voxel_of(vertebra.centroid_mm)
         anchor = (voxel[keep] * spacing[keep], voxel[2] * spacing[2])
         # Beside the body: anterior of it (sagittal) or at the patient's left of it (coronal).
         text_h = _beside_labels(labels, anchor=anchor, spacing_mm=view_spacing,
@@ -186,8 +184,8 @@ def curved_view(canon: Canonical, *, name: str, record: dict, flagged: set[int])
         h_lo, h_hi = ks[0] * spacing[keep], ks[-1] * spacing[keep]
         inset = min(6.0, (h_hi - h_lo) / 2)   # keep the name inside the picture
         text_h = float(np.clip(text_h, h_lo + inset, h_hi - inset))
-        marks.append(Mark(text=vertebra_name(vertebra), anchor=anchor, text_at=(text_h, anchor[1]),
-                          emphasis=int(vertebra.get("index", -1)) in flagged))
+        marks.append(Mark(text=vertebra.short_name, anchor=anchor, text_at=(text_h, anchor[1]),
+                          emphasis=vertebra.index in flagged))
     title = ("Sagittal" if sagittal else "Coronal") + {
         "classes": ", curved along the column midline" if sagittal else
                    ", curved through the vertebral bodies",
@@ -236,6 +234,3 @@ def axial_view(canon: Canonical, *, name: str, title: str, centre_mm, half_width
                 origin_index=(xs.start, ys.start), flip_h=True, letters=("R", "L", "P", "A"))
 
 
-def vertebra_name(vertebra: dict) -> str:
-    """The level name ("L2") when known, else "v<index>"."""
-    return _vertebra_name(vertebra.get("level"), vertebra.get("index"), short=True)

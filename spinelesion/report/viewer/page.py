@@ -20,7 +20,7 @@ from spinelesion.report.html import DISCLAIMER, case_tables
 from spinelesion.report.templating import render
 from spinelesion.report.viewer import ASSETS_URL, LABELS, VIEWER_IMAGE, VIEWER_PAGE, save_viewer_image
 from spinelesion.report.viewer.image import label_box
-from spinelesion.vocabulary import vertebra_name
+from spinelesion.record_types import MeasurementRecord
 
 #: Version of the page's JSON settings that static/viewer.js reads.
 CONFIG_VERSION = 1
@@ -32,34 +32,32 @@ LABEL_OPACITY = 0.5
 TEMPLATE = "viewer.html.j2"
 
 
-def write_viewer(*, scan, labels, record: dict | None, case_dir: str | os.PathLike) -> list[Path]:
+def write_viewer(*, scan, labels, record: MeasurementRecord | None, case_dir: str | os.PathLike) -> list[Path]:
     """Write a case's viewer image, then its viewer page; return both paths.
 
     Args:
         scan: the case's :class:`spinelesion.io.scan.Scan` (its voxels and grid go into the image).
         labels: (X, Y, Z) label map on the scan's grid: the image keeps the labelled region and a
             margin (:func:`spinelesion.report.viewer.image.label_box`).
-        record: its measurement record (docs/contracts.md section 2); None: the page has no tables.
+        record: its typed measurement record; None: the page has no tables.
         case_dir: the case folder (under the run folder), where ``labels.nii.gz`` is written too.
     """
     case_dir = Path(case_dir)
     image = save_viewer_image(scan, path=case_dir / VIEWER_IMAGE, box=label_box(labels, scan.affine))
-    return [image, write_viewer_page(case_dir=case_dir, record=record or {}, modality=scan.modality)]
+    return [image, write_viewer_page(case_dir=case_dir, record=record, modality=scan.modality)]
 
 
 def _point(value) -> list[float] | None:
-    if value is None or len(value) != 3:
-        return None
-    return [round(float(c), 2) for c in value]
+    return None if value is None else [round(float(c), 2) for c in value]
 
 
 def _round(value, digits: int):
     return None if value is None else round(float(value), digits)
 
 
-def viewer_config(*, record: dict, modality: str | None = None) -> dict:
-    """The page script's settings (JSON-ready) from a measurement record (docs/contracts.md section 2;
-    ``{}`` for none) and the scan's modality (the record's when it has one).
+def viewer_config(*, record: MeasurementRecord | None, modality: str | None = None) -> dict:
+    """The page script's settings (JSON-ready) from a typed measurement record (None: no tables)
+    and the scan's modality (the record's when it has one).
 
     Keys: ``version``, ``modality``, ``image``, ``labels`` (file names beside the page), ``lesion_value``,
     ``classes`` [{value,
@@ -68,24 +66,18 @@ def viewer_config(*, record: dict, modality: str | None = None) -> dict:
     volume_ml, where, type, epidural, confidence, tta_sd}], ``cord_worst`` (a point or None);
     points are world RAS+ mm.
     """
-    modality = (record.get("scan") or {}).get("modality") or modality
-    vertebrae = sorted((v for v in record.get("vertebrae") or [] if _point(v.get("centroid_mm")) is not None),
-                       key=lambda v: (v.get("index") is None, v.get("index")))
-    by_index = {v.get("index"): v for v in record.get("vertebrae") or []}
+    modality = (record.scan.modality if record is not None else None) or modality
+    vertebrae = sorted(record.vertebrae, key=lambda v: v.index) if record is not None else []
     lesions = []
-    for x in record.get("lesions") or []:
-        centroid = _point(x.get("centroid_mm"))
-        if centroid is None:
-            continue
-        vertebra = by_index.get(x.get("vertebra_index")) if x.get("vertebra_index") is not None else None
-        kind = [vertebra["lesion_type"]] if vertebra is not None and vertebra.get("lesion_type") else []
-        kind.append("epidural" if x.get("epidural") else "not epidural")
+    for x in record.lesions if record is not None else ():
+        vertebra = record.vertebra(x.vertebra_index)
+        kind = [vertebra.lesion_type] if vertebra is not None and vertebra.lesion_type else []
+        kind.append("epidural" if x.epidural else "not epidural")
         lesions.append({
-            "id": x.get("id"), "centroid": centroid, "volume_ml": _round(x.get("volume_ml"), 2),
-            "where": (vertebra_name(vertebra.get("level"), vertebra.get("index"), short=True)
-                      if vertebra is not None else x.get("location")),
-            "type": ", ".join(kind), "epidural": x.get("epidural"),
-            "confidence": _round(x.get("confidence"), 2), "tta_sd": _round(x.get("tta_sd"), 2)})
+            "id": x.id, "centroid": _point(x.centroid_mm), "volume_ml": _round(x.volume_ml, 2),
+            "where": vertebra.short_name if vertebra is not None else x.location,
+            "type": ", ".join(kind), "epidural": x.epidural,
+            "confidence": _round(x.confidence, 2), "tta_sd": _round(x.tta_sd, 2)})
     windows = {name: list(w) for name, w in CT_WINDOWS.items()} if modality == "CT" else {}
     return {
         "version": CONFIG_VERSION, "modality": modality, "image": VIEWER_IMAGE, "labels": LABELS,
@@ -94,14 +86,14 @@ def viewer_config(*, record: dict, modality: str | None = None) -> dict:
                     for value, name in LABEL_NAMES.items() if value],
         "windows": windows, "window_names": [*windows, "auto"] + ([] if windows else ["full"]),
         "default_window": "bone" if windows else "auto", "opacity": LABEL_OPACITY,
-        "vertebrae": [{"index": v.get("index"), "name": vertebra_name(v.get("level"), v.get("index"), short=True),
-                       "centroid": _point(v["centroid_mm"])} for v in vertebrae],
+        "vertebrae": [{"index": v.index, "name": v.short_name, "centroid": _point(v.centroid_mm)} for v in vertebrae],
         "lesions": lesions,
-        "cord_worst": _point((record.get("cord") or {}).get("worst_centroid_mm")),
+        "cord_worst": _point(record.cord.worst_centroid_mm) if record is not None else None,
     }
 
 
-def write_viewer_page(*, case_dir: str | os.PathLike, record: dict, modality: str | None = None) -> Path:
+def write_viewer_page(*, case_dir: str | os.PathLike, record: MeasurementRecord | None,
+                      modality: str | None = None) -> Path:
     """Write ``case_dir/viewer.html`` atomically (the run folder is ``case_dir``'s parent) and return it."""
     case_dir = Path(case_dir)
     config = viewer_config(record=record, modality=modality)
@@ -109,7 +101,7 @@ def write_viewer_page(*, case_dir: str | os.PathLike, record: dict, modality: st
     text = render(TEMPLATE, case=case_dir.name, modality=config["modality"], report_href="../report.html",
                   disclaimer=DISCLAIMER, assets=f"../{ASSETS_URL}/", run_folder=case_dir.resolve().parent.name,
                   window_names=config["window_names"], default_window=config["default_window"],
-                  opacity=config["opacity"], classes=config["classes"], measured=bool(record),
+                  opacity=config["opacity"], classes=config["classes"], measured=record is not None,
                   flags=tables["flags"], vertebrae=tables["vertebrae"], lesions=tables["lesions"],
                   cord=tables["cord"], config=config)
     path = case_dir / VIEWER_PAGE
