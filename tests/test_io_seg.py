@@ -80,6 +80,23 @@ def test_seg_round_trip_synthetic_series(ct_series, tmp_path):
     assert segments["lesion"].SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
     assert body.SegmentAlgorithmType == "AUTOMATIC"
     assert body.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "spinelesion"
+    assert "AnatomicRegionSequence" not in body  # no levels given: none claimed
+
+
+def test_seg_segments_name_the_levels_they_cover(ct_series, tmp_path):
+    """Named levels (from the record) become each segment's anatomic regions: SNOMED CT vertebrae."""
+    folder, _, _ = ct_series
+    scan = load_scan(folder)
+    out = tmp_path / "labels.seg.dcm"
+    save_dicom_seg(_label_map(scan.shape), like=scan, path=out,
+                   levels={schema.VERTEBRAL_BODY: ["L5", "L4", "L4", "S1"], schema.LESION: ["L4"]})
+    import pydicom
+
+    segments = {s.SegmentLabel: s for s in pydicom.dcmread(out).SegmentSequence}
+    body = [(c.CodeValue, c.CodeMeaning) for c in segments["vertebral_body"].AnatomicRegionSequence]
+    assert body == [("49668003", "L5 vertebra"), ("11994002", "L4 vertebra"), ("54735007", "Sacrum")]
+    assert [c.CodeMeaning for c in segments["lesion"].AnatomicRegionSequence] == ["L4 vertebra"]
+    assert "AnatomicRegionSequence" not in segments["spinal_cord"]
 
 
 def test_seg_only_present_labels_and_bad_values(ct_series, tmp_path):

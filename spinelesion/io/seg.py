@@ -18,6 +18,7 @@ referenced through the same derived UIDs the loader reports (see
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +55,28 @@ def segment_codes() -> dict[int, tuple]:
     }
 
 
-def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -> Path:
+def level_code(level: str | None):
+    """The SNOMED CT code of a vertebral level (CID 7602 "C2 vertebra"...; the sacrum for S1-S5), or None."""
+    from pydicom.sr.codedict import codes
+
+    if not level:
+        return None
+    if level.startswith("S"):
+        return codes.SCT.Sacrum
+    return getattr(codes.cid7602, f"{level}Vertebra", None)
+
+
+def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike,
+                   levels: Mapping[int, Sequence[str]] | None = None) -> Path:
     """Write a schema-v1 label map as a DICOM SEG referencing ``like``'s source series.
 
     Args:
         labels: (X, Y, Z) integer label map on ``like``'s grid (values from :data:`labels.LABEL_NAMES`).
         like: a scan loaded from DICOM (``like.dicom`` set).
         path: the .dcm file to write (atomically).
+        levels: label value -> the named vertebral levels its segment covers (from the measurement
+            record: e.g. every named vertebra for the bodies, those holding a lesion for the lesions);
+            each segment lists them as its anatomic regions (SNOMED CT vertebrae, CID 7602).
 
     Returns:
         The path written.
@@ -102,11 +118,22 @@ def save_dicom_seg(labels: np.ndarray, *, like: Scan, path: str | os.PathLike) -
             segmented_property_type=category_type[value][1],
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
+            anatomic_regions=_level_codes((levels or {}).get(value, ())),
             display_color=hd.color.CIELabColor.from_rgb(*schema.LABEL_COLOURS[value]))
         for s, value in enumerate(values)
     ]
     return write_derived(lambda: _segmentation(hd, sources, segment_map, descriptions, present),
                          path=path, like=like, what="SEG")
+
+
+def _level_codes(levels: Sequence[str]) -> list | None:
+    """SNOMED CT codes of the named levels, each once, in the given order; None for none."""
+    out = []
+    for level in levels:
+        code = level_code(level)
+        if code is not None and code not in out:
+            out.append(code)
+    return out or None
 
 
 def write_derived(make, *, path: Path, like: Scan, what: str) -> Path:

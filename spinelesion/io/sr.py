@@ -39,7 +39,7 @@ from pathlib import Path
 from spinelesion import __version__, labels as schema
 from spinelesion.errors import LabelMapError
 from spinelesion.io.scan import Scan
-from spinelesion.io.seg import source_datasets, write_derived
+from spinelesion.io.seg import level_code, source_datasets, write_derived
 from spinelesion.record_types import CordRecord, LesionRecord, MeasurementRecord, VertebraRecord
 
 #: Series number given to SR series written here (after the SEG's 900).
@@ -192,13 +192,8 @@ def _yes_no(flag: bool):
 def _level_site(level: str | None):
     """Finding site of a vertebral level: its SNOMED CT vertebra (CID 7602), the sacrum for S1-S5."""
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
-    if not level:
-        return None
-    if level.startswith("S"):
-        return hd.sr.FindingSite(codes.SCT.Sacrum)
-    code = getattr(codes.cid7602, f"{level}Vertebra", None)
+    code = level_code(level)
     return hd.sr.FindingSite(code) if code is not None else None
 
 

@@ -127,7 +127,7 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
             from spinelesion.io.sr import save_dicom_sr
 
             seg = attempt("labels.seg.dcm", "write", lambda: save_dicom_seg(
-                prediction.labels, like=scan, path=case_dir / "labels.seg.dcm"))
+                prediction.labels, like=scan, path=case_dir / "labels.seg.dcm", levels=_segment_levels(record)))
             outputs.append(seg)
             if seg is not None and record is not None:  # the SR references the SEG's segments
                 outputs.append(attempt("measurements.sr.dcm", "write", lambda: save_dicom_sr(
@@ -159,6 +159,18 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
     seconds["total"] = time.perf_counter() - started.t_start
     write_text_atomic(case_dir / STATUS_FILE, json.dumps(status, indent=2))
     return status
+
+
+def _segment_levels(record: MeasurementRecord | None) -> dict[int, list[str]]:
+    """The named levels each SEG segment covers: every named vertebra for the bodies and posterior
+    elements, those a lesion lies in for the lesions (none without a record or names)."""
+    from spinelesion import labels as schema
+
+    if record is None:
+        return {}
+    named = [v.level for v in record.vertebrae if v.level]
+    with_lesion = [v.level for v in record.vertebrae if v.level and any(x.vertebra_index == v.index for x in record.lesions)]
+    return {schema.VERTEBRAL_BODY: named, schema.POSTERIOR_ELEMENTS: named, schema.LESION: with_lesion}
 
 
 def _write_json(path: Path, record: dict) -> Path:
