@@ -488,3 +488,14 @@ def test_a_viewer_opened_as_a_file_says_to_use_spinelesion_review(served, browse
     browser.get((run_dir / "ct_ras" / VIEWER_PAGE).as_uri())  # returns once loaded: scripts failed or ran
     banner = browser.find_element(By.ID, "file-banner")
     assert banner.is_displayed() and f"spinelesion review {run_dir.name}" in banner.text
+
+
+def test_no_viewer_keeps_the_overlays_and_writes_no_viewer(tmp_path, tiny_model):
+    write_ct_series(tmp_path / "in" / "series", ct_volume((40, 36, 16)), OBLIQUE_AFFINE)
+    assert main(["infer", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
+                 "--device", "cpu", "--quiet", "--no-viewer"]) == 0
+    (case_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    outputs = set(json.loads((case_dir / "status.json").read_text())["outputs"])
+    assert "sagittal.png" in outputs and not {VIEWER_IMAGE, VIEWER_PAGE} & outputs
+    assert not (case_dir / VIEWER_IMAGE).exists() and not (case_dir / VIEWER_PAGE).exists()
+    assert VIEWER_PAGE not in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")

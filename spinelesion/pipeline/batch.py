@@ -74,7 +74,7 @@ def default_finish_workers(*, device: str, world_size: int = 1) -> int:
 def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path | None = None,
               device: str = "auto", settings: InferenceSettings | None = None,
               measure_settings: MeasureSettings | None = None, save_probabilities: bool = False,
-              overlays: bool = True, progress: bool = True, finish_workers: int | None = None,
+              overlays: bool = True, viewer: bool = True, progress: bool = True, finish_workers: int | None = None,
               include: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
               lowest_level: str | None = None, truth_dir: str | Path | None = None) -> BatchResult:
     """Segment and measure every case under ``input_path`` into ``out_dir``; see module doc.
@@ -85,6 +85,8 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
     the input paths (see :func:`discover_cases`). ``lowest_level``: the level of every scan's
     lowest vertebra (e.g. "L5"), to name levels by counting up, as ``spinelesion measure`` does.
     ``truth_dir``: true records (``<case>.json``) shown beside the measurements in the report (the demo).
+    ``overlays``: the PNG overlays and, with ``viewer``, each case's interactive viewer (its image copy
+    and page).
     ``settings`` / ``measure_settings``: how the network runs and what the measurements use
     (:func:`spinelesion.inference.settings.load_run_settings` reads both from YAML); defaults if None.
     """
@@ -115,7 +117,7 @@ def run_batch(*, input_path: str | Path, out_dir: str | Path, model: str | Path 
         clear_case_dir(out_dir / case.case_id)
     _process(todo, out_dir=out_dir, predictor=predictor, finish_workers=finish_workers,
              label=f"infer[{rank}]" if world > 1 else "infer", progress=progress,
-             overlays=overlays, save_probabilities=save_probabilities, lowest_level=lowest_level,
+             overlays=overlays, viewer=viewer, save_probabilities=save_probabilities, lowest_level=lowest_level,
              measure_settings=measure_settings)
     if world > 1:
         import torch.distributed as dist

@@ -82,7 +82,7 @@ def predict_case(case: CaseInput, *, predictor, loading: Future | None = None) -
 
 
 def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_probabilities: bool,
-                lowest_level: str | None = None, measure_settings=None) -> dict:
+                lowest_level: str | None = None, measure_settings=None, viewer: bool = True) -> dict:
     """Measure, write the outputs and overlays of a predicted case, then its status.json (the
     "finished" marker, written last); never raises for a bad scan. Returns the status.
 
@@ -144,6 +144,7 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
             with _OVERLAY_LOCK:  # matplotlib: one figure at a time
                 outputs.extend(attempt("overlays", "report", lambda: write_overlays(
                     scan=scan, labels=prediction.labels, record=record, out_dir=case_dir)) or [])
+        if overlays and viewer:
             from spinelesion.report.viewer.page import write_viewer  # the interactive viewer: image + page
 
             outputs.extend(attempt(VIEWER_IMAGE, "report", lambda: write_viewer(
