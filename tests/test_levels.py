@@ -89,6 +89,19 @@ def test_counting_stops_at_a_missing_vertebra(phantoms):
     assert "missing" in record["column"]["level_naming"]["detail"]
 
 
+def test_a_small_end_body_names_nothing(phantoms):
+    """A model that splits a piece of the sacrum off S1 (or of the atlas off C2) by a false disc leaves
+    a small body at the end: counting from it would put every level one off, so nothing is named."""
+    ph = phantoms[0]
+    labels = ph.labels.copy()
+    s1_body = np.argwhere((ph.vertebra_ids == 1) & (labels == 1))
+    keep = s1_body[:, 0] < np.percentile(s1_body[:, 0], 30)  # a third of S1's body, the rest unlabelled
+    labels[tuple(s1_body[~keep].T)] = 0
+    record = measure_labels(labels=labels, affine=ph.scan.affine)
+    assert set(_levels(record)) == {None}
+    assert "smaller than its neighbour" in record["column"]["level_naming"]["detail"]
+
+
 def test_lowest_level_and_the_setting_override_automatic_naming(phantoms):
     ph = phantoms[0]
     given = measure_labels(labels=ph.labels, affine=ph.scan.affine, lowest_level="L5")

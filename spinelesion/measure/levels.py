@@ -13,6 +13,11 @@ schema v1 shows both without level labels:
   ``DENS_HEIGHT_DEPTH_RATIO`` times as tall as it is deep (C2 with the dens: ~35-40 mm tall, ~15 mm
   deep; every other body is about as tall as deep or less).
 
+Both ends are large bodies: C2 with its dens outweighs C3, S1 is at least as large as L5. An end
+body under ``END_MIN_NEIGHBOUR_FRACTION`` of its neighbour's volume is a fragment (a model's piece of
+the atlas or the sacrum, split off by a false disc) and names nothing: counted from it, every level
+would be one off.
+
 "Of the column's size": at least ``DISC_MIN_FRACTION`` of the median volume of the discs between
 the vertebrae found; a rudimentary S1/S2 disc, or a few voxels called disc in the sacrum, are less.
 An end body cut at its sides (a sagittal slab narrower than the body) still ends the column; one cut
@@ -48,6 +53,9 @@ DISC_MIN_FRACTION = 0.4
 #: from which a vertebra is missing between them.
 GAP_SPACING_FACTOR = 1.6
 
+#: Smallest body volume of an end vertebra (C2, S1), as a fraction of its neighbour's.
+END_MIN_NEIGHBOUR_FRACTION = 0.8
+
 #: Height over AP depth of a body from which it is C2 with its dens.
 DENS_HEIGHT_DEPTH_RATIO = 1.5
 
@@ -79,7 +87,11 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
     ends = {side: _is_end(v, side, grid=grid, disc_beyond=int(np.sum(side * (s_disc - v.centroid_mm @ axis) > 0)),
                           column_disc=column_disc, scan_lo=scan_lo, scan_hi=scan_hi, axis=axis)
             for side, v in ((-1, vertebrae[0]), (1, vertebrae[-1]))}
-    s1, c2 = ends[-1], ends[1]
+    fragments = [name for side, name, end, neighbour in ((-1, "lowest", vertebrae[0], vertebrae[1]),
+                                                         (1, "highest", vertebrae[-1], vertebrae[-2]))
+                 if ends[side] and not _not_a_fragment(end, neighbour)]
+    s1 = ends[-1] and "lowest" not in fragments
+    c2 = ends[1] and "highest" not in fragments
     if c2:
         c2 = _tall(vertebrae[-1], grid)
     s1_rank, c2_rank = LEVEL_ORDER.index("S1"), LEVEL_ORDER.index("C2")
@@ -103,6 +115,10 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
             detail += (f"; a vertebra is missing above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
                        "above the gap are unnamed")
         return LevelNaming("sacrum", detail)
+    if fragments:
+        return LevelNaming("none", f"levels not named: the {' and the '.join(fragments)} body ends the column but is "
+                                   "smaller than its neighbour (a fragment, or an end vertebra only partly labelled); "
+                                   "give --lowest-level to name them")
     return LevelNaming("none", "levels not named: neither S1 nor C2 is in view (give --lowest-level to name them)")
 
 
@@ -125,6 +141,11 @@ def _is_end(v: Vertebra, side: int, *, grid: G.Grid, disc_beyond: int, column_di
     s_body = (grid.points(v.body_idx) - v.centroid_mm) @ axis
     edge = float(s_body.max() if side > 0 else s_body.min())
     return _room_mm(v.centroid_mm, side * axis, grid=grid, scan_lo=scan_lo, scan_hi=scan_hi) - abs(edge) >= END_ROOM_MM
+
+
+def _not_a_fragment(end: Vertebra, neighbour: Vertebra) -> bool:
+    """Whether the end body holds at least ``END_MIN_NEIGHBOUR_FRACTION`` of its neighbour's voxels."""
+    return end.body_idx.size >= END_MIN_NEIGHBOUR_FRACTION * neighbour.body_idx.size
 
 
 def _room_mm(point_mm: np.ndarray, direction: np.ndarray, *, grid: G.Grid, scan_lo: np.ndarray,
