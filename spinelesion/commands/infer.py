@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out inputs matching, e.g. --exclude '*_seg*' --exclude labelsTr (repeatable)")
     parser.add_argument("--lowest-level", default=None, metavar="LEVEL",
                         help="level of every scan's lowest vertebra (e.g. L5): levels are named by counting up, "
-                             "as in `spinelesion measure` (default: unnamed v0, v1, ...)")
+                             "as in `spinelesion measure` (default: counted from S1 or C2 where the labels show "
+                             "either end of the column, else unnamed v0, v1, ...; record: column.level_naming)")
     parser.add_argument("--finish-workers", type=_workers, default=None, metavar="N|auto",
                         help="threads measuring and writing finished cases while the network runs on the "
                              "next; each holds one more scan in memory (default auto: 0 on CPU, where "

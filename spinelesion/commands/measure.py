@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-map", default=None,
                         help="schema of the labels: schema (default), vertebra, cord, totalsegmentator, "
                              "or a JSON mapping file")
-    parser.add_argument("--lowest-level", default=None, help="level of the lowest vertebra, e.g. L5, to name levels")
+    parser.add_argument("--lowest-level", default=None, help="level of the lowest vertebra, e.g. L5, to name levels (default: counted from "
+                        "S1 or C2 where the label map shows either end of the column)")
     parser.add_argument("--min-lesion-mm3", type=float, default=None, help="smallest lesion kept (mm^3, default 30)")
     parser.add_argument("--out", required=True, help="output JSON record (written atomically)")
 
