@@ -176,7 +176,7 @@ def test_viewer_image_of_a_dicom_series_carries_no_patient_data(ct_series, tmp_p
         assert secret not in data
 
 
-def test_infer_writes_the_viewer_image_and_page_on_the_input_grid(tmp_path, tiny_model, request):
+def test_infer_writes_the_viewer_image_and_page_on_the_input_grid(tmp_path, tiny_model, request, capsys):
     """`spinelesion infer` (a random tiny model) on an oblique DICOM series: the viewer image's affine
     is the input's, and (with Chromium) its viewer loads through `review` with no console error."""
     from spinelesion.io import load_scan
@@ -184,6 +184,7 @@ def test_infer_writes_the_viewer_image_and_page_on_the_input_grid(tmp_path, tiny
     write_ct_series(tmp_path / "in" / "series", ct_volume((40, 36, 16)), OBLIQUE_AFFINE)
     assert main(["infer", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
                  "--device", "cpu", "--quiet"]) == 0
+    assert f"interactive viewer: spinelesion review {tmp_path / 'out'}" in capsys.readouterr().out
     (case_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     status = json.loads((case_dir / "status.json").read_text())
     assert {VIEWER_IMAGE, VIEWER_PAGE} <= set(status["outputs"]) and "report" in status["seconds"]
@@ -490,10 +491,11 @@ def test_a_viewer_opened_as_a_file_says_to_use_spinelesion_review(served, browse
     assert banner.is_displayed() and f"spinelesion review {run_dir.name}" in banner.text
 
 
-def test_no_viewer_keeps_the_overlays_and_writes_no_viewer(tmp_path, tiny_model):
+def test_no_viewer_keeps_the_overlays_and_writes_no_viewer(tmp_path, tiny_model, capsys):
     write_ct_series(tmp_path / "in" / "series", ct_volume((40, 36, 16)), OBLIQUE_AFFINE)
     assert main(["infer", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
                  "--device", "cpu", "--quiet", "--no-viewer"]) == 0
+    assert "spinelesion review" not in capsys.readouterr().out  # no viewer to point at
     (case_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     outputs = set(json.loads((case_dir / "status.json").read_text())["outputs"])
     assert "sagittal.png" in outputs and not {VIEWER_IMAGE, VIEWER_PAGE} & outputs

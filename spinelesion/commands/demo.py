@@ -18,4 +18,5 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_demo(out_dir=args.out, n_ct=args.n_ct, n_mr=args.n_mr, seed=args.seed, device=args.device)
     print(f"report: {report}")
+    print(f"interactive viewer: spinelesion review {report.parent}")
     return 0

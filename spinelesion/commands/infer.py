@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.n_ok} ok, {result.n_failed} failed, {result.n_partial} partial, "
           f"{result.n_not_scans} skipped (segmentations, not scans), {result.n_skipped} already done; "
           f"report: {result.report}")
+    if result.n_ok and not (args.no_overlays or args.no_viewer):
+        print(f"interactive viewer: spinelesion review {result.out_dir}")
     if args.profile:
         print(stage_profile(result.out_dir / "run.json"))
     if result.problems:
