@@ -215,7 +215,8 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     assert main(args) == 0
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["inference_settings"] == {"overlap": 0.25, "sw_batch_size": 2, "tta": True, "amp": True,
-                                         "spine_margin_mm": None, "padding": "replicate"}
+                                         "spine_margin_mm": None, "padding": "replicate",
+                                         "ct_lesion_min_typed_fraction": 0.5}
     record = json.loads((tmp_path / "out" / "a" / "measurements.json").read_text())
     assert record["settings"]["min_lesion_mm3"] == 123
     capsys.readouterr()
@@ -232,6 +233,9 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     settings.write_text("inference: {padding: zeros}\n")
     assert main(args) == 2
     assert "inference.padding" in capsys.readouterr().err
+    settings.write_text("inference: {ct_lesion_min_typed_fraction: 1.5}\n")
+    assert main(args) == 2
+    assert "inference.ct_lesion_min_typed_fraction" in capsys.readouterr().err
 
 
 def test_padding_mode_reaches_the_sliding_window(tiny_model):

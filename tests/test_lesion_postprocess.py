@@ -115,3 +115,39 @@ def test_calibration_counts_equal_cleaning_then_counting():
         stats = case_stats(class_argmax(cleaned).numpy(), truth.astype(np.int64), annotated)
         assert counts == (stats["lesions_truth"], stats["lesions_detected"], stats["lesions_false_positive"]), key
     assert len({c for c in fast}) > 3                              # the settings do differ
+
+
+def test_ct_lesions_as_dense_as_their_marrow_are_dropped():
+    """On CT a bone lesion shows by density: a component mostly lytic (100 HU under the marrow around
+    it) or blastic (150 over) stays, a mixed one stays, one as dense as the marrow is dropped (its
+    voxels become body), and an epidural one (mostly in the canal) is not judged."""
+    from spinelesion.inference.postprocess import drop_isodense_ct_lesions
+    from spinelesion.inference.resample import VolumeLookup
+
+    labels = np.zeros((60, 40, 40), np.uint8)
+    labels[4:56, 4:24, 5:35] = 1                     # vertebral bodies (one slab is enough here)
+    labels[4:56, 27:33, 5:35] = 5                    # the thecal sac behind them
+    hu = np.where(labels == 1, 250.0, 10.0).astype(np.float32)
+    hu[labels == 0] = 40.0
+    boxes = {"lytic": (slice(6, 12), slice(8, 14), slice(8, 14)),
+             "isodense": (slice(18, 24), slice(8, 14), slice(8, 14)),
+             "mixed": (slice(30, 36), slice(8, 14), slice(8, 14)),
+             "epidural": (slice(44, 50), slice(25, 33), slice(8, 14))}
+    for name, box in boxes.items():
+        labels[box] = 3
+    hu[boxes["lytic"]] = 60.0
+    hu[boxes["isodense"]] = 225.0                    # 25 HU under the marrow: neither lytic nor blastic
+    hu[boxes["mixed"]] = np.where(np.indices((6, 6, 6)).sum(axis=0) % 2 == 0, 60.0, 900.0)
+    hu[boxes["epidural"]] = 50.0
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    cleaned, dropped = drop_isodense_ct_lesions(_probabilities(labels), affine=affine,
+                                                hu_at=VolumeLookup(hu, affine=affine), min_typed_fraction=0.5)
+    out = class_argmax(cleaned).numpy()
+    assert dropped == 1
+    assert np.all(out[boxes["isodense"]] == 1)
+    for name in ("lytic", "mixed", "epidural"):
+        assert np.all(out[boxes[name]] == 3), name
+    hu[boxes["isodense"]] = 100.0                     # now 150 HU under the marrow: lytic, kept
+    kept, dropped = drop_isodense_ct_lesions(_probabilities(labels), affine=affine,
+                                             hu_at=VolumeLookup(hu, affine=affine), min_typed_fraction=0.5)
+    assert dropped == 0 and kept is not None

@@ -180,3 +180,74 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
     cleaned = probabilities.clone()
     cleaned[3, mask] = 0.0
     return cleaned, counts
+
+
+def drop_isodense_ct_lesions(probabilities: torch.Tensor, *, affine: np.ndarray, hu_at, min_typed_fraction: float,
+                             lytic_hu_below_marrow: float = 100.0, blastic_hu_above_marrow: float = 150.0,
+                             marrow_reach_mm: float = 15.0, canal_margin_mm: float = 3.0) -> tuple[torch.Tensor, int]:
+    """On CT, drop lesion components whose bone is mostly as dense as the marrow around them.
+
+    CT shows a bone lesion by its density: a voxel is lytic under, blastic over the marrow by the
+    measurement settings' margins (``lytic_hu_below_marrow`` 100 HU, ``blastic_hu_above_marrow``
+    150 HU: the same definitions as the record's lytic/blastic/mixed types), the marrow being the
+    median HU of the vertebral-body voxels within ``marrow_reach_mm`` of the component. A component
+    is kept when at least ``min_typed_fraction`` of its voxels outside the canal (farther than
+    ``canal_margin_mm`` from the cord and thecal sac, whose CSF would read lytic) are lytic or
+    blastic; else its voxels lose their lesion probability (they take their next most likely class).
+    A mixed lesion (lytic and blastic voxels, a median near marrow) stays; an epidural mass, with
+    too few voxels outside the canal to judge (under a third, or under 10), stays; so does a
+    component with no body voxel near it.
+
+    Args:
+        probabilities: (C, X, Y, Z) softmax output on the network grid (voxel -> RAS+ ``affine``).
+        hu_at: callable, (N, 3) RAS+ mm points -> (N,) HU of the scan (nearest voxel).
+
+    Returns:
+        (probabilities, a new tensor when anything was dropped; number of components dropped).
+    """
+    import cc3d
+
+    from spinelesion.inference.resample import class_argmax
+
+    labels = class_argmax(probabilities).cpu().numpy()
+    components, n = cc3d.connected_components((labels == 3).astype(np.uint8), connectivity=26, return_N=True)
+    if n == 0:
+        return probabilities, 0
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    reach = np.ceil(marrow_reach_mm / spacing).astype(int)
+    canal_reach = np.ceil(canal_margin_mm / spacing).astype(int)
+    drop = np.zeros(n + 1, bool)
+    for k, box in enumerate(cc3d.statistics(components)["bounding_boxes"][1:], start=1):
+        grown = tuple(slice(max(0, b.start - r), min(m, b.stop + r)) for b, r, m in zip(box, reach, labels.shape))
+        own = components[grown] == k
+        near_body = (labels[grown] == 1) & _within(own, reach)
+        canal = np.isin(labels[grown], _CANAL_CLASSES)
+        judged = own & ~(_within(canal, canal_reach) if canal.any() else np.zeros_like(canal))
+        if near_body.sum() < 20 or judged.sum() < max(10, own.sum() / 3):
+            continue
+        origin = np.array([g.start for g in grown])
+
+        def hu(mask: np.ndarray) -> np.ndarray:
+            ijk = np.argwhere(mask) + origin
+            return hu_at(ijk @ affine[:3, :3].T + affine[:3, 3])
+
+        marrow = float(np.median(hu(near_body)))
+        values = hu(judged)
+        typed = np.mean((values < marrow - lytic_hu_below_marrow) | (values > marrow + blastic_hu_above_marrow))
+        drop[k] = typed < min_typed_fraction
+    if not drop.any():
+        return probabilities, 0
+    mask = torch.as_tensor(drop[components], device=probabilities.device)
+    cleaned = probabilities.clone()
+    cleaned[3, mask] = 0.0
+    return cleaned, int(drop.sum())
+
+
+def _within(mask: np.ndarray, reach_vox: np.ndarray) -> np.ndarray:
+    """Voxels within ``reach_vox`` (per axis, an ellipsoid) of ``mask``."""
+    from scipy import ndimage
+
+    scale = np.maximum(reach_vox, 1).astype(float)
+    distance = ndimage.distance_transform_edt(~mask, sampling=1.0 / scale)
+    return distance <= 1.0

@@ -140,6 +140,12 @@ class Predictor:
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)))
+            if scan.modality == "CT" and self.settings.ct_lesion_min_typed_fraction is not None:
+                from spinelesion.inference.postprocess import drop_isodense_ct_lesions
+
+                probabilities, _ = drop_isodense_ct_lesions(
+                    probabilities, affine=net_affine, hu_at=VolumeLookup(scan.array, affine=scan.affine),
+                    min_typed_fraction=self.settings.ct_lesion_min_typed_fraction)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
         kept = None

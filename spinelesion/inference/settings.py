@@ -41,6 +41,11 @@ class InferenceSettings:
             ``reflect`` or ``constant`` (zeros, dark as air). Measured on the axial T2* slabs of
             ``../shared/data/real/gm_challenge``: replicate gives the cord more voxels than zeros
             (docs/benchmarks.md has the figures).
+        ct_lesion_min_typed_fraction: on CT, a lesion component is kept when at least this fraction
+            of its voxels outside the canal is lytic or blastic against the marrow around it (the
+            measurements' definitions: 100 HU under, 150 HU over), else dropped: a CT shows a bone
+            lesion by its density (:func:`~spinelesion.inference.postprocess.drop_isodense_ct_lesions`);
+            null keeps them all. Default 0.5.
     """
 
     overlap: float = 0.5
@@ -49,6 +54,7 @@ class InferenceSettings:
     amp: bool = True
     spine_margin_mm: float | None = 10.0
     padding: str = "replicate"
+    ct_lesion_min_typed_fraction: float | None = 0.5
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -59,6 +65,9 @@ class InferenceSettings:
             raise Invalid("sw_batch_size", f"must be >= 1, got {self.sw_batch_size}")
         if self.spine_margin_mm is not None and self.spine_margin_mm < 0:
             raise Invalid("spine_margin_mm", f"must be >= 0 or null, got {self.spine_margin_mm}")
+        if self.ct_lesion_min_typed_fraction is not None and not 0.0 <= self.ct_lesion_min_typed_fraction <= 1.0:
+            raise Invalid("ct_lesion_min_typed_fraction",
+                          f"must be in [0, 1] or null, got {self.ct_lesion_min_typed_fraction}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
