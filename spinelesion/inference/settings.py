@@ -45,7 +45,8 @@ class InferenceSettings:
             of its voxels outside the canal is lytic or blastic against the marrow around it (the
             measurements' definitions: 100 HU under, 150 HU over), else dropped: a CT shows a bone
             lesion by its density (:func:`~spinelesion.inference.postprocess.drop_isodense_ct_lesions`);
-            null keeps them all. Default 0.5.
+            null keeps them all. Part of the network output's clean-up: off with ``spine_margin_mm``
+            null too. Default 0.5.
     """
 
     overlap: float = 0.5
