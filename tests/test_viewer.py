@@ -1,18 +1,13 @@
-"""The interactive viewer (issue 14): the viewer image on the input's exact grid, the viewer page and
-its links, `spinelesion review` (a read-only server on 127.0.0.1), and the page in a real headless
-Chromium driven by Selenium through Debian's chromedriver (skipped, with the reason, without them)."""
+"""The interactive viewer (issue 14): the viewer page and its links, `infer` writing it, and the page in a
+real headless Chromium driven by Selenium through Debian's chromedriver (skipped, with the reason,
+without them). The viewer's image copy: tests/test_viewer_image.py; `spinelesion review`:
+tests/test_review_server.py."""
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,14 +22,12 @@ from report_synth import synthetic_case
 from records import typed  # noqa: E402
 from spinelesion.cli import main
 from spinelesion.io.save import save_labels
-from spinelesion.io.scan import Scan
-from spinelesion.report import write_report_html
 from spinelesion.report.review_server import make_server
-from spinelesion.report.viewer import VIEWER_IMAGE, VIEWER_PAGE, save_viewer_image, static_file
+from spinelesion.report.viewer import VIEWER_IMAGE, VIEWER_PAGE
 from spinelesion.report.viewer.image import label_box
 from spinelesion.report.viewer.page import write_viewer
+from viewer_run import served, viewer_run  # noqa: F401 (fixtures)
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 CHROMEDRIVER = shutil.which("chromedriver")
 #: Headless Chromium without a GPU: WebGL2 (which NiiVue needs) through ANGLE's SwiftShader (CPU) backend.
@@ -53,127 +46,6 @@ def _browser_missing() -> str | None:
 
 
 BROWSER = pytest.mark.skipif(_browser_missing() is not None, reason=_browser_missing() or "")
-
-
-# ---------------------------------------------------------------- a run folder with viewers
-
-
-def make_viewer_run(run_dir: Path) -> dict:
-    """A measured run of three box spines (CT on an RAS grid, CT on an oblique PSR grid, MR on an LPS
-    grid), each with labels, record, viewer image and page, and the report; returns {case: record}."""
-    from spinelesion.measure import measure_labels
-
-    records = {}
-    for name, modality, axcodes, oblique in (("ct_ras", "CT", "RAS", 0.0), ("ct_oblique", "CT", "PSR", 25.0),
-                                             ("mr_lps", "MR", "LPS", 0.0)):
-        scan, labels, _ = synthetic_case(modality=modality, axcodes=axcodes, oblique_deg=oblique)
-        record = measure_labels(labels=labels, affine=scan.affine, image=scan.array, modality=modality,
-                                lowest_level="L5")
-        case_dir = run_dir / name
-        save_labels(labels, like=scan, path=case_dir / "labels.nii.gz")
-        (case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
-        write_viewer(scan=scan, labels=labels, record=typed(record), case_dir=case_dir)
-        records[name] = record
-    write_report_html(run_dir=run_dir, cases=[
-        {"case": name, "status": "ok", "error": None, "record": typed(record), "case_dir": Path(name), "overlays": [],
-         "seconds": 1.0} for name, record in records.items()], run_info={})
-    return records
-
-
-@pytest.fixture(scope="module")
-def viewer_run(tmp_path_factory) -> tuple[Path, dict]:
-    run_dir = tmp_path_factory.mktemp("viewer_run") / "run"
-    return run_dir, make_viewer_run(run_dir)
-
-
-@pytest.fixture(scope="module")
-def served(viewer_run):
-    """(base URL, run folder, records) of the viewer run served by `spinelesion review`'s server."""
-    run_dir, records = viewer_run
-    server = make_server(run_dir=run_dir, port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", run_dir, records
-    server.shutdown()
-    server.server_close()
-
-
-# ---------------------------------------------------------------- the viewer image
-
-
-def test_viewer_image_sits_exactly_on_an_oblique_non_ras_input_grid(tmp_path):
-    """An oblique grid stored in PSR order with a shear: the copy has the input's voxel order and
-    affine (sform and qform), HU as int16, and nothing else in its header."""
-    from spinelesion.io import load_scan
-
-    affine = OBLIQUE_AFFINE.copy()
-    affine[:3, :3] = affine[:3, [1, 2, 0]] * [[-1, 1, 1]]  # PSR-like axis order, one axis flipped
-    affine[0, 1] += 0.05  # a small shear: only the sform can hold it
-    volume = np.round(ct_volume((20, 9, 24)))
-    scan = Scan(array=volume, affine=affine, modality="CT", source="test")
-    path = save_viewer_image(scan, path=tmp_path / VIEWER_IMAGE)
-    image = nib.load(path)
-    assert image.get_data_dtype() == np.int16 and image.shape == scan.shape
-    np.testing.assert_allclose(image.affine, affine, atol=1e-6)
-    np.testing.assert_allclose(image.header.get_sform(), affine, atol=1e-6)
-    assert int(image.header["sform_code"]) == 1 and int(image.header["qform_code"]) == 1
-    assert np.array_equal(np.asarray(image.dataobj), volume)
-    header = image.header
-    assert bytes(header["descrip"]).strip(b"\x00") == b"" and bytes(header["aux_file"]).strip(b"\x00") == b""
-    assert len(header.extensions) == 0 and int(header["intent_code"]) == 0
-    reread = load_scan(path)  # and the project's own loader agrees
-    np.testing.assert_allclose(reread.affine, affine, atol=1e-5)
-    assert np.array_equal(reread.array, volume)
-
-
-def test_viewer_image_keeps_the_labelled_region_where_it_lies(tmp_path):
-    """The copy holds the labelled box and its margin (clipped to the grid); every voxel keeps its
-    world position on an oblique grid."""
-    volume = np.round(ct_volume((40, 36, 30)))
-    labels = np.zeros(volume.shape, np.uint8)
-    labels[18:22, 15:20, 12:14] = 1
-    affine = OBLIQUE_AFFINE.copy()
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    box = label_box(labels, affine, margin_mm=3 * float(spacing.max()))
-    assert all(b.start < lo and b.stop > hi for b, lo, hi in zip(box, (18, 15, 12), (22, 20, 14)))
-    assert all(b.start >= 0 and b.stop <= n for b, n in zip(box, volume.shape))
-    assert label_box(np.zeros_like(labels), affine) is None
-    path = save_viewer_image(Scan(array=volume, affine=affine, modality="CT", source="test"),
-                             path=tmp_path / VIEWER_IMAGE, box=box)
-    image = nib.load(path)
-    data = np.asarray(image.dataobj)
-    for ijk in ([0, 0, 0], [3, 5, 2], [s - 1 for s in image.shape]):
-        source = [b.start + i for b, i in zip(box, ijk)]
-        np.testing.assert_allclose(nib.affines.apply_affine(image.affine, ijk),
-                                   nib.affines.apply_affine(affine, source), atol=1e-6)
-        assert data[tuple(ijk)] == volume[tuple(source)]
-
-
-def test_viewer_image_scales_intensities_that_do_not_fit_int16(tmp_path):
-    rng = np.random.default_rng(0)
-    for low, high in ((0.0, 1.0), (0.0, 60000.0), (-5.5, 17.25)):
-        volume = rng.uniform(low, high, (12, 10, 8)).astype(np.float32)
-        path = save_viewer_image(Scan(array=volume, affine=np.eye(4), modality="MR"), path=tmp_path / "v.nii.gz")
-        image = nib.load(path)
-        slope = float(image.dataobj.slope)
-        assert image.get_data_dtype() == np.int16
-        assert np.abs(np.asarray(image.dataobj) - volume).max() <= slope / 2 + 1e-6 * high, (low, high, slope)
-
-
-def test_viewer_image_of_a_dicom_series_carries_no_patient_data(ct_series, tmp_path):
-    from spinelesion.io import load_scan
-
-    folder, volume, affine = ct_series
-    scan = load_scan(folder)
-    path = save_viewer_image(scan, path=tmp_path / VIEWER_IMAGE)
-    raw = nib.load(path)
-    np.testing.assert_allclose(raw.affine, affine, atol=1e-4)
-    assert np.array_equal(np.asarray(raw.dataobj), np.round(scan.array))
-    import gzip
-
-    data = gzip.decompress(path.read_bytes())
-    for secret in (b"Doe", b"Jane", b"PID-SECRET-42", b"19230405"):
-        assert secret not in data
 
 
 def test_infer_writes_the_viewer_image_and_page_on_the_input_grid(tmp_path, tiny_model, request, capsys):
@@ -253,79 +125,6 @@ def test_viewer_page_escapes_record_text(tmp_path):
     text = (tmp_path / "case" / VIEWER_PAGE).read_text(encoding="utf-8")
     assert "<script>alert" not in text and "<b>flag" not in text
     assert _config(tmp_path / "case" / VIEWER_PAGE)["lesions"][1]["where"] == "</script><script>alert(1)</script>"
-
-
-# ---------------------------------------------------------------- spinelesion review
-
-
-def _request(base: str, path: str, *, method: str = "GET", host: str | None = None):
-    port = int(base.rstrip("/").rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.putrequest(method, path, skip_host=True)
-    conn.putheader("Host", host or f"127.0.0.1:{port}")
-    conn.endheaders()
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, response.headers, body
-
-
-def test_review_serves_the_run_read_only_and_nothing_outside_it(served, tmp_path_factory):
-    base, run_dir, _ = served
-    outside = tmp_path_factory.mktemp("outside") / "secret.txt"
-    outside.write_text("secret")
-    (run_dir / "link.txt").unlink(missing_ok=True)
-    (run_dir / "link.txt").symlink_to(outside)
-    (run_dir / ".hidden").write_text("x")
-    status, headers, body = _request(base, "/report.html")
-    assert status == 200 and b"spinelesion review report" in body and headers["Cache-Control"] == "no-store"
-    status, headers, body = _request(base, "/ct_ras/viewer_image.nii.gz", method="HEAD")
-    assert status == 200 and body == b"" and "Content-Encoding" not in headers
-    assert int(headers["Content-Length"]) == (run_dir / "ct_ras" / VIEWER_IMAGE).stat().st_size
-    assert _request(base, "/")[0] == 302
-    for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/ct_ras/../../secret.txt", "/link.txt", "/.hidden",
-                 "/ct_ras/", "/ct_ras", "/nothing.html", "/_viewer/page.py", "/_viewer/../html.py"):
-        assert _request(base, path)[0] == 404, path
-    for method in ("POST", "PUT", "DELETE"):
-        assert _request(base, "/report.html", method=method)[0] == 405
-    assert _request(base, "/report.html", host="evil.example:80")[0] == 403
-    status, headers, body = _request(base, "/_viewer/niivue.umd.js")  # from the package, not the run
-    assert status == 200 and headers["Content-Type"].endswith("javascript")
-    vendored = (REPO / "spinelesion/report/viewer/VENDORED.md").read_text()
-    assert hashlib.sha256(body).hexdigest() in vendored
-    assert body == static_file("niivue.umd.js").read_bytes() and not (run_dir / "_viewer").exists()
-
-
-def test_review_refuses_a_folder_without_a_report(tmp_path, capsys):
-    assert main(["review", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no report.html" in err and "Traceback" not in err
-    assert main(["review", str(tmp_path / "missing")]) == 2
-
-
-def test_review_command_prints_its_url_and_stops_on_ctrl_c(viewer_run):
-    run_dir, _ = viewer_run
-    process = subprocess.Popen([sys.executable, "-m", "spinelesion", "review", str(run_dir), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        line = process.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line)
-        assert url, line
-        assert _request(url[0].rsplit("/", 1)[0] + "/", "/report.html")[0] == 200
-    finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    assert process.returncode == 0 and "stopped" in out and "Traceback" not in err, (out, err)
-
-
-def test_the_viewer_scripts_ship_as_package_data():
-    text = (REPO / "pyproject.toml").read_text()
-    assert '"report/viewer/static/*"' in text and '"selenium' in text
-    for name in ("niivue.umd.js", "LICENSE.niivue.txt", "viewer.js", "viewer.css"):
-        assert static_file(name).is_file()
-    assert static_file("niivue.umd.js").stat().st_size < 5_000_000
-    assert "BSD 2-Clause" in static_file("LICENSE.niivue.txt").read_text()
 
 
 # ---------------------------------------------------------------- in headless Chromium
@@ -489,15 +288,3 @@ def test_a_viewer_opened_as_a_file_says_to_use_spinelesion_review(served, browse
     browser.get((run_dir / "ct_ras" / VIEWER_PAGE).as_uri())  # returns once loaded: scripts failed or ran
     banner = browser.find_element(By.ID, "file-banner")
     assert banner.is_displayed() and f"spinelesion review {run_dir.name}" in banner.text
-
-
-def test_no_viewer_keeps_the_overlays_and_writes_no_viewer(tmp_path, tiny_model, capsys):
-    write_ct_series(tmp_path / "in" / "series", ct_volume((40, 36, 16)), OBLIQUE_AFFINE)
-    assert main(["infer", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
-                 "--device", "cpu", "--quiet", "--no-viewer"]) == 0
-    assert "spinelesion review" not in capsys.readouterr().out  # no viewer to point at
-    (case_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
-    outputs = set(json.loads((case_dir / "status.json").read_text())["outputs"])
-    assert "sagittal.png" in outputs and not {VIEWER_IMAGE, VIEWER_PAGE} & outputs
-    assert not (case_dir / VIEWER_IMAGE).exists() and not (case_dir / VIEWER_PAGE).exists()
-    assert VIEWER_PAGE not in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
