@@ -121,7 +121,6 @@ def test_ct_lesions_as_dense_as_their_marrow_are_dropped():
     """On CT a bone lesion shows by density: a component mostly lytic (100 HU under the marrow around
     it) or blastic (150 over) stays, a mixed one stays, one as dense as the marrow is dropped (its
     voxels become body), and an epidural one (mostly in the canal) is not judged."""
-    from spinelesion.inference.postprocess import drop_isodense_ct_lesions
     from spinelesion.inference.resample import VolumeLookup
 
     labels = np.zeros((60, 40, 40), np.uint8)
@@ -140,14 +139,18 @@ def test_ct_lesions_as_dense_as_their_marrow_are_dropped():
     hu[boxes["mixed"]] = np.where(np.indices((6, 6, 6)).sum(axis=0) % 2 == 0, 60.0, 900.0)
     hu[boxes["epidural"]] = 50.0
     affine = np.diag([1.5, 1.5, 1.5, 1.0])
-    cleaned, dropped = drop_isodense_ct_lesions(_probabilities(labels), affine=affine,
-                                                hu_at=VolumeLookup(hu, affine=affine), min_typed_fraction=0.5)
+
+    def clean(hu_volume):
+        return keep_spinal_lesions(_probabilities(labels), spacing_mm=(1.5,) * 3, min_lesion_mm3=10.0,
+                                   ct_density={"affine": affine, "hu_at": VolumeLookup(hu_volume, affine=affine),
+                                               "min_typed_fraction": 0.5})
+
+    cleaned, counts = clean(hu)
     out = class_argmax(cleaned).numpy()
-    assert dropped == 1
+    assert counts["isodense"] == 1 and counts["kept"] == 3
     assert np.all(out[boxes["isodense"]] == 1)
     for name in ("lytic", "mixed", "epidural"):
         assert np.all(out[boxes[name]] == 3), name
     hu[boxes["isodense"]] = 100.0                     # now 150 HU under the marrow: lytic, kept
-    kept, dropped = drop_isodense_ct_lesions(_probabilities(labels), affine=affine,
-                                             hu_at=VolumeLookup(hu, affine=affine), min_typed_fraction=0.5)
-    assert dropped == 0 and kept is not None
+    _, counts = clean(hu)
+    assert counts["isodense"] == 0 and counts["kept"] == 4

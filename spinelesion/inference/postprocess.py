@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from spinelesion.measure.settings import MeasureSettings
+
 
 def keep_spine_structure(probabilities: torch.Tensor, *, spacing_mm, margin_mm: float = 10.0) -> torch.Tensor:
     """Drop foreground far from the spinal column (the usual "largest component" clean-up).
@@ -70,6 +72,8 @@ def within_mm(mask: np.ndarray, *, around: np.ndarray, spacing_mm, distance_mm: 
 #: Label values a lesion must lie in or touch: vertebral bone, or cord and thecal sac (epidural tumour).
 _BONE_CLASSES = (1, 2)
 _CANAL_CLASSES = (4, 5)
+#: The measurements' definitions of lytic and blastic voxels (HU margins against the marrow).
+_MEASURE = MeasureSettings()
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ class LesionComponents:
     lesion; 0 elsewhere); per id ``k`` (index 0 unused): ``volume_mm3[k]``, ``peak[k]`` and
     ``mean[k]`` (highest and mean lesion probability), ``touches_spine[k]`` (in or within ``touch_mm``
     of vertebral bone, the cord or the thecal sac) and ``touches_bone[k]`` (of vertebral bone alone;
-    None when not computed: one distance pass fewer when the canal counts).
+    None when not computed: one distance pass fewer when the canal counts); ``classes``: the (X, Y, Z)
+    class arg-max the components come from.
     """
 
     components: np.ndarray
@@ -89,6 +94,7 @@ class LesionComponents:
     mean: np.ndarray
     touches_spine: np.ndarray
     touches_bone: np.ndarray | None
+    classes: np.ndarray
 
     def keep(self, *, min_lesion_mm3: float, lesion_probability: float, mean_probability: float = 0.0,
              touch_canal: bool = True) -> tuple[np.ndarray, dict]:
@@ -107,6 +113,55 @@ class LesionComponents:
             kept &= ~dropped
         counts["kept"] = int(np.count_nonzero(kept))
         return kept, counts
+
+    def isodense_on_ct(self, *, which: np.ndarray, affine: np.ndarray, hu_at, min_typed_fraction: float,
+                       lytic_hu_below_marrow: float = _MEASURE.lytic_hu_below_marrow,
+                       blastic_hu_above_marrow: float = _MEASURE.blastic_hu_above_marrow,
+                       marrow_reach_mm: float = 15.0, canal_margin_mm: float = 3.0) -> np.ndarray:
+        """(n + 1,) bool: which of the components ``which`` (n + 1,) bool a CT cannot show as a lesion.
+
+        CT shows a bone lesion by its density: a voxel is lytic under, blastic over the marrow by the
+        measurement settings' margins (100 and 150 HU by default: the record's own definitions of the
+        lytic/blastic/mixed types), the marrow being the median HU of the vertebral-body voxels within
+        ``marrow_reach_mm`` of the component. A component is isodense when under ``min_typed_fraction``
+        of its voxels outside the canal (farther than ``canal_margin_mm`` from the cord and thecal sac,
+        whose CSF would read lytic) are lytic or blastic. Never isodense: a mixed lesion (lytic and
+        blastic voxels, a median near marrow), an epidural mass with too few voxels outside the canal to
+        judge (under a third, or under 10), a component with no body voxel near it.
+
+        Args:
+            affine: (4, 4) voxel -> RAS+ mm of the grid of ``classes``.
+            hu_at: callable, (N, 3) RAS+ mm points -> (N,) HU of the scan (nearest voxel).
+        """
+        import cc3d
+
+        labels, components = self.classes, self.components
+        affine = np.asarray(affine, dtype=np.float64)
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        reach = np.ceil(marrow_reach_mm / spacing).astype(int)
+        canal_reach = np.ceil(canal_margin_mm / spacing).astype(int)
+        out = np.zeros(self.volume_mm3.size, bool)
+        boxes = cc3d.statistics(components)["bounding_boxes"]
+        for k in np.flatnonzero(which[: len(boxes)]):
+            grown = tuple(slice(max(0, b.start - r), min(m, b.stop + r))
+                          for b, r, m in zip(boxes[k], reach, labels.shape))
+            own = components[grown] == k
+            near_body = (labels[grown] == 1) & _within(own, reach)
+            canal = np.isin(labels[grown], _CANAL_CLASSES)
+            judged = own & ~(_within(canal, canal_reach) if canal.any() else np.zeros_like(canal))
+            if near_body.sum() < 20 or judged.sum() < max(10, own.sum() / 3):
+                continue
+            origin = np.array([g.start for g in grown])
+
+            def hu(mask: np.ndarray) -> np.ndarray:
+                ijk = np.argwhere(mask) + origin
+                return hu_at(ijk @ affine[:3, :3].T + affine[:3, 3])
+
+            marrow = float(np.median(hu(near_body)))
+            values = hu(judged)
+            typed = np.mean((values < marrow - lytic_hu_below_marrow) | (values > marrow + blastic_hu_above_marrow))
+            out[k] = typed < min_typed_fraction
+        return out
 
 
 def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: float = 2.0,
@@ -138,12 +193,12 @@ def lesion_components(probabilities: torch.Tensor, *, spacing_mm, touch_mm: floa
 
     return LesionComponents(components=components, volume_mm3=counts * voxel_mm3, peak=peak, mean=mean,
                             touches_spine=touching(_BONE_CLASSES + _CANAL_CLASSES),
-                            touches_bone=touching(_BONE_CLASSES) if bone_apart else None)
+                            touches_bone=touching(_BONE_CLASSES) if bone_apart else None, classes=labels)
 
 
 def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_mm3: float = 65.0,
                         lesion_probability: float = 0.5, mean_probability: float = 0.0, touch_mm: float = 2.0,
-                        touch_canal: bool = True) -> tuple[torch.Tensor, dict]:
+                        touch_canal: bool = True, ct_density: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Drop lesion components that a spine lesion cannot be (anatomy-aware clean-up).
 
     A lesion component (26-connected voxels whose most likely class is "lesion") is kept only when
@@ -155,7 +210,10 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
       mass must reach bone too (as one from a vertebral metastasis does);
     * its volume is at least ``min_lesion_mm3`` (65 mm³ is a sphere of 5 mm diameter);
     * its highest lesion probability reaches ``lesion_probability`` and its mean lesion
-      probability over its voxels reaches ``mean_probability`` (0: no condition).
+      probability over its voxels reaches ``mean_probability`` (0: no condition);
+    * on CT (``ct_density``: the keyword arguments of :meth:`LesionComponents.isodense_on_ct`
+      but ``which``: ``affine``, ``hu_at``, ``min_typed_fraction``), it is not as dense as the marrow
+      around it (counted as "isodense").
 
     Dropped voxels lose their lesion probability, so they take their next most likely class
     (marrow of a body stays body). The thresholds are stored in the checkpoint (``postprocess``)
@@ -172,6 +230,11 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
     found = lesion_components(probabilities, spacing_mm=spacing_mm, touch_mm=touch_mm, bone_apart=not touch_canal)
     kept, counts = found.keep(min_lesion_mm3=min_lesion_mm3, lesion_probability=lesion_probability,
                               mean_probability=mean_probability, touch_canal=touch_canal)
+    if ct_density is not None:
+        isodense = found.isodense_on_ct(which=kept, **ct_density)
+        counts["isodense"] = int(np.count_nonzero(isodense))
+        counts["kept"] -= counts["isodense"]
+        kept &= ~isodense
     drop = ~kept
     drop[0] = False
     if not drop.any():
@@ -180,68 +243,6 @@ def keep_spinal_lesions(probabilities: torch.Tensor, *, spacing_mm, min_lesion_m
     cleaned = probabilities.clone()
     cleaned[3, mask] = 0.0
     return cleaned, counts
-
-
-def drop_isodense_ct_lesions(probabilities: torch.Tensor, *, affine: np.ndarray, hu_at, min_typed_fraction: float,
-                             lytic_hu_below_marrow: float = 100.0, blastic_hu_above_marrow: float = 150.0,
-                             marrow_reach_mm: float = 15.0, canal_margin_mm: float = 3.0) -> tuple[torch.Tensor, int]:
-    """On CT, drop lesion components whose bone is mostly as dense as the marrow around them.
-
-    CT shows a bone lesion by its density: a voxel is lytic under, blastic over the marrow by the
-    measurement settings' margins (``lytic_hu_below_marrow`` 100 HU, ``blastic_hu_above_marrow``
-    150 HU: the same definitions as the record's lytic/blastic/mixed types), the marrow being the
-    median HU of the vertebral-body voxels within ``marrow_reach_mm`` of the component. A component
-    is kept when at least ``min_typed_fraction`` of its voxels outside the canal (farther than
-    ``canal_margin_mm`` from the cord and thecal sac, whose CSF would read lytic) are lytic or
-    blastic; else its voxels lose their lesion probability (they take their next most likely class).
-    A mixed lesion (lytic and blastic voxels, a median near marrow) stays; an epidural mass, with
-    too few voxels outside the canal to judge (under a third, or under 10), stays; so does a
-    component with no body voxel near it.
-
-    Args:
-        probabilities: (C, X, Y, Z) softmax output on the network grid (voxel -> RAS+ ``affine``).
-        hu_at: callable, (N, 3) RAS+ mm points -> (N,) HU of the scan (nearest voxel).
-
-    Returns:
-        (probabilities, a new tensor when anything was dropped; number of components dropped).
-    """
-    import cc3d
-
-    from spinelesion.inference.resample import class_argmax
-
-    labels = class_argmax(probabilities).cpu().numpy()
-    components, n = cc3d.connected_components((labels == 3).astype(np.uint8), connectivity=26, return_N=True)
-    if n == 0:
-        return probabilities, 0
-    affine = np.asarray(affine, dtype=np.float64)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    reach = np.ceil(marrow_reach_mm / spacing).astype(int)
-    canal_reach = np.ceil(canal_margin_mm / spacing).astype(int)
-    drop = np.zeros(n + 1, bool)
-    for k, box in enumerate(cc3d.statistics(components)["bounding_boxes"][1:], start=1):
-        grown = tuple(slice(max(0, b.start - r), min(m, b.stop + r)) for b, r, m in zip(box, reach, labels.shape))
-        own = components[grown] == k
-        near_body = (labels[grown] == 1) & _within(own, reach)
-        canal = np.isin(labels[grown], _CANAL_CLASSES)
-        judged = own & ~(_within(canal, canal_reach) if canal.any() else np.zeros_like(canal))
-        if near_body.sum() < 20 or judged.sum() < max(10, own.sum() / 3):
-            continue
-        origin = np.array([g.start for g in grown])
-
-        def hu(mask: np.ndarray) -> np.ndarray:
-            ijk = np.argwhere(mask) + origin
-            return hu_at(ijk @ affine[:3, :3].T + affine[:3, 3])
-
-        marrow = float(np.median(hu(near_body)))
-        values = hu(judged)
-        typed = np.mean((values < marrow - lytic_hu_below_marrow) | (values > marrow + blastic_hu_above_marrow))
-        drop[k] = typed < min_typed_fraction
-    if not drop.any():
-        return probabilities, 0
-    mask = torch.as_tensor(drop[components], device=probabilities.device)
-    cleaned = probabilities.clone()
-    cleaned[3, mask] = 0.0
-    return cleaned, int(drop.sum())
 
 
 def _within(mask: np.ndarray, reach_vox: np.ndarray) -> np.ndarray:

@@ -135,17 +135,15 @@ class Predictor:
             probabilities = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=self.settings.spine_margin_mm)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
+                ct_density = None
+                if scan.modality == "CT" and self.settings.ct_lesion_min_typed_fraction is not None:
+                    ct_density = {"affine": net_affine, "hu_at": VolumeLookup(scan.array, affine=scan.affine),
+                                  "min_typed_fraction": self.settings.ct_lesion_min_typed_fraction}
                 probabilities, _ = keep_spinal_lesions(
                     probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
-                    touch_canal=bool(post.get("touch_canal", True)))
-            if scan.modality == "CT" and self.settings.ct_lesion_min_typed_fraction is not None:
-                from spinelesion.inference.postprocess import drop_isodense_ct_lesions
-
-                probabilities, _ = drop_isodense_ct_lesions(
-                    probabilities, affine=net_affine, hu_at=VolumeLookup(scan.array, affine=scan.affine),
-                    min_typed_fraction=self.settings.ct_lesion_min_typed_fraction)
+                    touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape)
         kept = None

@@ -44,9 +44,9 @@ class InferenceSettings:
         ct_lesion_min_typed_fraction: on CT, a lesion component is kept when at least this fraction
             of its voxels outside the canal is lytic or blastic against the marrow around it (the
             measurements' definitions: 100 HU under, 150 HU over), else dropped: a CT shows a bone
-            lesion by its density (:func:`~spinelesion.inference.postprocess.drop_isodense_ct_lesions`);
-            null keeps them all. Part of the network output's clean-up: off with ``spine_margin_mm``
-            null too. Default 0.5.
+            lesion by its density (:meth:`~spinelesion.inference.postprocess.LesionComponents.isodense_on_ct`);
+            null keeps them all. Part of the checkpoint's lesion clean-up: off where that is (``spine_margin_mm``
+            null, or a checkpoint without one). Default 0.5.
     """
 
     overlap: float = 0.5

@@ -11,11 +11,11 @@ from pathlib import Path
 from spinelesion.errors import ScanLoadError
 from spinelesion.io.load import ITK_SUFFIXES, NIFTI_SUFFIXES
 
-#: Files that commonly sit beside scans and are not inputs (sidecars, docs); ignored, not failed.
 #: Files that ``spinelesion infer`` writes into a case folder (beside its status.json) that a reader
 #: of scans would take for scans: a later run over a folder holding earlier outputs skips them.
 RUN_OUTPUT_NAMES = ("viewer_image.nii.gz", "probabilities.nii.gz", "labels.nii.gz")
 
+#: Files that commonly sit beside scans and are not inputs (sidecars, docs); ignored, not failed.
 IGNORED_NAMES = re.compile(r"^(\..*|readme.*|license.*|licence.*|dicomdir|.*\.(json|md|csv|tsv|html|png|jpg|txt\.lock))$",
                            re.IGNORECASE)
 

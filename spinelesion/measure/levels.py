@@ -91,9 +91,7 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
                                                          (1, "highest", vertebrae[-1], vertebrae[-2]))
                  if ends[side] and not _not_a_fragment(end, neighbour)]
     s1 = ends[-1] and "lowest" not in fragments
-    c2 = ends[1] and "highest" not in fragments
-    if c2:
-        c2 = _tall(vertebrae[-1], grid)
+    c2 = ends[1] and "highest" not in fragments and _tall(vertebrae[-1], grid)
     s1_rank, c2_rank = LEVEL_ORDER.index("S1"), LEVEL_ORDER.index("C2")
     spacing = np.diff(s_vert)
     gap = spacing > GAP_SPACING_FACTOR * float(np.median(spacing))  # gap[i]: between vertebrae i and i + 1
