@@ -143,9 +143,9 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
     origin = bone.mean(axis=0)
     uv = (bone - origin) @ np.stack([e1, e2], axis=1)
     pixel = max(min(G.step_along_mm(e1, affine), G.step_along_mm(e2, affine)), 0.5)
-    lo = uv.min(axis=0)
+    lo = G.column_min(uv)
     ij = np.floor((uv - lo) / pixel).astype(int)
-    image = np.zeros(tuple(ij.max(axis=0) + 1), bool)
+    image = np.zeros(tuple(G.column_max(ij) + 1), bool)
     image[ij[:, 0], ij[:, 1]] = True
     for closing in (0, 1):  # a ring with a pinhole gap is closed by one pixel of closing
         img = ndimage.binary_closing(np.pad(image, 2), iterations=closing)[2:-2, 2:-2] if closing else image

@@ -338,11 +338,14 @@ def _compression(ap: np.ndarray, s: np.ndarray, valid: np.ndarray, settings: Mea
 
 
 def _touch(tissue: np.ndarray, epidural: np.ndarray, affine, prof, where) -> np.ndarray:
-    """Slices (bool per bin, limited to ``where``) where epidural tumour touches ``tissue`` (6-neighbourhood)."""
-    contact = ndimage.binary_dilation(tissue) & epidural
+    """Slices (bool per bin, limited to ``where``) where epidural tumour touches ``tissue`` (6-neighbourhood).
+
+    Only the tissue's bounding box grown by one voxel can touch it: the dilation runs there."""
     hit = np.zeros(prof["nb"], bool)
-    if contact.any():
-        bins = _bin_of(G.mask_points(contact, affine), prof)
+    box = G.crop_box(tissue, margin=1)
+    contact = None if box is None else ndimage.binary_dilation(tissue[box]) & epidural[box]
+    if contact is not None and contact.any():
+        bins = _bin_of(G.box_mask_points(contact, box, tissue.shape, affine), prof)
         hit[bins[bins >= 0]] = True
     mask = np.zeros(prof["nb"], bool)
     mask[where] = True

@@ -198,9 +198,9 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
     inv = np.linalg.inv(cols)
     k = int(np.argmax(np.abs(v.superior @ cols) / np.linalg.norm(cols, axis=0)))
     sign = 1 if float(v.superior @ cols[:, k]) > 0 else -1
-    lo = ijk.min(axis=0) - 1
+    lo = G.column_min(ijk) - 1
     local = ijk - lo
-    mask = np.zeros(tuple(local.max(axis=0) + 2), bool)
+    mask = np.zeros(tuple(G.column_max(local) + 2), bool)
     mask[tuple(local.T)] = True
 
     def inside(points_ijk: np.ndarray) -> np.ndarray:

@@ -67,26 +67,28 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
     canal_slab = _slab_index(pts["canal"], planes)
     cls_bone = classes.ravel()[bone_flat]
     anterior_bone = cls_bone != L.POSTERIOR_ELEMENTS
-    keep = _kept_slabs(bone_slab[anterior_bone], lesion_slab, n_slabs=len(planes) + 1,
+    n_slabs = len(planes) + 1
+    keep = _kept_slabs(bone_slab[anterior_bone], lesion_slab, n_slabs=n_slabs,
                        by_level=method == "levels", settings=settings)
     notes = [f"column split by {method}"]
     vertebrae: list[Vertebra] = []
     work: list[VertebraPoints] = []  # beside each vertebra while the column is found
     border = border_touch.ravel()
+    bone_of, lesion_of, canal_of = (_members(slab_of, n_slabs) for slab_of in (bone_slab, lesion_slab, canal_slab))
     for slab in np.flatnonzero(keep):
-        in_bone = bone_slab == slab
+        in_bone = bone_of[slab]  # this slab's bone entries, ascending (as a mask over the bone would give)
+        cls = cls_bone[in_bone]
         level = names[slab] if names is not None else None
-        body = bone_flat[in_bone & (cls_bone == L.VERTEBRAL_BODY)]
-        post = bone_flat[in_bone & (cls_bone == L.POSTERIOR_ELEMENTS)]
-        merged = bone_flat[in_bone & (cls_bone == MERGED_VERTEBRA)]
-        les = lesion_flat[lesion_slab == slab]
-        rough = np.concatenate([pts["bone"][in_bone & anterior_bone], pts["lesion"][lesion_slab == slab]])
+        body, post, merged = (bone_flat[in_bone[cls == c]]
+                              for c in (L.VERTEBRAL_BODY, L.POSTERIOR_ELEMENTS, MERGED_VERTEBRA))
+        les = lesion_flat[lesion_of[slab]]
+        bone_mm = pts["bone"][in_bone]
+        rough = np.concatenate([bone_mm[anterior_bone[in_bone]], pts["lesion"][lesion_of[slab]]])
         v = Vertebra(index=len(vertebrae), level=level, body_idx=body, posterior_idx=post, lesion_idx=les,
                      superior=axis.copy(), anterior=G.perpendicular(G.ANTERIOR, axis), right=np.zeros(3),
-                     centroid_mm=rough.mean(axis=0) if len(rough) else pts["bone"][in_bone].mean(axis=0))
+                     centroid_mm=rough.mean(axis=0) if len(rough) else bone_mm.mean(axis=0))
         vertebrae.append(v)
-        work.append(VertebraPoints(merged_idx=merged, canal_mm=pts["canal"][canal_slab == slab],
-                                   bone_mm=pts["bone"][in_bone]))
+        work.append(VertebraPoints(merged_idx=merged, canal_mm=pts["canal"][canal_of[slab]], bone_mm=bone_mm))
     _set_frames(vertebrae, axis)
     for v, points in zip(vertebrae, work):
         canal.find_canal(v, points, affine)
@@ -136,6 +138,14 @@ def _level_slabs(level_of_bone: np.ndarray, bone_pts: np.ndarray, axis: np.ndarr
     return _mid_planes(centroids, axis), bone_slab, [level_names[k - 1] for k in ids]
 
 
+def _members(slab_of: np.ndarray, n_slabs: int) -> list[np.ndarray]:
+    """For each slab 0..n_slabs-1, the ascending positions of its entries in (N,) ``slab_of`` (entries
+    of -1, no slab, in none): ``np.flatnonzero(slab_of == s)`` for every s in one sort."""
+    order = np.argsort(slab_of, kind="stable")
+    bounds = np.searchsorted(slab_of[order], np.arange(n_slabs + 1))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def _kept_slabs(body_slab: np.ndarray, lesion_slab: np.ndarray, *, n_slabs: int, by_level: bool,
                 settings: MeasureSettings) -> np.ndarray:
     """(n_slabs,) bool: slabs that hold a vertebra, from the slab index of each body-bone point
@@ -159,8 +169,8 @@ def _column_axis(labelled: np.ndarray, values: np.ndarray, grid: G.Grid) -> np.n
     for classes in ((L.VERTEBRAL_BODY, L.DISC, MERGED_VERTEBRA, L.LESION),
                     (L.SPINAL_CORD, L.THECAL_SAC), tuple(range(1, 8))):
         chosen = labelled[np.isin(values, classes)]
-        if chosen.size >= 10:
-            w, vecs = G.principal_axes(grid.points(chosen))
+        if chosen.size >= 10:  # world points of the voxels principal_axes draws, not of them all
+            w, vecs = G.principal_axes(grid.points(chosen[G.axes_sample(chosen.size)]))
             axis = vecs[:, -1]
             if w[-1] < 1.5 * w[-2] and abs(vecs[:, -2] @ G.SUPERIOR) > abs(axis @ G.SUPERIOR):
                 axis = vecs[:, -2]  # ambiguous shape (short column): take the one nearer RAS superior
@@ -214,11 +224,16 @@ def _mid_planes(centroids: np.ndarray, axis: np.ndarray):
     return planes
 
 
-def _slab_index(points: np.ndarray, planes) -> np.ndarray:
-    """Number of planes each (N, 3) point lies above: its slab, 0 = below every plane."""
+def _slab_index(points: np.ndarray, planes, *, rows: int = 1 << 16) -> np.ndarray:
+    """Number of planes each (N, 3) point lies above: its slab, 0 = below every plane.
+
+    ``rows`` points at a time, every plane on them before the next block: the (rows, 3) temporaries
+    stay in cache (each point's arithmetic is the same as on the whole array)."""
     index = np.zeros(len(points), np.int64)
-    for centre, normal in planes:
-        index += ((points - centre) @ normal) > 0
+    for start in range(0, len(points), rows):
+        block = points[start:start + rows]
+        for centre, normal in planes:
+            index[start:start + rows] += ((block - centre) @ normal) > 0
     return index
 
 
