@@ -280,3 +280,22 @@ def test_marrow_variation_and_cortex_gaps_touch_bone_only_and_are_off_by_default
     assert torch.allclose(gaps[changed], means[ID["marrow"]].expand(int(changed.sum())))
     rendered = render(tissue, appearance=b, spacing_mm=(1.5,) * 3)
     assert float(rendered.min()) >= 0.0 and float(rendered.max()) <= 1.0
+
+
+def test_signal_mimics_are_told_from_lesions_by_their_signal():
+    """CT: a bone island is denser than a blastic lesion, a haemangioma (fat) darker than a lytic one,
+    and every lesion meets the record's lytic/blastic HU margins; in the random family, where signal
+    means nothing, haemangioma and bone island stay within half the lesion contrast of the marrow."""
+    from spinelesion.synthesis.appearance import CT_BLASTIC_MIN_HU, CT_LYTIC_MIN_HU, MIN_LESION_CONTRAST
+
+    g = torch.Generator().manual_seed(3)
+    ct = [draw_appearance(g, settings=AppearanceSettings(families={"ct": 1.0}))["means"] for _ in range(200)]
+    for m in ct:
+        assert m[ID["lytic"]] <= m[ID["marrow"]] - CT_LYTIC_MIN_HU + 1e-9
+        assert m[ID["blastic"]] >= m[ID["marrow"]] + CT_BLASTIC_MIN_HU - 1e-9
+    mean = lambda name: float(np.mean([m[ID[name]] for m in ct]))  # noqa: E731
+    assert mean("bone_island") > mean("blastic") + 300 and mean("haemangioma") < mean("lytic") - 50
+    for _ in range(200):
+        m = draw_appearance(g, settings=AppearanceSettings(families={"random": 1.0}))["means"]
+        for name in ("haemangioma", "bone_island"):
+            assert abs(m[ID[name]] - m[ID["marrow"]]) <= 0.5 * MIN_LESION_CONTRAST + 1e-9

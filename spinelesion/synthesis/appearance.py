@@ -32,6 +32,16 @@ from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TEXTURED,
 #: "random" family: SynthSeg's classes are told apart by shape, but a lesion is a blob whose only
 #: sign is that it looks unlike the marrow around it.
 MIN_LESION_CONTRAST = 0.15
+#: CT: a lesion is lytic at least this many HU under the marrow, blastic at least this many over it
+#: (the measurement record's own definitions, ``MeasureSettings.lytic_hu_below_marrow`` and
+#: ``blastic_hu_above_marrow``); a drawn lesion closer to the marrow is moved out to that distance.
+CT_LYTIC_MIN_HU, CT_BLASTIC_MIN_HU = 100.0, 150.0
+#: Mimics told from lesions by their signal only (a haemangioma's fat, a bone island's density).
+#: In the "random" family, where no tissue keeps its signal, they are drawn within half of
+#: MIN_LESION_CONTRAST of the marrow: otherwise they are unlabelled lesions, and the network learns
+#: to doubt every focal change (session 8: large lytic and blastic lesions at lesion probability
+#: 0.42-0.46 on classic CT phantoms).
+SIGNAL_MIMICS = ("haemangioma", "bone_island")
 
 #: Tissues that random blobs may overpaint (``clutter_prob``): the trunk's soft tissues, never bone,
 #: disc, canal or epidural space, whose look is what the labels are about.
@@ -65,6 +75,9 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
     z = randn(N_TISSUES, dtype=torch.float64)
     if family == "ct":
         means = [CT_HU[t][0] + CT_HU[t][1] * float(z[i]) for i, t in enumerate(TISSUES)]
+        marrow = means[TISSUES.index("marrow")]
+        means[TISSUES.index("lytic")] = min(means[TISSUES.index("lytic")], marrow - CT_LYTIC_MIN_HU)
+        means[TISSUES.index("blastic")] = max(means[TISSUES.index("blastic")], marrow + CT_BLASTIC_MIN_HU)
         scale = 3000.0
     elif family == "random":
         means = rand(N_TISSUES, dtype=torch.float64).tolist()
@@ -85,6 +98,9 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
                     sign = -sign
                 means[i] = marrow + sign * (MIN_LESION_CONTRAST + 0.5 * float(rand()) * (1 - MIN_LESION_CONTRAST))
                 means[i] = min(1.0, max(0.0, means[i]))
+        for name in SIGNAL_MIMICS:
+            offset = 0.5 * MIN_LESION_CONTRAST * (2.0 * float(rand()) - 1.0)
+            means[TISSUES.index(name)] = min(1.0, max(0.0, marrow + offset))
     spreads = (rand(N_TISSUES, dtype=torch.float64) * 0.04 * scale).tolist()
     slice_axis = min(2, int(3 * float(rand())))
     thick = bool(rand() < settings.slice_prob)

@@ -13,10 +13,22 @@ Families (how intensities are drawn per case, :mod:`spinelesion.synthesis.appear
 * ``random``: every tissue an independent uniform value (SynthSeg's "any contrast").
 
 Values are textbook figures, rounded: CT HU (cortical bone 1000-1500, red marrow 150-300, lytic
-metastasis 30-80, blastic 800-1200, fat -100, air -1000, contrast-filled bowel 200-400, metal
-> 2000); MR relative to the brightest tissue of each weighting (fat bright on T1 and T2 TSE,
-suppressed on STIR; CSF bright on T2/STIR/T2*, dark on T1; cortex and metal signal voids;
-haemangioma bright on T1 and T2, metastasis dark on T1 and bright on STIR).
+metastasis 30-80, fat -100, air -1000, contrast-filled bowel 200-400, metal > 2000); MR relative
+to the brightest tissue of each weighting (fat bright on T1 and T2 TSE, suppressed on STIR; CSF
+bright on T2/STIR/T2*, dark on T1; cortex and metal signal voids; haemangioma bright on T1 and T2,
+metastasis dark on T1 and bright on STIR).
+
+The benign mimics carry the signs by which radiologists tell them from metastases, or they would
+be unlabelled lesions and teach the network to doubt every lesion:
+
+* bone island against blastic metastasis on CT: enostoses 1190 +- 239 HU mean attenuation,
+  untreated osteoblastic metastases 654 +- 176 HU (Ulano et al., AJR 2016;207:362-8; 885 HU
+  separated them with 95 % sensitivity and 96 % specificity); bone islands are also small (the
+  context phantoms draw them at most 4 mm in radius);
+* haemangioma against lytic metastasis on CT: fatty stroma between thickened trabeculae, so a
+  hypodense (fat-containing) focus with coarse texture (Gaudino et al., Skeletal Radiol
+  2015;44:25-36), where a lytic metastasis has soft-tissue density; on MR, bright on T1 where a
+  metastasis is dark. Lipid-poor "atypical" haemangiomas are ambiguous in real scans too.
 """
 
 from __future__ import annotations
@@ -38,10 +50,10 @@ FAMILIES: tuple[str, ...] = ("ct", "t1", "t2", "stir", "t2star", "random")
 CT_HU: dict[str, tuple[float, float]] = {
     "air": (-1000, 20), "fat": (-100, 20), "soft": (40, 15), "muscle": (50, 10), "lung": (-850, 50),
     "cortex": (1250, 250), "marrow": (240, 90), "annulus": (90, 20), "nucleus": (75, 20),
-    "csf": (8, 6), "cord": (35, 8), "lytic": (55, 30), "blastic": (1000, 250), "epidural": (60, 20),
+    "csf": (8, 6), "cord": (35, 8), "lytic": (55, 30), "blastic": (680, 200), "epidural": (60, 20),
     "vessel": (45, 120), "epidural_fat": (-90, 20), "liver": (60, 40), "kidney": (40, 80),
     "bowel_wall": (40, 20), "bowel_gas": (-950, 50), "bowel_contrast": (300, 120),
-    "plaque": (700, 250), "metal": (2800, 300), "haemangioma": (20, 60), "bone_island": (1100, 200),
+    "plaque": (700, 250), "metal": (2800, 300), "haemangioma": (-30, 35), "bone_island": (1190, 220),
     "modic": (300, 150), "fluid": (10, 10), "unknown": (30, 80),
 }
 
