@@ -299,3 +299,36 @@ def test_signal_mimics_are_told_from_lesions_by_their_signal():
         m = draw_appearance(g, settings=AppearanceSettings(families={"random": 1.0}))["means"]
         for name in ("haemangioma", "bone_island"):
             assert abs(m[ID[name]] - m[ID["marrow"]]) <= 0.5 * MIN_LESION_CONTRAST + 1e-9
+
+
+def test_whole_body_lesions_fill_one_body_inside_its_cortex():
+    from spinelesion.synthesis.lesions import RandInsertLesiond
+
+    tissue = torch.full((1, 24, 24, 40), float(ID["soft"]))
+    label = torch.zeros((1, 24, 24, 40))
+    for z0 in (2, 22):                                   # two bodies: cortex shell round marrow
+        tissue[0, 4:20, 4:20, z0:z0 + 14] = ID["cortex"]
+        tissue[0, 5:19, 5:19, z0 + 1:z0 + 13] = ID["marrow"]
+        label[0, 4:20, 4:20, z0:z0 + 14] = 1
+    insert = RandInsertLesiond(keys=("image", "label"), prob=1.0, whole_body_prob=1.0)
+    insert.set_random_state(1)
+    out = insert({"image": tissue, "label": label})
+    lesion = out["label"][0] == 3
+    marrow_of = [(tissue[0] == ID["marrow"]) & (torch.arange(40) < 20 if k == 0 else torch.arange(40) >= 20)
+                 for k in (0, 1)]
+    filled = [bool(torch.equal(lesion & m, m)) for m in marrow_of]
+    assert sum(filled) == 1                              # one body's whole marrow, the other untouched
+    assert torch.equal(lesion, marrow_of[filled.index(True)])
+    assert torch.all(out["image"][0][tissue[0] == ID["cortex"]] == ID["cortex"])   # cortex kept
+    off = RandInsertLesiond(keys=("image", "label"), prob=1.0, radius_vox=(3.0, 5.0))   # default: ellipsoids only
+    off.set_random_state(1)
+    assert int((off({"image": tissue, "label": label})["label"][0] == 3).sum()) < int(marrow_of[0].sum())
+
+
+def test_ct_marrow_varies_less_than_mr_marrow():
+    from spinelesion.synthesis.appearance import CT_MARROW_VAR_SCALE
+
+    settings = {f: AppearanceSettings(families={f: 1.0}, marrow_var_max=0.4) for f in ("ct", "t2")}
+    sds = {f: [draw_appearance(torch.Generator().manual_seed(s), settings=settings[f])["marrow_var"]["sd"]
+               for s in range(60)] for f in settings}
+    assert max(sds["ct"]) <= 0.4 * CT_MARROW_VAR_SCALE + 1e-9 < max(sds["t2"])

@@ -138,13 +138,15 @@ def _deterministic(preprocessing: dict, *, patch_size: Sequence[int] | None, ind
     return chain
 
 
-def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling, augment, tissue: bool = False):
+def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling, augment, tissue: bool = False,
+                     whole_body_lesion_prob: float = 0.0):
     """Deterministic part (cached) then crops balanced by class and augmentation.
 
     ``sampling`` and ``augment`` are :class:`spinelesion.training.config.SamplingConfig` and
     :class:`~spinelesion.training.config.AugmentConfig`. Each item yields ``samples_per_volume`` patches.
     ``tissue``: items hold tissue maps as "image" (resampled and rotated nearest, no intensity
-    augmentation): the training step synthesises the image (:mod:`spinelesion.synthesis`).
+    augmentation): the training step synthesises the image (:mod:`spinelesion.synthesis`), after
+    lesions are inserted into bone (a ``whole_body_lesion_prob`` share of them fill a vertebral body).
     """
     from monai import transforms as t
 
@@ -166,7 +168,8 @@ def train_transforms(*, preprocessing: dict, patch_size: Sequence[int], sampling
         from spinelesion.synthesis.lesions import RandInsertLesiond
 
         return t.Compose(chain + [t.EnsureTyped(keys=[IMAGE, LABEL], track_meta=False),
-                                  RandInsertLesiond(keys=(IMAGE, LABEL), prob=0.3)])
+                                  RandInsertLesiond(keys=(IMAGE, LABEL), prob=0.3,
+                                                    whole_body_prob=whole_body_lesion_prob)])
     chain += [
         t.RandScaleIntensityd(keys=IMAGE, factors=augment.intensity_scale, prob=augment.intensity_prob),
         t.RandShiftIntensityd(keys=IMAGE, offsets=augment.intensity_shift, prob=augment.intensity_prob),

@@ -42,6 +42,11 @@ CT_LYTIC_MIN_HU, CT_BLASTIC_MIN_HU = 100.0, 150.0
 #: to doubt every focal change (session 8: large lytic and blastic lesions at lesion probability
 #: 0.42-0.46 on classic CT phantoms).
 SIGNAL_MIMICS = ("haemangioma", "bone_island")
+#: CT: the marrow variation's spread is this fraction of the drawn one. Hounsfield units are calibrated:
+#: adjacent healthy bodies differ by tens of HU, where MR marrow signal follows fat fraction, coil and
+#: bias; at the full spread a healthy CT body could sit 130 HU under its neighbour, the lytic
+#: definition (session 8).
+CT_MARROW_VAR_SCALE = 0.25
 
 #: Tissues that random blobs may overpaint (``clutter_prob``): the trunk's soft tissues, never bone,
 #: disc, canal or epidural space, whose look is what the labels are about.
@@ -128,7 +133,8 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
         }
     appearance["marrow_var"] = None   # drawn after clutter, for the same reason
     if settings.marrow_var_max > 0:
-        appearance["marrow_var"] = {"sd": uniform(0.0, settings.marrow_var_max),
+        spread = CT_MARROW_VAR_SCALE if family == "ct" else 1.0
+        appearance["marrow_var"] = {"sd": uniform(0.0, settings.marrow_var_max) * spread,
                                     "cell_mm": uniform(*settings.marrow_var_mm)}
     appearance["cortex_gap"] = 0.0
     if settings.cortex_gap_prob > 0 and float(rand()) < settings.cortex_gap_prob:

@@ -147,9 +147,13 @@ class AugmentConfig:
 @dataclass(frozen=True, kw_only=True)
 class SynthesisConfig(AppearanceSettings):
     """Images synthesised from tissue maps in the training step (``tissue``/``labelmaps`` sources);
-    the other keys are those of :class:`~spinelesion.synthesis.settings.AppearanceSettings`."""
+    the other keys are those of :class:`~spinelesion.synthesis.settings.AppearanceSettings`.
+
+    ``whole_body_lesion_prob``: share of the inserted lesions (:class:`~spinelesion.synthesis.lesions.
+    RandInsertLesiond`) that fill a whole vertebral body inside its cortex instead of an ellipsoid."""
 
     enabled: bool = False
+    whole_body_lesion_prob: float = 0.0
 
     def __post_init__(self) -> None:  # checked by check(), which names the key
         pass
@@ -159,7 +163,7 @@ class SynthesisConfig(AppearanceSettings):
             AppearanceSettings.__post_init__(self)
         except ValueError as err:
             raise _Invalid("families", str(err)) from None
-        for name in ("slice_prob", "ghost_prob", "clip_prob", "clutter_prob"):
+        for name in ("slice_prob", "ghost_prob", "clip_prob", "clutter_prob", "whole_body_lesion_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
 

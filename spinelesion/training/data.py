@@ -80,7 +80,8 @@ def make_datasets(config: Config, train_cases, val_cases, *, rank: int = 0, worl
     prep = config.preprocessing.as_meta()
     train_tf = train_transforms(preprocessing=prep, patch_size=config.patch_size,
                                 sampling=config.sampling, augment=config.augment,
-                                tissue=config.synthesis.enabled)
+                                tissue=config.synthesis.enabled,
+                                whole_body_lesion_prob=config.synthesis.whole_body_lesion_prob)
     val_tf = val_transforms(preprocessing=prep)
     train_items = [case_item(c) for c in train_cases]
     val_items = [case_item(c) for c in val_cases][rank::world]
