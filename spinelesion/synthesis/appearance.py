@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from spinelesion.measure.settings import MeasureSettings
 from spinelesion.synthesis.settings import AppearanceSettings
 from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TEXTURED, TISSUES
 
@@ -33,14 +34,13 @@ from spinelesion.synthesis.tissues import CT_HU, MR_SIGNAL, N_TISSUES, TEXTURED,
 #: sign is that it looks unlike the marrow around it.
 MIN_LESION_CONTRAST = 0.15
 #: CT: a lesion is lytic at least this many HU under the marrow, blastic at least this many over it
-#: (the measurement record's own definitions, ``MeasureSettings.lytic_hu_below_marrow`` and
-#: ``blastic_hu_above_marrow``); a drawn lesion closer to the marrow is moved out to that distance.
-CT_LYTIC_MIN_HU, CT_BLASTIC_MIN_HU = 100.0, 150.0
+#: (the measurement record's own definitions, the defaults of ``MeasureSettings``); a drawn lesion
+#: closer to the marrow is moved out to that distance.
+CT_LYTIC_MIN_HU = MeasureSettings().lytic_hu_below_marrow
+CT_BLASTIC_MIN_HU = MeasureSettings().blastic_hu_above_marrow
 #: Mimics told from lesions by their signal only (a haemangioma's fat, a bone island's density).
 #: In the "random" family, where no tissue keeps its signal, they are drawn within half of
-#: MIN_LESION_CONTRAST of the marrow: otherwise they are unlabelled lesions, and the network learns
-#: to doubt every focal change (session 8: large lytic and blastic lesions at lesion probability
-#: 0.42-0.46 on classic CT phantoms).
+#: MIN_LESION_CONTRAST of the marrow: otherwise they would be lesions in all but their label.
 SIGNAL_MIMICS = ("haemangioma", "bone_island")
 #: CT: the marrow variation's spread is this fraction of the drawn one. Hounsfield units are calibrated:
 #: adjacent healthy bodies differ by tens of HU, where MR marrow signal follows fat fraction, coil and
@@ -80,9 +80,9 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
     z = randn(N_TISSUES, dtype=torch.float64)
     if family == "ct":
         means = [CT_HU[t][0] + CT_HU[t][1] * float(z[i]) for i, t in enumerate(TISSUES)]
-        marrow = means[TISSUES.index("marrow")]
-        means[TISSUES.index("lytic")] = min(means[TISSUES.index("lytic")], marrow - CT_LYTIC_MIN_HU)
-        means[TISSUES.index("blastic")] = max(means[TISSUES.index("blastic")], marrow + CT_BLASTIC_MIN_HU)
+        marrow, lytic, blastic = (TISSUES.index(t) for t in ("marrow", "lytic", "blastic"))
+        means[lytic] = min(means[lytic], means[marrow] - CT_LYTIC_MIN_HU)
+        means[blastic] = max(means[blastic], means[marrow] + CT_BLASTIC_MIN_HU)
         scale = 3000.0
     elif family == "random":
         means = rand(N_TISSUES, dtype=torch.float64).tolist()

@@ -14,10 +14,8 @@ from monai.transforms import MapTransform, Randomizable
 from scipy import ndimage
 
 from spinelesion import labels as L
+from spinelesion.synthesis.appearance import BONE_INTERIOR
 from spinelesion.synthesis.tissues import ID
-
-#: Tissues inside a vertebral body that a whole-body lesion replaces (the cortex stays).
-BONE_INTERIOR = ("marrow", "haemangioma", "bone_island", "modic")
 
 
 class RandInsertLesiond(Randomizable, MapTransform):

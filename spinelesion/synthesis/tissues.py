@@ -18,8 +18,8 @@ to the brightest tissue of each weighting (fat bright on T1 and T2 TSE, suppress
 bright on T2/STIR/T2*, dark on T1; cortex and metal signal voids; haemangioma bright on T1 and T2,
 metastasis dark on T1 and bright on STIR).
 
-The benign mimics carry the signs by which radiologists tell them from metastases, or they would
-be unlabelled lesions and teach the network to doubt every lesion:
+The benign mimics carry the signs by which radiologists tell them from metastases (without them a
+mimic is a lesion in all but its label):
 
 * bone island against blastic metastasis on CT: enostoses 1190 +- 239 HU mean attenuation,
   untreated osteoblastic metastases 654 +- 176 HU (Ulano et al., AJR 2016;207:362-8; 885 HU
