@@ -332,3 +332,41 @@ def test_ct_marrow_varies_less_than_mr_marrow():
     sds = {f: [draw_appearance(torch.Generator().manual_seed(s), settings=settings[f])["marrow_var"]["sd"]
                for s in range(60)] for f in settings}
     assert max(sds["ct"]) <= 0.4 * CT_MARROW_VAR_SCALE + 1e-9 < max(sds["t2"])
+
+
+def test_coarse_cases_are_coarse_in_plane_and_off_by_default():
+    """With coarse_prob, a share of cases has both in-plane axes at one pixel size of coarse_mm (the slice
+    axis at least that); without it, no case is coarser in-plane than in_plane_mm and the other draws
+    are those of the old settings."""
+    plain = AppearanceSettings(in_plane_mm=(0.3, 1.5))
+    coarse = AppearanceSettings(in_plane_mm=(0.3, 1.5), coarse_prob=0.5, coarse_mm=(2.0, 3.5))
+    n_coarse = 0
+    for seed in range(40):
+        a = draw_appearance(torch.Generator().manual_seed(seed), settings=plain)
+        b = draw_appearance(torch.Generator().manual_seed(seed), settings=coarse)
+        in_plane = [r for axis, r in enumerate(a["resolution_mm"]) if not (a["thick"] and axis == a["slice_axis"])]
+        assert max(in_plane) <= 1.5
+        assert a["means"] == b["means"] and a["slice_axis"] == b["slice_axis"] and a["thick"] == b["thick"]
+        if b["resolution_mm"] != a["resolution_mm"]:
+            n_coarse += 1
+            others = [r for axis, r in enumerate(b["resolution_mm"]) if not (b["thick"] and axis == b["slice_axis"])]
+            assert len(set(others)) == 1 and 2.0 <= others[0] <= 3.5
+            assert min(b["resolution_mm"]) == others[0]
+    assert 8 <= n_coarse <= 32
+
+
+def test_low_cord_contrast_brings_the_cord_to_the_csf_on_mr_only():
+    """low_cord_contrast_prob=1 puts every MR/random cord within a quarter of its drawn gap to the CSF;
+    CT keeps its Hounsfield table (cord and CSF already 30 HU apart)."""
+    for family in ("t2star", "t2", "random", "ct"):
+        for seed in range(10):
+            base = draw_appearance(torch.Generator().manual_seed(seed),
+                                   settings=AppearanceSettings(families={family: 1.0}))
+            low = draw_appearance(torch.Generator().manual_seed(seed),
+                                  settings=AppearanceSettings(families={family: 1.0}, low_cord_contrast_prob=1.0))
+            gap = base["means"][ID["cord"]] - base["means"][ID["csf"]]
+            new_gap = low["means"][ID["cord"]] - low["means"][ID["csf"]]
+            if family == "ct":
+                assert new_gap == gap
+            else:
+                assert abs(new_gap) <= 0.25 * abs(gap) + 1e-12 and new_gap * gap >= 0

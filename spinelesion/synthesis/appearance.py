@@ -139,6 +139,15 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
     appearance["cortex_gap"] = 0.0
     if settings.cortex_gap_prob > 0 and float(rand()) < settings.cortex_gap_prob:
         appearance["cortex_gap"] = uniform(0.1, 0.5)
+    # drawn last, so that the draws above (and older configs' cases) are unchanged
+    if settings.coarse_prob > 0 and float(rand()) < settings.coarse_prob:
+        pixel = uniform(*settings.coarse_mm)
+        resolution = [max(pixel, r) if axis == slice_axis and thick else pixel for axis, r in enumerate(resolution)]
+        appearance["resolution_mm"] = resolution
+    if (settings.low_cord_contrast_prob > 0 and float(rand()) < settings.low_cord_contrast_prob
+            and family != "ct"):
+        cord, csf = TISSUES.index("cord"), TISSUES.index("csf")
+        means[cord] = means[csf] + uniform(0.0, 0.25) * (means[cord] - means[csf])
     return appearance
 
 

@@ -34,6 +34,14 @@ class AppearanceSettings:
         cortex_gap_prob: chance that part of the cortical shell (a smooth random region, up to half
             of it) takes the marrow's value: thin or partial-volumed cortex, the basivertebral
             foramen, osteoporosis. The label is unchanged.
+        coarse_prob: chance that a case is acquired coarse in-plane as well (both in-plane axes at one
+            pixel size from ``coarse_mm``, the slice axis at least as coarse): low-dose and thumbnail CT
+            at 2-3.5 mm, coarser than the network's own grid, which ``in_plane_mm`` alone never reaches.
+        coarse_mm: range of that pixel size (mm).
+        low_cord_contrast_prob: chance (MR and random families) that the cord's signal is drawn close to
+            the CSF's (a quarter of their drawn difference at most): T2* and thick slices where the cord
+            is nearly as bright as the CSF round it, so that the canal's shape, not the cord's contrast,
+            says where the cord is.
     """
 
     families: dict[str, float] = field(default_factory=lambda: {
@@ -52,6 +60,9 @@ class AppearanceSettings:
     marrow_var_max: float = 0.0
     marrow_var_mm: tuple[float, float] = (15.0, 45.0)
     cortex_gap_prob: float = 0.0
+    coarse_prob: float = 0.0
+    coarse_mm: tuple[float, float] = (1.5, 3.5)
+    low_cord_contrast_prob: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
@@ -59,9 +70,11 @@ class AppearanceSettings:
             raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
         if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
             raise ValueError("family probabilities must be >= 0 and not all 0")
-        for name in ("in_plane_mm", "slice_mm", "clutter_mm", "marrow_var_mm"):
+        for name in ("in_plane_mm", "slice_mm", "clutter_mm", "marrow_var_mm", "coarse_mm"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")
         if self.marrow_var_max < 0 or not 0 <= self.cortex_gap_prob <= 1:
             raise ValueError("marrow_var_max must be >= 0 and cortex_gap_prob in [0, 1]")
+        if not (0 <= self.coarse_prob <= 1 and 0 <= self.low_cord_contrast_prob <= 1):
+            raise ValueError("coarse_prob and low_cord_contrast_prob are probabilities in [0, 1]")
