@@ -2,12 +2,14 @@
 """Render held-out tissue maps with each appearance family: a test set for `spinelesion evaluate --by`.
 
     python scripts/make_synth_testset.py --data runs/tissue_ct --out runs/synth_test [--families ct t1 t2 stir t2star random]
+        [--slice-mm LO HI] [--no-renderer]
 
 For each 'validation' case of a tissue dataset (`spinelesion synth --context`; never trained on), writes
 OUT/images/<case>__<family>.nii.gz (synthesised at the tissue map's own grid), OUT/labels/<same name>
 (the case's labels), OUT/truth/<same name>.json, and OUT/groups.csv (case,group = family) for --by. The
 rendered image of the classic phantom renderer (an appearance no family draws) is added as family
-"renderer". Seeded: the same call writes the same files.
+"renderer" (unless --no-renderer). --slice-mm gives every image a thick-slice axis drawn from that range (slice
+thickness as a held-out condition); by default the synthesis' own ranges. Seeded: the same call writes the same files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--families", nargs="+", default=["ct", "t1", "t2", "stir", "t2star", "random"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slice-mm", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="every image has a thick-slice axis of LO-HI mm (default: the synthesis' ranges)")
+    parser.add_argument("--no-renderer", action="store_true", help="leave out the classic renderer's image")
     args = parser.parse_args(argv)
     import nibabel as nib
     import numpy as np
@@ -37,6 +42,7 @@ def main(argv=None) -> int:
 
     for sub in ("images", "labels", "truth"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
+    ranges = {} if args.slice_mm is None else {"slice_mm": tuple(args.slice_mm), "slice_prob": 1.0}
     rows = []
     for root in args.data:
         datalist = json.loads((root / "dataset.json").read_text())
@@ -46,10 +52,10 @@ def main(argv=None) -> int:
             tissue = torch.as_tensor(np.asarray(tissue_img.dataobj).astype(np.int64))[None]
             like = load_scan(root / entry["image"])
             labels = np.asarray(nib.load(root / entry["label"]).dataobj)
-            outputs = {"renderer": like.array}
+            outputs = {} if args.no_renderer else {"renderer": like.array}
             for j, family in enumerate(args.families):
                 gen = torch.Generator().manual_seed(args.seed * 1000 + k * 10 + j)
-                appearance = draw_appearance(gen, settings=AppearanceSettings(families={family: 1.0}))
+                appearance = draw_appearance(gen, settings=AppearanceSettings(families={family: 1.0}, **ranges))
                 image = render(tissue, appearance=appearance, spacing_mm=like.spacing_mm)[0].numpy()
                 outputs[family] = image * 1000.0          # a 0..1000 "MR-like" range; CT-like values are not HU
             for family, array in outputs.items():
