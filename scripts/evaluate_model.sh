@@ -9,9 +9,11 @@
 # 3. phantoms of the classic renderer (CT seed 9000 x 6, T2 seed 9200 x 4, made once in WORK_DIR/ph)
 #    -> WORK_DIR/ph_eval/ (`spinelesion evaluate --by modality`, measurements against truth);
 # 4. with --families: the held-out family test set runs/synth_test (scripts/make_synth_testset.py)
-#    -> WORK_DIR/st_eval/ (`--by runs/synth_test/groups.csv`).
+#    -> WORK_DIR/st_eval/ (`--by runs/synth_test/groups.csv`);
+# 5. with --holdout: the held-out appearance sets runs/holdout_thin and runs/holdout_thick (make_synth_testset.py
+#    --slice-mm 1 4 / 5 7 --no-renderer --seed 1; configs/synth_holdout.yaml) -> WORK_DIR/ho_{thin,thick}_eval/.
 set -euo pipefail
-CK=${1:?usage: evaluate_model.sh CHECKPOINT WORK_DIR [--families]}; W=${2:?}; FAMILIES=${3:-}
+CK=${1:?usage: evaluate_model.sh CHECKPOINT WORK_DIR [--families|--holdout]}; W=${2:?}; FAMILIES=${3:-}
 mkdir -p "$W"
 M="$W/model.safetensors"
 python3 scripts/calibrate_lesions.py --model "$CK" --data runs/tissue_ct --data runs/tissue_mr --data runs/tissue_t1 \
@@ -35,5 +37,13 @@ if [ "$FAMILIES" = "--families" ]; then
     > "$W/st_infer.log" 2>&1 || true
   spinelesion evaluate --pred "$W/st_pred" --ref runs/synth_test/labels --by runs/synth_test/groups.csv \
     --out "$W/st_eval" > "$W/st_eval.log" 2>&1
+fi
+if [ "$FAMILIES" = "--holdout" ]; then
+  for set in thin thick; do
+    rm -rf "$W/ho_${set}_pred"; spinelesion infer "runs/holdout_$set/images" --out "$W/ho_${set}_pred" --model "$M" \
+      --no-overlays --quiet > "$W/ho_${set}_infer.log" 2>&1 || true
+    spinelesion evaluate --pred "$W/ho_${set}_pred" --ref "runs/holdout_$set/labels" --by "runs/holdout_$set/groups.csv" \
+      --out "$W/ho_${set}_eval" > "$W/ho_${set}_eval.log" 2>&1
+  done
 fi
 echo "done: $W"

@@ -59,6 +59,37 @@ def grouped(path: Path, title: str) -> None:
     print()
 
 
+def holdout(work: Path, *, unseen_family: str = "stir") -> None:
+    """The held-out appearance criterion: per class, Dice of the unseen family (thin slices) and of the unseen
+    thickness (seen families, 5-7 mm) against the seen families at 1-4 mm; a loss over 0.05 fails."""
+    thin = json.loads((work / "ho_thin_eval" / "summary.json").read_text())["groups"]
+    thick = json.loads((work / "ho_thick_eval" / "summary.json").read_text())["groups"]
+    seen = [g for name, g in thin.items() if name != unseen_family]
+
+    def dice(g: dict, cls: str) -> float | None:
+        return ((g["segmentation"].get(cls) or {}).get("dice") or {}).get("value")
+
+    def mean(groups: list, cls: str) -> float | None:
+        values = [v for v in (dice(g, cls) for g in groups) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    rows = {"seen families, 1-4 mm": lambda c: mean(seen, c),
+            f"{unseen_family} (unseen), 1-4 mm": lambda c: dice(thin[unseen_family], c),
+            "seen families, 5-7 mm (unseen)": lambda c: mean([g for n, g in thick.items() if n != unseen_family], c),
+            f"{unseen_family}, 5-7 mm (both unseen)": lambda c: dice(thick[unseen_family], c)}
+    print("Held-out appearance (Dice, mean over families):\n\n| images | " + " | ".join(CLASSES) + " |")
+    print("|---" * (len(CLASSES) + 1) + "|")
+    base = {c: rows["seen families, 1-4 mm"](c) for c in CLASSES}
+    for name, fn in rows.items():
+        cells = []
+        for c in CLASSES:
+            v = fn(c)
+            gap = "" if v is None or base[c] is None or name.startswith("seen families, 1-4") else f" ({v - base[c]:+.2f})"
+            cells.append("-" if v is None else f"{v:.2f}{gap}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+
+
 def main(work: Path) -> None:
     real_dir = work / "real" if (work / "real" / "flags.txt").exists() else work
     if (real_dir / "flags.txt").exists():
@@ -67,6 +98,8 @@ def main(work: Path) -> None:
         grouped(work / "ph_eval" / "summary.json", "Phantoms of the classic renderer:")
     if (work / "st_eval" / "summary.json").exists():
         grouped(work / "st_eval" / "summary.json", "Held-out family test set:")
+    if (work / "ho_thick_eval" / "summary.json").exists():
+        holdout(work)
 
 
 if __name__ == "__main__":
