@@ -4,7 +4,7 @@
 #   bash scripts/gpu_check.sh            # GPU tests, bench_infer end to end (+ 512x512x600 CTs), bench_batch, bench_network
 #   TRAIN=1 bash scripts/gpu_check.sh    # also retrain both phantom models (needs runs/gpu_data, see below)
 #   TRAIN_SYNTH=1 bash scripts/gpu_check.sh   # train the default (synthesis) model, configs/synth_spine.yaml
-#   TRAIN_SYNTH=1 SYNTH_CONFIG=configs/synth_spine_stage4.yaml SYNTH_RUN=runs/train_synth_stage4 bash scripts/gpu_check.sh
+#   TRAIN_SYNTH=1 SYNTH_CONFIG=configs/synth_spine_stage9.yaml SYNTH_RUN=runs/train_synth_stage9 bash scripts/gpu_check.sh
 #                                             # another stage (carry the tissue maps and init_from checkpoint it names)
 #
 # The GPU machine has torch, numpy, scipy and matplotlib but not monai, nibabel or cc3d: carry
