@@ -43,7 +43,9 @@ for m in sorted(Path(sys.argv[1]).rglob("measurements.json")):
     r = json.loads(m.read_text())
     big = [l for l in r.get("lesions", []) if (l.get("volume_ml") or 0) >= 0.065]
     cord = r.get("cord") or {}
+    graded = sum((v.get("genant_grade") or 0) >= 1 for v in r.get("vertebrae", []))
     print(f"{m.parent.relative_to(sys.argv[1])}: lesions {len(r.get('lesions', []))} (>= 5 mm: {len(big)}), "
-          f"compression {cord.get('compression_flag')}, Bilsky {cord.get('bilsky_grade')}, MSCC {cord.get('mscc_pct')}")
+          f"compression {cord.get('compression_flag')}, Bilsky {cord.get('bilsky_grade')}, MSCC {cord.get('mscc_pct')}, "
+          f"Genant >= 1: {graded}")
 PY
 cat "$WORK/flags.txt"

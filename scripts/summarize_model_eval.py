@@ -32,12 +32,15 @@ def real(work: Path) -> None:
     print(f"| mean of {len(dice)} | {sum(dice) / len(dice):.2f} |\n")
     print(f"example CT: vertebra Dice {_dice(work, 'eval_ct_vertebra', 'vertebra')}, body "
           f"{_dice(work, 'eval_ct_body_disc', 'vertebral_body')}, disc {_dice(work, 'eval_ct_body_disc', 'disc')}\n")
-    big, flagged, lines = 0, 0, (work / "flags.txt").read_text().splitlines()
+    big, flagged, graded, lines = 0, 0, 0, (work / "flags.txt").read_text().splitlines()
     for line in lines:
         m = re.search(r">= 5 mm: (\d+)\), compression (\w+)", line)
         big += int(m.group(1))
         flagged += m.group(2) == "True"
-    print(f"healthy scans: {big} lesions of 5 mm or more on {len(lines)} scans, compression flagged on {flagged}\n")
+        g = re.search(r"Genant >= 1: (\d+)", line)   # flags.txt of session 9 on
+        graded += int(g.group(1)) if g else 0
+    print(f"healthy scans: {big} lesions of 5 mm or more on {len(lines)} scans, compression flagged on {flagged}, "
+          f"{graded} vertebrae given a Genant grade (a false fracture)\n")
 
 
 def _cell(summary: dict, cls: str) -> str:
