@@ -63,9 +63,11 @@ def test_review_refuses_a_folder_without_a_report(tmp_path, capsys):
 
 def test_review_command_prints_its_url_and_stops_on_ctrl_c(viewer_run):
     run_dir, _ = viewer_run
+    # started with SIGINT ignored, as a shell starts a background job: Ctrl-C / kill -INT must still stop it
     process = subprocess.Popen([sys.executable, "-m", "spinelesion", "review", str(run_dir), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+                               env={**os.environ, "PYTHONPATH": str(REPO)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/report\.html", line)
@@ -73,7 +75,7 @@ def test_review_command_prints_its_url_and_stops_on_ctrl_c(viewer_run):
         assert _request(url[0].rsplit("/", 1)[0] + "/", "/report.html")[0] == 200
     finally:
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)   # a safety net, not a timing: a starved CPU is slow to exit
+        out, err = process.communicate(timeout=60)   # a safety net, not a timing
     assert process.returncode == 0 and "stopped" in out and "Traceback" not in err, (out, err)
 
 

@@ -170,13 +170,15 @@ def serve(*, run_dir: str | os.PathLike, port: int = DEFAULT_PORT,
     import signal
 
     server = make_server(run_dir=run_dir, port=port)
-    previous = signal.getsignal(signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
 
     def stop(signum, frame):  # SIGTERM stops it as Ctrl-C does
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGTERM, stop)
+    try:  # SIGINT too: a process started in the background by a shell inherits SIGINT ignored
+        for s in signals:
+            signal.signal(s, stop)
     except ValueError:  # not the main thread (tests): Ctrl-C only
         previous = None
     announce(f"serving {check_run_folder(run_dir)} read-only at {server.url} (Ctrl-C stops)")
@@ -187,5 +189,6 @@ def serve(*, run_dir: str | os.PathLike, port: int = DEFAULT_PORT,
     finally:
         server.server_close()
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     announce("review server stopped")
