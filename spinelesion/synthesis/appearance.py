@@ -147,7 +147,8 @@ def draw_appearance(generator: torch.Generator, *, settings: AppearanceSettings)
     if (settings.low_cord_contrast_prob > 0 and float(rand()) < settings.low_cord_contrast_prob
             and family != "ct"):
         cord, csf = TISSUES.index("cord"), TISSUES.index("csf")
-        means[cord] = means[csf] + uniform(0.0, 0.25) * (means[cord] - means[csf])
+        drawn = appearance["means"]
+        drawn[cord] = drawn[csf] + uniform(0.0, 0.25) * (drawn[cord] - drawn[csf])
     return appearance
 
 
