@@ -11,7 +11,9 @@
 # 4. with --families: the held-out family test set runs/synth_test (scripts/make_synth_testset.py)
 #    -> WORK_DIR/st_eval/ (`--by runs/synth_test/groups.csv`);
 # 5. with --holdout: the held-out appearance sets runs/holdout_thin and runs/holdout_thick (make_synth_testset.py
-#    --slice-mm 1 4 / 5 7 --no-renderer --seed 1; configs/synth_holdout.yaml) -> WORK_DIR/ho_{thin,thick}_eval/.
+#    --slice-mm 1 4 / 5 7 --no-renderer --seed 1; configs/synth_holdout.yaml) -> WORK_DIR/ho_{thin,thick}_eval/,
+#    and runs/holdout_slab when it exists (--slice-mm 1 4 --slab-mm 20 40 --families ct t1 t2 t2star random
+#    --no-renderer --seed 1: a field of view never trained on) -> WORK_DIR/ho_slab_eval/.
 set -euo pipefail
 CK=${1:?usage: evaluate_model.sh CHECKPOINT WORK_DIR [--families|--holdout]}; W=${2:?}; FAMILIES=${3:-}
 mkdir -p "$W"
@@ -39,7 +41,8 @@ if [ "$FAMILIES" = "--families" ]; then
     --out "$W/st_eval" > "$W/st_eval.log" 2>&1
 fi
 if [ "$FAMILIES" = "--holdout" ]; then
-  for set in thin thick; do
+  for set in thin thick slab; do
+    [ -d "runs/holdout_$set" ] || continue
     rm -rf "$W/ho_${set}_pred"; spinelesion infer "runs/holdout_$set/images" --out "$W/ho_${set}_pred" --model "$M" \
       --no-overlays --quiet > "$W/ho_${set}_infer.log" 2>&1 || true
     spinelesion evaluate --pred "$W/ho_${set}_pred" --ref "runs/holdout_$set/labels" --by "runs/holdout_$set/groups.csv" \
