@@ -89,19 +89,16 @@ def _slab(labels, *, affine, spacing_mm, slab_mm, rng):
     across the longest physical axis of (X, Y, Z) ``labels``, centred on a random vertebral-body voxel."""
     import numpy as np
 
+    from spinelesion.measure.geometry import cropped_affine
+
     spacing = np.asarray(spacing_mm, float)
     axis = int(np.argmax(np.asarray(labels.shape) * spacing))
     body = np.argwhere(labels == 1)
     centre = int(body[rng.integers(len(body)), axis]) if len(body) else labels.shape[axis] // 2
     half = max(1, int(round(rng.uniform(*slab_mm) / spacing[axis] / 2)))
-    lo, hi = max(0, centre - half), min(labels.shape[axis], centre + half)
-    box = [slice(None)] * 3
-    box[axis] = slice(lo, hi)
-    start = np.zeros(3)
-    start[axis] = lo
-    moved = np.array(affine, float)
-    moved[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
-    return tuple(box), moved
+    box = [slice(0, n) for n in labels.shape]
+    box[axis] = slice(max(0, centre - half), min(labels.shape[axis], centre + half))
+    return tuple(box), cropped_affine(np.asarray(affine, float), tuple(box))
 
 
 if __name__ == "__main__":
