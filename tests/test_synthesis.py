@@ -133,7 +133,7 @@ def test_training_on_tissue_maps_gives_one_model_for_ct_and_mr(tmp_path):
            "data": {"sources": [{"adapter": "tissue", "root": str(tmp_path / "tissue")}]},
            "preprocessing": {"modality": "any", "spacing_mm": [3.0, 3.0, 3.0],
                              "intensity": {"kind": "percentile", "lower": 0.5, "upper": 99.5}},
-           "patch_size": [16, 16, 16], "synthesis": {"enabled": True},
+           "patch_size": [16, 16, 16], "synthesis": {"enabled": True, "slab_prob": 0.5},
            "network": {"name": "unet", "params": {"channels": [4, 8, 16], "strides": [2, 2]}},
            "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 1, "tensorboard": False}}
     config = tmp_path / "synth.yaml"
@@ -158,6 +158,8 @@ def test_config_ties_tissue_sources_to_synthesis(tmp_path):
         load_config(CONFIG, overrides=["data.sources=[{adapter: msd, root: x}]"])
     with pytest.raises(ConfigError, match="families"):
         load_config(CONFIG, overrides=["synthesis.families={pet: 1.0}"])
+    with pytest.raises(ConfigError, match="slab_prob"):
+        load_config(CONFIG, overrides=["synthesis.slab_prob=1.5"])
     assert load_config(CONFIG).synthesis.enabled
 
 

@@ -184,7 +184,7 @@ def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tenso
                      slice_axis=appearance["slice_axis"], thick=appearance["thick"])
     if appearance["bias"] > 0:
         image = image * torch.exp(appearance["bias"] * _smooth_field(shape, cells=3, generator=gen, device=device))
-    image = _normalise(image)
+    image = normalise(image)
     image = image.clamp(0, 1) ** appearance["gamma"]
     if appearance["noise"] > 0:
         noise = torch.randn(tuple(shape), generator=gen, device=device) * appearance["noise"]
@@ -199,7 +199,7 @@ def render(tissue: torch.Tensor, *, appearance: dict, spacing_mm) -> torch.Tenso
     if appearance["clip"] < 1.0:
         top = torch.quantile(_sample(image), appearance["clip"])
         image = torch.minimum(image, top)
-    return _normalise(image)[None].float()
+    return normalise(image)[None].float()
 
 
 def synthesize(tissue: torch.Tensor, *, generator: torch.Generator, spacing_mm,
@@ -312,7 +312,7 @@ def _sample(image: torch.Tensor, n: int = 200_000) -> torch.Tensor:
     return flat[::step].float()
 
 
-def _normalise(image: torch.Tensor, lower: float = 0.005, upper: float = 0.995) -> torch.Tensor:
+def normalise(image: torch.Tensor, lower: float = 0.005, upper: float = 0.995) -> torch.Tensor:
     """Map the ``lower``/``upper`` quantiles to 0/1 and clip (the ``percentile`` preprocessing)."""
     q = torch.quantile(_sample(image), torch.tensor([lower, upper], device=image.device))
     lo, hi = float(q[0]), float(q[1])

@@ -42,6 +42,11 @@ class AppearanceSettings:
             the CSF's (a quarter of their drawn difference at most): T2* and thick slices where the cord
             is nearly as bright as the CSF round it, so that the canal's shape, not the cord's contrast,
             says where the cord is.
+        slab_prob: chance that a patch is seen as a slab of a few slices (a partial field of view: an
+            axial T2* slab, a few thick sagittal slices), cut along a random axis, normalised on its own
+            and padded by repeating its edge slices, as inference pads a scan thinner than the patch
+            (:func:`spinelesion.synthesis.fov.to_slab`).
+        slab_mm: range of that slab's thickness (mm).
     """
 
     families: dict[str, float] = field(default_factory=lambda: {
@@ -63,6 +68,8 @@ class AppearanceSettings:
     coarse_prob: float = 0.0
     coarse_mm: tuple[float, float] = (1.5, 3.5)
     low_cord_contrast_prob: float = 0.0
+    slab_prob: float = 0.0
+    slab_mm: tuple[float, float] = (15.0, 60.0)
 
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
@@ -70,11 +77,11 @@ class AppearanceSettings:
             raise ValueError(f"appearance families must be among {FAMILIES}, got {sorted(self.families)}")
         if any(p < 0 for p in self.families.values()) or sum(self.families.values()) <= 0:
             raise ValueError("family probabilities must be >= 0 and not all 0")
-        for name in ("in_plane_mm", "slice_mm", "clutter_mm", "marrow_var_mm", "coarse_mm"):
+        for name in ("in_plane_mm", "slice_mm", "clutter_mm", "marrow_var_mm", "coarse_mm", "slab_mm"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} needs 0 < low <= high, got {lo}, {hi}")
         if self.marrow_var_max < 0 or not 0 <= self.cortex_gap_prob <= 1:
             raise ValueError("marrow_var_max must be >= 0 and cortex_gap_prob in [0, 1]")
-        if not (0 <= self.coarse_prob <= 1 and 0 <= self.low_cord_contrast_prob <= 1):
-            raise ValueError("coarse_prob and low_cord_contrast_prob are probabilities in [0, 1]")
+        if not all(0 <= p <= 1 for p in (self.coarse_prob, self.low_cord_contrast_prob, self.slab_prob)):
+            raise ValueError("coarse_prob, low_cord_contrast_prob and slab_prob are probabilities in [0, 1]")

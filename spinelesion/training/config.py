@@ -164,7 +164,7 @@ class SynthesisConfig(AppearanceSettings):
         except ValueError as err:
             raise _Invalid("families", str(err)) from None
         for name in ("slice_prob", "ghost_prob", "clip_prob", "clutter_prob", "whole_body_lesion_prob", "cortex_gap_prob",
-                     "coarse_prob", "low_cord_contrast_prob"):
+                     "coarse_prob", "low_cord_contrast_prob", "slab_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise _Invalid(name, f"is a probability in [0, 1], got {getattr(self, name)}")
 

@@ -52,11 +52,14 @@ def make_step(config: Config, *, model, network, loss_fn, optimizer, scheduler, 
         label = batch["label"].to(device, non_blocking=True)
         if synth is not None:   # tissue maps -> a new image per patch, on the training device
             from spinelesion.synthesis.appearance import synthesize
+            from spinelesion.synthesis.fov import to_slab
 
             # seeded by the step count, which --resume restores: a resumed run draws what an unbroken one would
             synth_gen.manual_seed((config.seed * 1_000_003 + scheduler.last_epoch) * 64 + rank)
             image = synthesize(image.round().long(), generator=synth_gen, settings=synth,
                                spacing_mm=config.preprocessing.spacing_mm)
+            image, label = to_slab(image, label, generator=synth_gen, settings=synth,
+                                   spacing_mm=config.preprocessing.spacing_mm)
         annotated = batch["annotated"].to(device) if mask else None
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = model(image)
