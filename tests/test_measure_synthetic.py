@@ -328,6 +328,19 @@ def test_neighbour_comparison_by_named_level():
     assert all(o["loss_pct"] == 0 for o in out)
 
 
+def test_a_neighbours_single_height_a_slice_off_gives_no_false_crush():
+    """An intact end vertebra (heights right) beside a neighbour whose posterior height reads one
+    2 mm slice too tall: the neighbours are read as the body is (an undeformed body's mean of three
+    heights), so the extrapolation gives no false crush (the single posterior heights gave 16 %)."""
+    from spinelesion.measure import height_loss as B
+
+    heights = [(12.6, 12.6, 12.6), (12.6, 12.6, 14.6), (14.6, 14.6, 12.6), (14.6, 14.6, 16.6), (14.6, 14.6, 14.6)]
+    out = B.genant_readings(heights, [True] * 5, [0.0, 1.0, 2.0, 3.0, 4.0], [2.0] * 5)
+    assert [o["deformity"] for o in out] == ["none"] * 5
+    assert all(o["loss_pct"] == 0 for o in out)
+    assert out[4]["neighbour_posterior_mm"] < 16.5
+
+
 def test_lesion_voxels_under_the_minimum_size_give_no_bilsky_grade():
     """Bilsky grades a reported lesion; a speck under min_lesion_mm3 is neither a lesion nor 'Bilsky 0'."""
     from spinelesion.data.phantoms import make_phantom
