@@ -93,7 +93,7 @@ def holdout(work: Path, *, unseen_family: str = "stir") -> None:
         cells = []
         for c in CLASSES:
             v = fn(c)
-            gap = "" if v is None or base[c] is None or name.startswith("seen families, 1-4") else f" ({v - base[c]:+.2f})"
+            gap = "" if v is None or base[c] is None or name == "seen families, 1-4 mm" else f" ({v - base[c]:+.2f})"
             cells.append("-" if v is None else f"{v:.2f}{gap}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
