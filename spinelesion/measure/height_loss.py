@@ -212,9 +212,10 @@ def genant_readings(heights: list[tuple[float, float, float] | None], normal: li
     pos = np.asarray(positions, float)
     refs = np.array([i for i, h in enumerate(heights) if h is not None and normal[i]], int)
     deformed_all = deformed_shapes(heights, steps_mm)
-    # each reference's posterior height measured as the body's own is: an undeformed body's three
-    # heights measure one height (their mean, a third of the noise), a deformed body's posterior wall
-    post = np.array([heights[j][2] if deformed_all[j] else float(np.mean(heights[j])) for j in refs], float)
+    # each body's posterior height, its own and as a neighbour's: an undeformed body's three heights
+    # measure one height (their mean, a third of the noise); a deformed body's posterior wall is its own
+    walls = [None if h is None else h[2] if d else float(np.mean(h)) for h, d in zip(heights, deformed_all)]
+    post = np.array([walls[j] for j in refs], float)
     out: list[dict | None] = []
     for i, h in enumerate(heights):
         if h is None:
@@ -226,10 +227,7 @@ def genant_readings(heights: list[tuple[float, float, float] | None], normal: li
         adjacent = [np.any(np.isclose(pos[others], pos[i] + s)) for s in (-1.0, 1.0)] if others.size else [False, False]
         confidence = "high" if all(adjacent) else "moderate" if any(adjacent) else "low"
         resolution = 100.0 * steps_mm[i] / max(hp, 1e-6)
-        deformed = deformed_all[i]
-        # an undeformed body's three heights measure one height: their mean is its posterior height
-        # with a third of the noise; a deformed body's posterior wall is its own
-        wall = hp if deformed else float(np.mean(h))
+        deformed, wall = deformed_all[i], walls[i]
         crush = None if e_post is None else 100.0 * (1.0 - wall / e_post)
         crushed = crush is not None and crush >= CRUSH_MIN_PCT + CRUSH_MARGIN_PCT[confidence]
         # a deformed body: its posterior wall may have lost height too (a wedge's often does), so
