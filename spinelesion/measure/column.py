@@ -37,7 +37,8 @@ class Vertebra:
 class LevelNaming:
     """How a record's levels were named: ``method`` one of "label_map" (the map's own level
     labels), "lowest_level" (given by the user), "sacrum" (counted up from S1), "axis" (counted
-    down from C2), "none"; ``detail``: the sentence saying why."""
+    down from C2), "ribs" (counted from T12 or T1, where a CT's ribs stop or start), "none"; ``detail``:
+    the sentence saying why."""
 
     method: str
     detail: str

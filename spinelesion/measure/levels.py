@@ -29,9 +29,16 @@ vertebrae beyond the gap stay unnamed (a note says so).
 
 With both ends in view the counts must agree (C2 to S1 is 24 vertebrae); they disagree with a
 transitional lumbosacral vertebra, 11 or 13 thoracic vertebrae, or a level the model missed or
-merged: levels are then named from C2 (as whole-spine MRI is read) and a note says so. Ribs,
-which would check the thoracic count, are not in the label schema. Where neither end is in view,
-levels stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
+merged: levels are then named from C2 (as whole-spine MRI is read) and a note says so.
+
+Ribs (on CT, found in the image by :mod:`.ribs`; they are not in the label schema) check the count,
+and name the levels where neither end does: the thoracolumbar junction is where the ribs stop, so
+the lowest rib-bearing vertebra with rib-free ones under it is T12, and the highest with rib-free
+ones over it is T1. Each junction must be seen over ``RIB_PATTERN_MIN`` vertebrae (T11, T12, L1 or
+T12, L1, L2; for T1 two of them with ribs: T2, T1, C7) with no gap, and be the only one of its kind; 11 or 13 pairs of ribs
+(a few per cent of people) shift every name by one, which the note says. Where names from S1 or C2
+and from the ribs disagree, the names from S1 or C2 stay and the note says so. Where nothing in
+view fixes the levels, they stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ END_MIN_NEIGHBOUR_FRACTION = 0.8
 
 #: Height over AP depth of a body from which it is C2 with its dens.
 DENS_HEIGHT_DEPTH_RATIO = 1.5
+
+#: A rib junction (rib-bearing vertebrae on one side, rib-free ones on the other, at least one of
+#: each, no gap between them) names levels where it is seen over at least this many vertebrae ...
+RIB_PATTERN_MIN = 3
+#: ... and, for T1, over at least this many rib-bearing ones: the ilium beside S1 can pass for a
+#: rib, and S1 under rib-free lumbar vertebrae would otherwise pass for T1 under C7 and C6.
+T1_RIBS_MIN = 2
 
 
 def name_from_lowest(vertebrae: list[Vertebra], lowest_level: str) -> LevelNaming:
@@ -93,8 +107,7 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
     s1 = ends[-1] and "lowest" not in fragments
     c2 = ends[1] and "highest" not in fragments and _tall(vertebrae[-1], grid)
     s1_rank, c2_rank = LEVEL_ORDER.index("S1"), LEVEL_ORDER.index("C2")
-    spacing = np.diff(s_vert)
-    gap = spacing > GAP_SPACING_FACTOR * float(np.median(spacing))  # gap[i]: between vertebrae i and i + 1
+    gap = _gaps(vertebrae, axis)
     if c2:
         first = int(np.flatnonzero(gap)[-1]) + 1 if gap.any() else 0  # lowest vertebra counted from C2
         _count_up(vertebrae, c2_rank - (len(vertebrae) - 1), first=first)
@@ -118,6 +131,90 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
                                    "smaller than its neighbour (a fragment, or an end vertebra only partly labelled); "
                                    "give --lowest-level to name them")
     return LevelNaming("none", "levels not named: neither S1 nor C2 is in view (give --lowest-level to name them)")
+
+
+def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool] | None, *,
+              axis: np.ndarray) -> LevelNaming:
+    """Check the names from S1 or C2 against the ribs, or name the levels from the ribs where
+    nothing else did (module docstring). ``bearing``: whether each vertebra (inferior -> superior)
+    bears a rib, from :func:`.ribs.rib_bearing`; None where the ribs were not looked at."""
+    if bearing is None or naming.method not in ("sacrum", "axis", "none"):
+        return naming
+    gap = _gaps(vertebrae, axis)
+    anchors = _rib_anchors(bearing, gap)
+    if not anchors:
+        return naming
+    if len(anchors) == 2:
+        (i12, _), (i1, _) = sorted(anchors.items())
+        if i1 - i12 != LEVEL_ORDER.index("T1") - LEVEL_ORDER.index("T12") or gap[i12:i1].any():
+            detail = (f"the ribs (CT) give T12 at v{i12} and T1 at v{i1}, not 12 vertebrae apart "
+                      "(11 or 13 pairs of ribs, or a level missed or merged)")
+            if naming.method == "none":
+                return LevelNaming("none", f"levels not named: {detail}")
+            return LevelNaming(naming.method, f"{naming.detail}; {detail}: check the levels")
+    index, level = min(anchors.items())  # T12 (the lower one) where both are in view and agree
+    if naming.method != "none":
+        named = vertebrae[index].level
+        if named == level:
+            return LevelNaming(naming.method, f"{naming.detail}; the ribs (CT, on {_listed(vertebrae, bearing)}) "
+                                              f"agree: {level} is where they {'stop' if level == 'T12' else 'start'}")
+        return LevelNaming(naming.method, f"{naming.detail}; the ribs (CT) disagree: the vertebra they make {level} "
+                                          f"is named {named or 'nothing'} (11 or 13 pairs of ribs, a transitional "
+                                          "vertebra, or a level missed or merged): check the levels")
+    first = int(np.flatnonzero(gap[:index])[-1]) + 1 if gap[:index].any() else 0
+    last = index + int(np.flatnonzero(gap[index:])[0]) if gap[index:].any() else len(vertebrae) - 1
+    _count_up(vertebrae, LEVEL_ORDER.index(level) - index, first=first, last=last)
+    if level == "T12":
+        where, variant = "the lowest vertebra with ribs, rib-free ones below", "11 or 13 pairs of ribs"
+    else:
+        where, variant = "the highest vertebra with ribs, rib-free ones above", "a cervical rib on C7"
+    detail = f"levels counted from {level}, {where} (ribs found on the CT; {variant} would shift every name by one)"
+    if first or last < len(vertebrae) - 1:
+        detail += "; vertebrae beyond a gap (a vertebra missing) are unnamed"
+    return LevelNaming("ribs", f"{detail}; ribs on {_listed(vertebrae, bearing)}")
+
+
+def _listed(vertebrae: list[Vertebra], bearing: list[bool]) -> str:
+    """The rib-bearing vertebrae by name (v<index> where unnamed), for the record's sentence."""
+    return ", ".join(v.level or f"v{v.index}" for v, b in zip(vertebrae, bearing) if b)
+
+
+def _rib_anchors(bearing: list[bool], gap: np.ndarray) -> dict[int, str]:
+    """{vertebra index: "T12" or "T1"} where the ribs stop (T12) or start (T1), each only if its
+    junction is the only one of its kind and is seen over ``RIB_PATTERN_MIN`` vertebrae without a gap."""
+    found: dict[str, list[int]] = {"T12": [], "T1": []}
+    n = len(bearing)
+    for i in range(n):
+        if not bearing[i]:
+            continue
+        for level, step in (("T12", -1), ("T1", 1)):  # the rib-free side: below T12, above T1
+            free = _run(bearing, gap, i + step, step, False)
+            ribs = _run(bearing, gap, i, -step, True)
+            if free >= 1 and ribs >= (T1_RIBS_MIN if level == "T1" else 1) and free + ribs >= RIB_PATTERN_MIN:
+                found[level].append(i)
+    return {ids[0]: level for level, ids in found.items() if len(ids) == 1}
+
+
+def _run(bearing: list[bool], gap: np.ndarray, start: int, step: int, value: bool) -> int:
+    """How many vertebrae from ``start`` on, stepping by ``step``, have ``bearing == value`` with no gap
+    between them (and between the first and the one before it)."""
+    count, i = 0, start
+    while 0 <= i < len(bearing) and bearing[i] == value:
+        prev = i - step
+        if 0 <= prev < len(bearing) and gap[min(prev, i)]:
+            break
+        count += 1
+        i += step
+    return count
+
+
+def _gaps(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
+    """(N - 1,) bool: gap[i] where vertebrae i and i + 1 lie over ``GAP_SPACING_FACTOR`` times the
+    column's median spacing apart (a vertebra missing between them)."""
+    spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
+    if spacing.size == 0:
+        return np.zeros(0, bool)
+    return spacing > GAP_SPACING_FACTOR * float(np.median(spacing))
 
 
 def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None) -> None:

@@ -15,6 +15,8 @@ from spinelesion.measure import findings as F
 from spinelesion.measure import height_loss as HL
 from spinelesion.measure import heights as HT
 from spinelesion.measure import geometry as G
+from spinelesion.measure import levels as LV
+from spinelesion.measure import ribs
 from spinelesion.measure.cord import NULL_CORD, measure_cord
 from spinelesion.measure.label_maps import apply_label_map, load_label_map
 from spinelesion.measure.lesions import find_lesions
@@ -86,6 +88,10 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
                             border_touch=border, lowest_level=lowest_level, settings=settings, scan_box=scan_box,
                             auto_levels=settings.auto_levels)
+    if image is not None and modality == "CT" and settings.auto_levels and column.naming is not None:
+        bearing = ribs.rib_bearing(column.vertebrae, image=np.asarray(image), affine=affine, box=box,
+                                   grid=G.Grid(classes.shape, aff))
+        column.naming = LV.with_ribs(column.vertebrae, column.naming, bearing, axis=column.axis)
     lesions, epidural = find_lesions(classes=classes, affine=aff, vertebrae=column.vertebrae, settings=settings,
                                      lesion_probability=lesion_probability,
                                      lesion_probability_sd=lesion_probability_sd)

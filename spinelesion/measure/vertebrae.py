@@ -178,6 +178,12 @@ def _column_axis(labelled: np.ndarray, values: np.ndarray, grid: G.Grid) -> np.n
     return G.SUPERIOR.copy()
 
 
+#: A disc component's own plane is fitted only where it is at least this wide (mm, the standard
+#: deviation of its points along its narrower in-plane axis; a cervical disc about 15 mm across has
+#: about 4): a narrower piece, fitted, can tilt through the next vertebra and split it in two.
+DISC_PLANE_MIN_SD_MM = 3.0
+
+
 def _disc_planes(classes, flat, affine, axis, settings):
     """Planes through the labelled discs; ``flat``: the disc voxels' ascending flat indices."""
     if flat.size == 0:
@@ -193,7 +199,10 @@ def _disc_planes(classes, flat, affine, axis, settings):
         p = G.world_points(flat[comp_of == k], classes.shape, affine) if n < 40 else None
         if p is None:
             continue
-        normal = G.orient_like(G.smallest_axis(p), axis)
+        variances, vectors = G.principal_axes(p)
+        # a piece narrower than a disc (a few voxels called disc) has no plane to fit: cut across the column
+        fitted = np.sqrt(max(float(variances[1]), 0.0)) >= DISC_PLANE_MIN_SD_MM
+        normal = G.orient_like(vectors[:, 0], axis) if fitted else axis
         planes.append((p.mean(axis=0), normal))
     planes.sort(key=lambda pl: float(pl[0] @ axis))
     return planes, "discs"

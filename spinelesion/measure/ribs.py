@@ -1,0 +1,175 @@
+"""Which vertebrae bear ribs, from a CT's bone around the labelled column.
+
+Radiologists check the count of a spine by its ribs: T1 to T12 carry them, C7 and L1 do not. Ribs
+are not in label schema v1, but on CT they are bone in Hounsfield units, so they are found in the
+image: bone (>= ``BONE_HU``) outside the labelled vertebrae, in connected pieces that
+
+- touch a vertebra's own labelled bone (within ``CONTACT_MM``: the costovertebral and
+  costotransverse joints), and
+- run out from the column: reach at least ``REACH_MM`` from its centre line, at least
+  ``RUN_MM`` farther out than where they touch;
+- are no larger than a rib (``RIB_MAX_ML``: the pelvis and the sacrum below S1 are one piece of
+  hundreds of millilitres, where an adult rib holds 20-40 ml);
+- and do not rise as they run out: a rib falls from its head towards its angle and front end,
+  where the ilium rises from the sacrum (and from the lower lumbar transverse processes it may
+  touch) to the iliac crest, and the skull base rises from the atlas. Out there (beyond
+  ``REACH_MM``, within ``NEAR_MM`` of the contact's height) the piece's mean height along the vertebra
+  is at most ``RISE_MAX_MM`` above the contact's.
+
+A transverse process the labels missed stops short of ``REACH_MM``; a scapula or a sternum does
+not touch a vertebra. The bone is looked at on a grid of about ``GRID_MM`` (block means), so the cost
+does not grow with the scan's resolution. MR has no intensity unit to call bone by: there the
+answer is None (not looked at), as it is without an image.
+"""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from spinelesion.measure import geometry as G
+from spinelesion.measure.column import Vertebra
+
+#: Bone threshold (HU) on the block-mean image: rib marrow and cortex averaged over a 2-3 mm block.
+BONE_HU = 200.0
+#: A CT in HU holds fat (-100) or air (-1000) around the spine: where the 1st percentile of the
+#: looked-at region is above this, the image is not in HU and the ribs are not looked for.
+NOT_HU_ABOVE = -50.0
+#: Spacing (mm) of the grid the bone is looked at on (block means of the scan's voxels).
+GRID_MM = 2.5
+#: How far (mm) beyond the labelled column the image is looked at.
+MARGIN_MM = 90.0
+#: A rib touches its vertebra's labelled bone within this distance (mm), on the coarse grid.
+CONTACT_MM = 5.0
+#: A rib reaches at least this far (mm) from the column's centre line ...
+REACH_MM = 55.0
+#: ... and at least this much (mm) farther out than where it touches the vertebra.
+RUN_MM = 20.0
+#: Largest piece (ml, on the coarse grid) taken for a rib.
+RIB_MAX_ML = 80.0
+#: Out beyond ``REACH_MM``, a rib's bone within this distance (mm, along the column) of the contact's
+#: height ...
+NEAR_MM = 60.0
+#: ... lies on average at most this far (mm) above the contact.
+RISE_MAX_MM = 5.0
+#: A rib touches its vertebra at most this far (mm) in front of the vertebra's centroid (the costal
+#: facets at the back of the body, the transverse processes behind it); vessels lie in front.
+FORWARD_MAX_MM = 0.0
+
+
+def rib_bearing(vertebrae: list[Vertebra], *, image: np.ndarray, affine: np.ndarray, box: tuple[slice, ...],
+                grid: G.Grid) -> list[bool] | None:
+    """Whether each vertebra bears a rib (either side), found on a CT in HU.
+
+    Args:
+        vertebrae: the column (inferior -> superior); their index arrays are flat indices of ``grid``.
+        image: (X, Y, Z) the whole CT in HU (any voxel order).
+        affine: (4, 4) voxel -> RAS+ mm of ``image``.
+        box: the slices of ``image`` that ``grid`` covers (the measurement crop).
+        grid: the cropped grid of the vertebrae's index arrays.
+
+    Returns:
+        One bool per vertebra, or None where fewer than two vertebrae are in view or the image is
+        not in HU.
+    """
+    if len(vertebrae) < 2:
+        return None
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    k = np.maximum(1, np.floor(GRID_MM / spacing + 1e-6)).astype(int)  # block size per axis
+    margin = np.ceil(MARGIN_MM / spacing).astype(int)
+    lo = np.maximum(0, [b.start - m for b, m in zip(box, margin)])
+    hi = np.minimum(image.shape, [b.stop + m for b, m in zip(box, margin)])
+    hi = lo + (hi - lo) // k * k  # whole blocks
+    if np.any(hi - lo < k):
+        return None
+    region = np.asarray(image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
+    shape = tuple((hi - lo) // k)
+    coarse = region.reshape(shape[0], k[0], shape[1], k[1], shape[2], k[2]).mean(axis=(1, 3, 5))
+    if float(np.percentile(coarse, 1)) > NOT_HU_ABOVE:
+        return None
+    coarse_affine = affine.copy()
+    coarse_affine[:3, :3] = affine[:3, :3] * k
+    coarse_affine[:3, 3] = affine[:3, :3] @ (lo + (k - 1) / 2.0) + affine[:3, 3]
+
+    # each vertebra's labelled voxels (body, posterior elements, lesion) on the coarse grid: id = index + 1
+    owner = np.zeros(shape, np.int32)
+    crop_lo = np.array([b.start for b in box])
+    for v in vertebrae:
+        flat = np.concatenate([v.body_idx, v.posterior_idx, v.lesion_idx])
+        if flat.size == 0:
+            continue
+        ijk = (grid.ijk(flat) + crop_lo - lo) // k
+        inside = np.all((ijk >= 0) & (ijk < shape), axis=1)
+        owner[tuple(ijk[inside].T)] = v.index + 1
+    labelled = owner > 0
+    free_bone = (coarse >= BONE_HU) & ~ndimage.binary_dilation(labelled)
+    if not free_bone.any():
+        return [False] * len(vertebrae)
+    distance, nearest = ndimage.distance_transform_edt(~labelled, sampling=spacing * k, return_indices=True)
+    pieces = cc3d.connected_components(free_bone, connectivity=26)
+    bearing = [False] * len(vertebrae)
+    for contact in _contacts(vertebrae, free_bone=free_bone, pieces=pieces, owner=owner, distance=distance,
+                             nearest=nearest, affine=coarse_affine):
+        if _is_rib(contact):
+            bearing[contact["vertebra"]] = True
+    return bearing
+
+
+def _is_rib(contact: dict) -> bool:
+    """Whether a piece of bone touching a vertebra is a rib (module docstring), from its
+    :func:`_contacts` figures."""
+    return (contact["volume_ml"] <= RIB_MAX_ML and contact["reach_mm"] >= REACH_MM
+            and contact["reach_mm"] - contact["contact_radial_mm"] >= RUN_MM
+            and contact["rise_mm"] is not None and contact["rise_mm"] <= RISE_MAX_MM
+            and contact["forward_mm"] <= FORWARD_MAX_MM)
+
+
+def _contacts(vertebrae: list[Vertebra], *, free_bone: np.ndarray, pieces: np.ndarray, owner: np.ndarray,
+              distance: np.ndarray, nearest: np.ndarray, affine: np.ndarray) -> list[dict]:
+    """One dict per (piece of free bone, vertebra it touches) on the coarse grid: the vertebra's
+    index, the piece's volume (ml) and reach from the column's centre line (mm), the contact's
+    distance from that line (mm) and its offset in front of the vertebra's centroid (mm), and how far
+    the piece's far part lies above the contact along the vertebra's own axis (mm, None without a far
+    part near the contact's height)."""
+    flat = np.flatnonzero(free_bone)
+    piece = pieces.ravel()[flat]
+    points = G.world_points(flat, free_bone.shape, affine)
+    radial = _radial_mm(points, vertebrae)
+    reach = np.zeros(piece.max() + 1)
+    np.maximum.at(reach, piece, radial)
+    volume_ml = np.bincount(piece) * abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    touch = distance.ravel()[flat] <= CONTACT_MM
+    toucher = owner[tuple(n.ravel()[flat[touch]] for n in nearest)] - 1
+    far = radial >= REACH_MM
+    out = []
+    for p, who in sorted(set(zip(piece[touch].tolist(), toucher.tolist()))):
+        if who < 0:
+            continue
+        contact = np.zeros(len(flat), bool)
+        contact[np.flatnonzero(touch)[(piece[touch] == p) & (toucher == who)]] = True
+        v = vertebrae[who]
+        centre = points[contact].mean(axis=0)
+        above = (points - centre) @ v.superior  # heights along the vertebra's own axis
+        beyond = far & (piece == p) & (np.abs(above) <= NEAR_MM)
+        out.append({"vertebra": who, "volume_ml": float(volume_ml[p]), "reach_mm": float(reach[p]),
+                    "contact_radial_mm": float(radial[contact].min()),
+                    "forward_mm": float((centre - v.centroid_mm) @ v.anterior),
+                    "rise_mm": float(above[beyond].mean()) if beyond.any() else None})
+    return out
+
+
+def _radial_mm(points: np.ndarray, vertebrae: list[Vertebra]) -> np.ndarray:
+    """(N,) distance (mm) of (N, 3) points from the column's centre line: the vertebrae's centroids
+    joined in order, going on straight beyond the end ones."""
+    centres = np.array([v.centroid_mm for v in vertebrae])
+    axis = centres[-1] - centres[0]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    t_c = centres @ axis
+    order = np.argsort(t_c)
+    t_c, centres = t_c[order], centres[order]
+    t = points @ axis
+    line = np.stack([np.interp(t, t_c, centres[:, i]) for i in range(3)], axis=1)
+    rel = points - line
+    rel -= np.outer(rel @ axis, axis)
+    return np.linalg.norm(rel, axis=1)
