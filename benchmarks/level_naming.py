@@ -41,7 +41,7 @@ def score(image_path: Path | None, labels_path: Path, truth_path: Path, modality
     image = None if image_path is None else np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
     record = measure_labels(labels=np.asarray(labels_img.dataobj).astype(np.int16), affine=labels_img.affine,
                             image=image, modality=modality)
-    truth = [v for v in json.loads(truth_path.read_text())["vertebrae"] if v["level"] != "C1"]
+    truth = json.loads(truth_path.read_text())["vertebrae"]
     centres = np.array([v["centroid_mm"] for v in truth])
     counts = collections.Counter()
     for v in record["vertebrae"]:

@@ -66,6 +66,7 @@ def test_lowest_level_given_wins_over_the_ribs(phantoms):
     ([False, True], {}),                               # too little seen
     ([True, True, True], {}),                          # no junction
     ([False, True, False, False, True, True], {4: "T12"}),  # a lone rib-like piece under two rib-free vertebrae is not T12
+    ([False, True, True, False, False, False, True], {}),  # the ilium passing for ribs on the lowest two: trust nothing
 ])
 def test_rib_junctions(bearing, expected):
     assert _rib_anchors(bearing, np.zeros(len(bearing) - 1, bool)) == expected
@@ -94,3 +95,23 @@ def test_ribs_check_names_counted_from_s1():
     disagree = with_ribs(column, sacrum, [False] * 7 + [True], axis=axis)
     assert disagree.method == "sacrum" and "disagree" in disagree.detail and "named T11" in disagree.detail
     assert [v.level for v in column] == ["S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11"]  # names kept
+
+
+
+def test_a_piece_leaving_the_scan_short_of_a_ribs_reach_is_undecided():
+    """A narrow field of view cuts every rib at the same distance: a cut piece cannot tell a rib from a
+    transverse process, so its vertebra is undecided (None), not rib-free."""
+    from spinelesion.measure.ribs import REACH_MM, _is_rib
+
+    rib_like = {"volume_ml": 3.0, "contact_radial_mm": 20.0, "forward_mm": -20.0, "reach_mm": REACH_MM - 5.0,
+                "rise_mm": None}
+    assert _is_rib(rib_like, cut=True) is None
+    assert _is_rib(rib_like, cut=False) is False
+    assert _is_rib({**rib_like, "reach_mm": 110.0, "rise_mm": -15.0}, cut=True) is True
+    assert _is_rib({**rib_like, "forward_mm": 12.0}, cut=True) is False  # in front of the body: a vessel
+
+
+def test_no_junction_across_undecided_vertebrae():
+    no_gap = np.zeros(4, bool)
+    assert _rib_anchors([False, False, True, False, False], no_gap) == {2: "T12"}  # would name a lone rib T12
+    assert _rib_anchors([None, None, True, None, None], no_gap) == {}

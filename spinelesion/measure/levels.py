@@ -24,8 +24,9 @@ An end body cut at its sides (a sagittal slab narrower than the body) still ends
 at its end has no room beyond it.
 
 Counting stops at a gap: where consecutive vertebrae lie over ``GAP_SPACING_FACTOR`` times the
-column's median spacing apart, a vertebra is missing (not labelled by the model), and the
-vertebrae beyond the gap stay unnamed (a note says so).
+column's median spacing apart, a vertebra is missing (not labelled by the model); where they lie
+under ``CROWD_SPACING_FACTOR`` times it, one of them is a fragment (a piece split off by a false
+disc). The vertebrae beyond stay unnamed (a note says so).
 
 With both ends in view the counts must agree (C2 to S1 is 24 vertebrae); they disagree with a
 transitional lumbosacral vertebra, 11 or 13 thoracic vertebrae, or a level the model missed or
@@ -59,6 +60,10 @@ DISC_MIN_FRACTION = 0.4
 #: Spacing of consecutive vertebrae (centroids along the column), over the column's median spacing,
 #: from which a vertebra is missing between them.
 GAP_SPACING_FACTOR = 1.6
+
+#: Spacing of consecutive vertebrae, over the column's median spacing, under which one of them is a
+#: fragment (a piece of a vertebra split off by a false disc): counting stops there too.
+CROWD_SPACING_FACTOR = 0.6
 
 #: Smallest body volume of an end vertebra (C2, S1), as a fraction of its neighbour's.
 END_MIN_NEIGHBOUR_FRACTION = 0.8
@@ -113,7 +118,8 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
         _count_up(vertebrae, c2_rank - (len(vertebrae) - 1), first=first)
         detail = "levels counted down from C2 (the top body carries the dens, no disc above it, the scan goes on above)"
         if first:
-            detail += f"; a vertebra is missing below {vertebrae[first].level}: the {first} below the gap are unnamed"
+            detail += (f"; a vertebra is missing or split below {vertebrae[first].level}: the {first} below it "
+                       "are unnamed")
         elif s1 and len(vertebrae) != c2_rank - s1_rank + 1:
             detail += (f"; counting up from S1 would disagree by {len(vertebrae) - (c2_rank - s1_rank + 1):+d} "
                        "(a transitional vertebra, or a level missed or merged): check the levels")
@@ -123,8 +129,8 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
         _count_up(vertebrae, s1_rank, last=last)
         detail = "levels counted up from S1 (no disc below the lowest body, the scan goes on below)"
         if last < len(vertebrae) - 1:
-            detail += (f"; a vertebra is missing above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
-                       "above the gap are unnamed")
+            detail += (f"; a vertebra is missing or split above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
+                       "above it are unnamed")
         return LevelNaming("sacrum", detail)
     if fragments:
         return LevelNaming("none", f"levels not named: the {' and the '.join(fragments)} body ends the column but is "
@@ -133,11 +139,12 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
     return LevelNaming("none", "levels not named: neither S1 nor C2 is in view (give --lowest-level to name them)")
 
 
-def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool] | None, *,
+def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool | None] | None, *,
               axis: np.ndarray) -> LevelNaming:
     """Check the names from S1 or C2 against the ribs, or name the levels from the ribs where
     nothing else did (module docstring). ``bearing``: whether each vertebra (inferior -> superior)
-    bears a rib, from :func:`.ribs.rib_bearing`; None where the ribs were not looked at."""
+    bears a rib (None: cannot tell), from :func:`.ribs.rib_bearing`; None where the ribs were not
+    looked at."""
     if bearing is None or naming.method not in ("sacrum", "axis", "none"):
         return naming
     gap = _gaps(vertebrae, axis)
@@ -170,36 +177,42 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
         where, variant = "the highest vertebra with ribs, rib-free ones above", "a cervical rib on C7"
     detail = f"levels counted from {level}, {where} (ribs found on the CT; {variant} would shift every name by one)"
     if first or last < len(vertebrae) - 1:
-        detail += "; vertebrae beyond a gap (a vertebra missing) are unnamed"
+        detail += "; vertebrae beyond a gap (a vertebra missing or split) are unnamed"
     return LevelNaming("ribs", f"{detail}; ribs on {_listed(vertebrae, bearing)}")
 
 
-def _listed(vertebrae: list[Vertebra], bearing: list[bool]) -> str:
+def _listed(vertebrae: list[Vertebra], bearing: list[bool | None]) -> str:
     """The rib-bearing vertebrae by name (v<index> where unnamed), for the record's sentence."""
-    return ", ".join(v.level or f"v{v.index}" for v, b in zip(vertebrae, bearing) if b)
+    return ", ".join(v.level or f"v{v.index}" for v, b in zip(vertebrae, bearing) if b is True)
 
 
-def _rib_anchors(bearing: list[bool], gap: np.ndarray) -> dict[int, str]:
-    """{vertebra index: "T12" or "T1"} where the ribs stop (T12) or start (T1), each only if its
-    junction is the only one of its kind and is seen over ``RIB_PATTERN_MIN`` vertebrae without a gap."""
+def _rib_anchors(bearing: list[bool | None], gap: np.ndarray) -> dict[int, str]:
+    """{vertebra index: "T12" or "T1"} where the ribs stop (T12) or start (T1), each seen over
+    ``RIB_PATTERN_MIN`` vertebrae without a gap; nothing where a kind of junction is seen twice or T1
+    lies under T12 (something else passed for a rib)."""
     found: dict[str, list[int]] = {"T12": [], "T1": []}
     n = len(bearing)
     for i in range(n):
-        if not bearing[i]:
+        if bearing[i] is not True:
             continue
         for level, step in (("T12", -1), ("T1", 1)):  # the rib-free side: below T12, above T1
             free = _run(bearing, gap, i + step, step, False)
             ribs = _run(bearing, gap, i, -step, True)
             if free >= 1 and ribs >= (T1_RIBS_MIN if level == "T1" else 1) and free + ribs >= RIB_PATTERN_MIN:
                 found[level].append(i)
-    return {ids[0]: level for level, ids in found.items() if len(ids) == 1}
+    if len(found["T12"]) > 1 or len(found["T1"]) > 1:
+        return {}  # two junctions of one kind: something else passes for a rib, so no junction is trusted
+    anchors = {ids[0]: level for level, ids in found.items() if ids}
+    if len(anchors) == 2 and found["T1"][0] < found["T12"][0]:
+        return {}  # T1 under T12
+    return anchors
 
 
-def _run(bearing: list[bool], gap: np.ndarray, start: int, step: int, value: bool) -> int:
-    """How many vertebrae from ``start`` on, stepping by ``step``, have ``bearing == value`` with no gap
-    between them (and between the first and the one before it)."""
+def _run(bearing: list[bool | None], gap: np.ndarray, start: int, step: int, value: bool) -> int:
+    """How many vertebrae from ``start`` on, stepping by ``step``, have ``bearing is value`` with no gap
+    between them (and between the first and the one before it); an undecided one (None) ends the run."""
     count, i = 0, start
-    while 0 <= i < len(bearing) and bearing[i] == value:
+    while 0 <= i < len(bearing) and bearing[i] is value:
         prev = i - step
         if 0 <= prev < len(bearing) and gap[min(prev, i)]:
             break
@@ -210,11 +223,13 @@ def _run(bearing: list[bool], gap: np.ndarray, start: int, step: int, value: boo
 
 def _gaps(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
     """(N - 1,) bool: gap[i] where vertebrae i and i + 1 lie over ``GAP_SPACING_FACTOR`` times the
-    column's median spacing apart (a vertebra missing between them)."""
+    column's median spacing apart (a vertebra missing between them) or under ``CROWD_SPACING_FACTOR``
+    times it (one of them a fragment of a vertebra): counting stops there."""
     spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
     if spacing.size == 0:
         return np.zeros(0, bool)
-    return spacing > GAP_SPACING_FACTOR * float(np.median(spacing))
+    median = float(np.median(spacing))
+    return (spacing > GAP_SPACING_FACTOR * median) | (spacing < CROWD_SPACING_FACTOR * median)
 
 
 def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None) -> None:

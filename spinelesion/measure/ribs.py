@@ -5,7 +5,8 @@ are not in label schema v1, but on CT they are bone in Hounsfield units, so they
 image: bone (>= ``BONE_HU``) outside the labelled vertebrae, in connected pieces that
 
 - touch a vertebra's own labelled bone (within ``CONTACT_MM``: the costovertebral and
-  costotransverse joints), and
+  costotransverse joints: within ``CONTACT_RADIAL_MAX_MM`` of the column's centre line, at least
+  ``-FORWARD_MAX_MM`` behind the vertebra's centroid);
 - run out from the column: reach at least ``REACH_MM`` from its centre line, at least
   ``RUN_MM`` farther out than where they touch;
 - are no larger than a rib (``RIB_MAX_ML``: the pelvis and the sacrum below S1 are one piece of
@@ -17,7 +18,9 @@ image: bone (>= ``BONE_HU``) outside the labelled vertebrae, in connected pieces
   is at most ``RISE_MAX_MM`` above the contact's.
 
 A transverse process the labels missed stops short of ``REACH_MM``; a scapula or a sternum does
-not touch a vertebra. The bone is looked at on a grid of about ``GRID_MM`` (block means), so the cost
+not touch a vertebra. A piece that could be a rib but leaves the scan before ``REACH_MM`` (a
+narrow field of view cuts every rib at the same distance) leaves its vertebra undecided (None), and
+no level is named across an undecided vertebra. The bone is looked at on a grid of about ``GRID_MM`` (block means), so the cost
 does not grow with the scan's resolution. MR has no intensity unit to call bone by: there the
 answer is None (not looked at), as it is without an image.
 """
@@ -42,8 +45,12 @@ GRID_MM = 2.5
 MARGIN_MM = 90.0
 #: A rib touches its vertebra's labelled bone within this distance (mm), on the coarse grid.
 CONTACT_MM = 5.0
-#: A rib reaches at least this far (mm) from the column's centre line ...
-REACH_MM = 55.0
+#: Where it touches, a rib is at most this far (mm) from the column's centre line (its head at the
+#: body, its tubercle at the transverse process's tip).
+CONTACT_RADIAL_MAX_MM = 50.0
+#: A rib reaches at least this far (mm) from the column's centre line (an adult's ribs, the twelfth
+#: too, run on 100 mm and more; lumbar transverse processes end within 50 mm) ...
+REACH_MM = 70.0
 #: ... and at least this much (mm) farther out than where it touches the vertebra.
 RUN_MM = 20.0
 #: Largest piece (ml, on the coarse grid) taken for a rib.
@@ -53,14 +60,17 @@ RIB_MAX_ML = 80.0
 NEAR_MM = 60.0
 #: ... lies on average at most this far (mm) above the contact.
 RISE_MAX_MM = 5.0
-#: A rib touches its vertebra at most this far (mm) in front of the vertebra's centroid (the costal
-#: facets at the back of the body, the transverse processes behind it); vessels lie in front.
-FORWARD_MAX_MM = 0.0
+#: Where a rib touches its vertebra (the costal facets at the back of the body, the transverse
+#: process behind it), the contact's centre lies at least this far (mm) behind the vertebra's
+#: centroid: calcified vessels lie in front or beside the body, the ilium beside the sacral ala, a
+#: rib passing the next vertebra up at the side of its body.
+FORWARD_MAX_MM = -10.0
 
 
 def rib_bearing(vertebrae: list[Vertebra], *, image: np.ndarray, affine: np.ndarray, box: tuple[slice, ...],
-                grid: G.Grid) -> list[bool] | None:
-    """Whether each vertebra bears a rib (either side), found on a CT in HU.
+                grid: G.Grid) -> list[bool | None] | None:
+    """Whether each vertebra bears a rib (either side), found on a CT in HU; None for a vertebra
+    where a piece that could be its rib leaves the scan before it runs far enough to tell.
 
     Args:
         vertebrae: the column (inferior -> superior); their index arrays are flat indices of ``grid``.
@@ -70,8 +80,8 @@ def rib_bearing(vertebrae: list[Vertebra], *, image: np.ndarray, affine: np.ndar
         grid: the cropped grid of the vertebrae's index arrays.
 
     Returns:
-        One bool per vertebra, or None where fewer than two vertebrae are in view or the image is
-        not in HU.
+        One bool (or None) per vertebra, or None where fewer than two vertebrae are in view or the
+        image is not in HU.
     """
     if len(vertebrae) < 2:
         return None
@@ -83,9 +93,12 @@ def rib_bearing(vertebrae: list[Vertebra], *, image: np.ndarray, affine: np.ndar
     hi = lo + (hi - lo) // k * k  # whole blocks
     if np.any(hi - lo < k):
         return None
-    region = np.asarray(image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
-    shape = tuple((hi - lo) // k)
-    coarse = region.reshape(shape[0], k[0], shape[1], k[1], shape[2], k[2]).mean(axis=(1, 3, 5))
+    region = image[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]  # a view: summed block by block, never copied whole
+    shape = tuple(int(n) for n in (hi - lo) // k)
+    coarse = np.zeros(shape, np.float32)
+    for a, b, c in np.ndindex(*k):
+        coarse += region[a::k[0], b::k[1], c::k[2]]
+    coarse /= float(np.prod(k))
     if float(np.percentile(coarse, 1)) > NOT_HU_ABOVE:
         return None
     coarse_affine = affine.copy()
@@ -108,21 +121,37 @@ def rib_bearing(vertebrae: list[Vertebra], *, image: np.ndarray, affine: np.ndar
         return [False] * len(vertebrae)
     distance, nearest = ndimage.distance_transform_edt(~labelled, sampling=spacing * k, return_indices=True)
     pieces = cc3d.connected_components(free_bone, connectivity=26)
-    bearing = [False] * len(vertebrae)
-    for contact in _contacts(vertebrae, free_bone=free_bone, pieces=pieces, owner=owner, distance=distance,
-                             nearest=nearest, affine=coarse_affine):
-        if _is_rib(contact):
-            bearing[contact["vertebra"]] = True
+    # the coarse grid's faces that are the scan's own border: a piece there runs out of the scan
+    edge = np.zeros(shape, bool)
+    for axis, (first, last) in enumerate(zip(lo == 0, hi > np.asarray(image.shape) - k)):
+        index = [slice(None)] * 3
+        for at, on in ((0, first), (-1, last)):
+            if on:
+                index[axis] = at
+                edge[tuple(index)] = True
+    cut = np.zeros(int(pieces.max()) + 1, bool)
+    cut[np.unique(pieces[edge & free_bone])] = True
+    contacts = _contacts(vertebrae, free_bone=free_bone, pieces=pieces, owner=owner, distance=distance,
+                         nearest=nearest, affine=coarse_affine)
+    bearing: list[bool | None] = [False] * len(vertebrae)
+    for c in contacts:
+        verdict = _is_rib(c, cut=bool(cut[c["piece"]]))
+        if verdict or (verdict is None and bearing[c["vertebra"]] is False):
+            bearing[c["vertebra"]] = verdict
     return bearing
 
 
-def _is_rib(contact: dict) -> bool:
+def _is_rib(contact: dict, *, cut: bool) -> bool | None:
     """Whether a piece of bone touching a vertebra is a rib (module docstring), from its
-    :func:`_contacts` figures."""
-    return (contact["volume_ml"] <= RIB_MAX_ML and contact["reach_mm"] >= REACH_MM
+    :func:`_contacts` figures; None (cannot tell) where it could be one but leaves the scan (``cut``)
+    before it reaches ``REACH_MM``."""
+    where = (contact["volume_ml"] <= RIB_MAX_ML and contact["contact_radial_mm"] <= CONTACT_RADIAL_MAX_MM
+             and contact["forward_mm"] <= FORWARD_MAX_MM)
+    if where and cut and contact["reach_mm"] < REACH_MM:
+        return None
+    return (where and contact["reach_mm"] >= REACH_MM
             and contact["reach_mm"] - contact["contact_radial_mm"] >= RUN_MM
-            and contact["rise_mm"] is not None and contact["rise_mm"] <= RISE_MAX_MM
-            and contact["forward_mm"] <= FORWARD_MAX_MM)
+            and contact["rise_mm"] is not None and contact["rise_mm"] <= RISE_MAX_MM)
 
 
 def _contacts(vertebrae: list[Vertebra], *, free_bone: np.ndarray, pieces: np.ndarray, owner: np.ndarray,
@@ -152,7 +181,7 @@ def _contacts(vertebrae: list[Vertebra], *, free_bone: np.ndarray, pieces: np.nd
         centre = points[contact].mean(axis=0)
         above = (points - centre) @ v.superior  # heights along the vertebra's own axis
         beyond = far & (piece == p) & (np.abs(above) <= NEAR_MM)
-        out.append({"vertebra": who, "volume_ml": float(volume_ml[p]), "reach_mm": float(reach[p]),
+        out.append({"vertebra": who, "piece": p, "volume_ml": float(volume_ml[p]), "reach_mm": float(reach[p]),
                     "contact_radial_mm": float(radial[contact].min()),
                     "forward_mm": float((centre - v.centroid_mm) @ v.anterior),
                     "rise_mm": float(above[beyond].mean()) if beyond.any() else None})
