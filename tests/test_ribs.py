@@ -59,11 +59,11 @@ def test_lowest_level_given_wins_over_the_ribs(phantoms):
 
 @pytest.mark.parametrize("bearing,expected", [
     ([False, False, True, True], {2: "T12"}),          # L2 L1 T12 T11
-    ([False, True, True], {1: "T12"}),                 # L1 T12 T11
     ([False, False, True], {2: "T12"}),                # L2 L1 T12 (the top of the scan)
+    ([False, True, True], {}),                         # L1 T12 T11: one rib-free vertebra is too few
     ([True, True, False, False], {1: "T1"}),           # T2 T1 C7 C6
     ([True, False, False], {}),                        # S1 beside the ilium under L5, L4: not T1
-    ([False, True], {}),                               # too little seen
+    ([True, True, True, False, True], {}),             # a rib missed inside a run of ribs is no junction
     ([True, True, True], {}),                          # no junction
     ([False, True, False, False, True, True], {4: "T12"}),  # a lone rib-like piece under two rib-free vertebrae is not T12
     ([False, True, True, False, False, False, True], {}),  # the ilium passing for ribs on the lowest two: trust nothing

@@ -26,7 +26,7 @@ at its end has no room beyond it.
 Counting stops at a gap: where consecutive vertebrae lie over ``GAP_SPACING_FACTOR`` times the
 column's median spacing apart, a vertebra is missing (not labelled by the model); where they lie
 under ``CROWD_SPACING_FACTOR`` times it, one of them is a fragment (a piece split off by a false
-disc). The vertebrae beyond stay unnamed (a note says so).
+disc), and neither is named. The vertebrae beyond stay unnamed (a note says so).
 
 With both ends in view the counts must agree (C2 to S1 is 24 vertebrae); they disagree with a
 transitional lumbosacral vertebra, 11 or 13 thoracic vertebrae, or a level the model missed or
@@ -35,8 +35,8 @@ merged: levels are then named from C2 (as whole-spine MRI is read) and a note sa
 Ribs (on CT, found in the image by :mod:`.ribs`; they are not in the label schema) check the count,
 and name the levels where neither end does: the thoracolumbar junction is where the ribs stop, so
 the lowest rib-bearing vertebra with rib-free ones under it is T12, and the highest with rib-free
-ones over it is T1. Each junction must be seen over ``RIB_PATTERN_MIN`` vertebrae (T11, T12, L1 or
-T12, L1, L2; for T1 two of them with ribs: T2, T1, C7) with no gap, and be the only one of its kind; 11 or 13 pairs of ribs
+ones over it is T1. Each junction must be seen over ``RIB_FREE_MIN`` rib-free vertebrae (T12, L1, L2;
+for T1 with two rib-bearing ones: T2, T1, C7, C6) with no gap, and be the only one of its kind; 11 or 13 pairs of ribs
 (a few per cent of people) shift every name by one, which the note says. Where names from S1 or C2
 and from the ribs disagree, the names from S1 or C2 stay and the note says so. Where nothing in
 view fixes the levels, they stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
@@ -71,10 +71,11 @@ END_MIN_NEIGHBOUR_FRACTION = 0.8
 #: Height over AP depth of a body from which it is C2 with its dens.
 DENS_HEIGHT_DEPTH_RATIO = 1.5
 
-#: A rib junction (rib-bearing vertebrae on one side, rib-free ones on the other, at least one of
-#: each, no gap between them) names levels where it is seen over at least this many vertebrae ...
-RIB_PATTERN_MIN = 3
-#: ... and, for T1, over at least this many rib-bearing ones: the ilium beside S1 can pass for a
+#: A rib junction names levels where at least this many rib-free vertebrae (L1 and L2 under T12,
+#: C7 and C6 over T1) meet rib-bearing ones with no gap between them: a single rib missed inside a
+#: run of ribs would otherwise pass for a junction ...
+RIB_FREE_MIN = 2
+#: ... and at least this many rib-bearing ones for T1 (T1, T2): the ilium beside S1 can pass for a
 #: rib, and S1 under rib-free lumbar vertebrae would otherwise pass for T1 under C7 and C6.
 T1_RIBS_MIN = 2
 
@@ -115,7 +116,7 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
     gap = _gaps(vertebrae, axis)
     if c2:
         first = int(np.flatnonzero(gap)[-1]) + 1 if gap.any() else 0  # lowest vertebra counted from C2
-        _count_up(vertebrae, c2_rank - (len(vertebrae) - 1), first=first)
+        _count_up(vertebrae, c2_rank - (len(vertebrae) - 1), first=first, skip=_crowded(vertebrae, axis))
         detail = "levels counted down from C2 (the top body carries the dens, no disc above it, the scan goes on above)"
         if first:
             detail += (f"; a vertebra is missing or split below {vertebrae[first].level}: the {first} below it "
@@ -126,7 +127,7 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
         return LevelNaming("axis", detail)
     if s1:
         last = int(np.flatnonzero(gap)[0]) if gap.any() else len(vertebrae) - 1  # highest counted from S1
-        _count_up(vertebrae, s1_rank, last=last)
+        _count_up(vertebrae, s1_rank, last=last, skip=_crowded(vertebrae, axis))
         detail = "levels counted up from S1 (no disc below the lowest body, the scan goes on below)"
         if last < len(vertebrae) - 1:
             detail += (f"; a vertebra is missing or split above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
@@ -170,14 +171,15 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
                                           "vertebra, or a level missed or merged): check the levels")
     first = int(np.flatnonzero(gap[:index])[-1]) + 1 if gap[:index].any() else 0
     last = index + int(np.flatnonzero(gap[index:])[0]) if gap[index:].any() else len(vertebrae) - 1
-    _count_up(vertebrae, LEVEL_ORDER.index(level) - index, first=first, last=last)
+    crowded = _crowded(vertebrae, axis)
+    _count_up(vertebrae, LEVEL_ORDER.index(level) - index, first=first, last=last, skip=crowded)
     if level == "T12":
         where, variant = "the lowest vertebra with ribs, rib-free ones below", "11 or 13 pairs of ribs"
     else:
         where, variant = "the highest vertebra with ribs, rib-free ones above", "a cervical rib on C7"
     detail = f"levels counted from {level}, {where} (ribs found on the CT; {variant} would shift every name by one)"
-    if first or last < len(vertebrae) - 1:
-        detail += "; vertebrae beyond a gap (a vertebra missing or split) are unnamed"
+    if first or last < len(vertebrae) - 1 or crowded.any():
+        detail += "; vertebrae beyond a gap (a vertebra missing or split) and pieces too close to tell apart are unnamed"
     return LevelNaming("ribs", f"{detail}; ribs on {_listed(vertebrae, bearing)}")
 
 
@@ -188,8 +190,8 @@ def _listed(vertebrae: list[Vertebra], bearing: list[bool | None]) -> str:
 
 def _rib_anchors(bearing: list[bool | None], gap: np.ndarray) -> dict[int, str]:
     """{vertebra index: "T12" or "T1"} where the ribs stop (T12) or start (T1), each seen over
-    ``RIB_PATTERN_MIN`` vertebrae without a gap; nothing where a kind of junction is seen twice or T1
-    lies under T12 (something else passed for a rib)."""
+    ``RIB_FREE_MIN`` rib-free vertebrae (and ``T1_RIBS_MIN`` rib-bearing ones for T1) without a gap;
+    nothing where a kind of junction is seen twice or T1 lies under T12 (something else passed for a rib)."""
     found: dict[str, list[int]] = {"T12": [], "T1": []}
     n = len(bearing)
     for i in range(n):
@@ -198,7 +200,7 @@ def _rib_anchors(bearing: list[bool | None], gap: np.ndarray) -> dict[int, str]:
         for level, step in (("T12", -1), ("T1", 1)):  # the rib-free side: below T12, above T1
             free = _run(bearing, gap, i + step, step, False)
             ribs = _run(bearing, gap, i, -step, True)
-            if free >= 1 and ribs >= (T1_RIBS_MIN if level == "T1" else 1) and free + ribs >= RIB_PATTERN_MIN:
+            if free >= RIB_FREE_MIN and ribs >= (T1_RIBS_MIN if level == "T1" else 1):
                 found[level].append(i)
     if len(found["T12"]) > 1 or len(found["T1"]) > 1:
         return {}  # two junctions of one kind: something else passes for a rib, so no junction is trusted
@@ -232,13 +234,27 @@ def _gaps(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
     return (spacing > GAP_SPACING_FACTOR * median) | (spacing < CROWD_SPACING_FACTOR * median)
 
 
-def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None) -> None:
+def _crowded(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
+    """(N,) bool: both vertebrae of each consecutive pair closer than ``CROWD_SPACING_FACTOR`` times
+    the column's median spacing (which of the two is the fragment cannot be told: neither is named)."""
+    spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
+    out = np.zeros(len(vertebrae), bool)
+    if spacing.size:
+        close = spacing < CROWD_SPACING_FACTOR * float(np.median(spacing))
+        out[:-1] |= close
+        out[1:] |= close
+    return out
+
+
+def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None,
+              skip: np.ndarray | None = None) -> None:
     """Name vertebrae ``first`` to ``last`` (indices, inclusive) by rank from the lowest's; the
-    others (and ranks past C1) None."""
+    others, those ``skip`` marks (N,) and ranks past C1 None."""
     last = len(vertebrae) - 1 if last is None else last
     for v in vertebrae:
         k = lowest_rank + v.index
-        v.level = LEVEL_ORDER[k] if first <= v.index <= last and 0 <= k < len(LEVEL_ORDER) else None
+        named = first <= v.index <= last and 0 <= k < len(LEVEL_ORDER) and not (skip is not None and skip[v.index])
+        v.level = LEVEL_ORDER[k] if named else None
 
 
 def _is_end(v: Vertebra, side: int, *, grid: G.Grid, disc_beyond: int, column_disc: float,

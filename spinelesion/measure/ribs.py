@@ -47,7 +47,7 @@ MARGIN_MM = 90.0
 CONTACT_MM = 5.0
 #: Where it touches, a rib is at most this far (mm) from the column's centre line (its head at the
 #: body, its tubercle at the transverse process's tip).
-CONTACT_RADIAL_MAX_MM = 50.0
+CONTACT_RADIAL_MAX_MM = 60.0
 #: A rib reaches at least this far (mm) from the column's centre line (an adult's ribs, the twelfth
 #: too, run on 100 mm and more; lumbar transverse processes end within 50 mm) ...
 REACH_MM = 70.0
