@@ -171,3 +171,15 @@ def test_report_templates_are_declared_as_package_data():
     """The templates have no __init__.py: a wheel ships them only if pyproject.toml lists them."""
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"report/templates/*.j2"' in text
+
+
+def test_report_says_how_the_levels_were_named(tmp_path):
+    scan, labels, record = synthetic_case(modality="CT", axcodes="RAS")
+    record["column"] = {"split_method": "discs", "axis": [0.0, 0.0, 1.0], "label_map": "schema",
+                        "level_naming": {"method": "ribs", "detail": "levels counted from T12, the lowest vertebra "
+                                                                     "with ribs <i>"}}
+    case = {"case": "ct", "status": "ok", "error": None, "record": typed(record), "case_dir": None,
+            "overlays": [], "seconds": 1.0}
+    write_report_html(run_dir=tmp_path, cases=[case], run_info={})
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Levels: levels counted from T12, the lowest vertebra with ribs &lt;i&gt;." in text

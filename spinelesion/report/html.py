@@ -201,8 +201,14 @@ def _case_view(*, number: int, case: dict, run_dir: Path) -> dict:
     figures = [{"href": _overlay_href(run_dir=run_dir, case_dir=case_dir, overlay=overlay),
                 "label": Path(overlay).stem} for overlay in case.get("overlays") or []]
     return {**view, "flags": list(record.flags), "figures": figures,
-            "vertebrae": _vertebra_rows(record), "lesions": _lesion_rows(record), "cord": _cord_view(record),
-            "truth": _truth_view(record, case["truth"]) if case.get("truth") else None}
+            "vertebrae": _vertebra_rows(record), "levels": _levels_sentence(record), "lesions": _lesion_rows(record),
+            "cord": _cord_view(record), "truth": _truth_view(record, case["truth"]) if case.get("truth") else None}
+
+
+def _levels_sentence(record: MeasurementRecord) -> str | None:
+    """How the levels were named (the record's ``column.level_naming``), as the report says it."""
+    naming = record.column.level_naming if record.column is not None else None
+    return None if naming is None else f"Levels: {naming.detail}."
 
 
 def _info_rows(info: dict, depth: int = 0) -> list[dict]:
