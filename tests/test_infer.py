@@ -275,6 +275,30 @@ def test_tta_spread_of_the_lesion_probability(tiny_model):
     assert torch.allclose(mean, tta.sliding_window(net, image, patch_size=meta["patch_size"]))
 
 
+def test_tta_mirrors_only_along_the_axes_the_model_was_trained_mirrored_along(tiny_model):
+    """The default model was trained with left-right flips only: TTA shows it the image and its
+    left-right mirror, never the column upside down or back to front."""
+    import torch
+
+    from spinelesion.inference.predictor import Predictor, checkpoint_meta, mirror_axes
+    from spinelesion.inference.settings import InferenceSettings
+
+    import spinelesion
+
+    shipped = Path(spinelesion.__file__).parent / "models" / "spine_any.safetensors"
+    assert mirror_axes(checkpoint_meta(shipped)) == (0,)
+    assert mirror_axes({}) == (0,) and mirror_axes({"config": {"augment": {"flip_axes": [0, 2]}}}) == (0, 2)
+    image = torch.rand((1, 20, 18, 16), generator=torch.Generator().manual_seed(1))
+    plain = Predictor(model=tiny_model, device="cpu", settings=InferenceSettings(tta=False))
+    net, meta = plain.network(plain.checkpoint_for("CT"))
+    tta = Predictor(model=tiny_model, device="cpu", settings=InferenceSettings(tta=True))
+    once = plain.sliding_window(net, image, patch_size=meta["patch_size"])
+    mirrored = torch.flip(plain.sliding_window(net, torch.flip(image, (1,)), patch_size=meta["patch_size"]), (1,))
+    expected = (once + mirrored) / 2
+    assert torch.allclose(tta.sliding_window(net, image, patch_size=meta["patch_size"], mirror_axes=(0,)), expected,
+                          atol=1e-6)
+
+
 def test_shipped_settings_file_holds_every_default():
     import dataclasses
 

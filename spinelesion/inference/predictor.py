@@ -63,6 +63,15 @@ def is_demonstration_model(path: Path) -> bool:
     return Path(path).resolve().parent == DEFAULT_MODEL_DIR
 
 
+def mirror_axes(meta: dict) -> tuple[int, ...]:
+    """The axes (0, 1, 2 of the RAS-ordered preprocessed image) a checkpoint was trained mirrored
+    along (its training ``augment.flip_axes``; (0,), left-right, the training default, where the
+    metadata does not say): the only mirror images test-time augmentation may show it. A network
+    never shown the column upside down or back to front is not made better by seeing it so."""
+    augment = ((meta.get("config") or {}).get("augment") or {})
+    return tuple(int(a) for a in augment.get("flip_axes", (0,)))
+
+
 def checkpoint_meta(path: Path) -> dict:
     """The metadata of a spinelesion ``.safetensors`` checkpoint, read without loading weights."""
     from safetensors import safe_open
@@ -125,7 +134,8 @@ class Predictor:
         image, net_affine = preprocess(scan, preprocessing=meta["preprocessing"])
         t1 = time.perf_counter()
         seconds["preprocess"] = t1 - t0
-        probabilities, lesion_sd = self.sliding_window(net, image, patch_size=meta["patch_size"], with_spread=True)
+        probabilities, lesion_sd = self.sliding_window(net, image, patch_size=meta["patch_size"], with_spread=True,
+                                                       mirror_axes=mirror_axes(meta))
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
         if self.settings.spine_margin_mm is not None:
@@ -158,18 +168,20 @@ class Predictor:
         return Prediction(labels=labels, probabilities=kept, lesion_probability=lesion_probability,
                           lesion_probability_sd=lesion_probability_sd, seconds=seconds, model=path.name)
 
-    def sliding_window(self, net, image, *, patch_size,
-                       with_spread: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    def sliding_window(self, net, image, *, patch_size, with_spread: bool = False,
+                       mirror_axes: tuple[int, ...] = (0,)) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """(C, X, Y, Z) softmax probabilities for a (1, X, Y, Z) preprocessed image (the mean over the
-        mirror passes with ``settings.tta``). ``with_spread``: also return the (X, Y, Z) standard
-        deviation of the lesion probability over those passes (None without TTA), as a pair."""
+        image and its mirror images along each of ``mirror_axes`` with ``settings.tta``: the axes the
+        network was trained mirrored along, :func:`mirror_axes`). ``with_spread``: also return the
+        (X, Y, Z) standard deviation of the lesion probability over those passes (None without TTA),
+        as a pair."""
         import torch
         from monai.inferers import SlidingWindowInferer
 
         inferer = SlidingWindowInferer(roi_size=tuple(patch_size), sw_batch_size=self.settings.sw_batch_size,
                                        overlap=self.settings.overlap, mode="gaussian", padding_mode=self.settings.padding)
         x = image[None].to(self.device)
-        flips = [()] + ([(2,), (3,), (4,)] if self.settings.tta else [])
+        flips = [()] + ([(2 + axis,) for axis in mirror_axes] if self.settings.tta else [])
         use_amp = self.settings.amp and self.device.startswith("cuda")
         total = squares = None
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=use_amp):

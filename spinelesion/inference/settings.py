@@ -31,8 +31,9 @@ class InferenceSettings:
     Attributes:
         overlap: sliding-window overlap between neighbouring patches, [0, 1). Default 0.5.
         sw_batch_size: patches per network call. Default 2.
-        tta: mirror test-time augmentation (the mean of the image and its mirror images along
-            each of the three axes; 4x the network time). Default false.
+        tta: mirror test-time augmentation (the mean of the image and its mirror images along the
+            axes the model was trained mirrored along: left-right for the default model, 2x the
+            network time). Default false.
         amp: mixed precision on CUDA (ignored on the CPU). Default true.
         spine_margin_mm: foreground islands farther than this from the column are removed
             (:func:`~spinelesion.inference.postprocess.keep_spine_structure`); null keeps all. Default 10.

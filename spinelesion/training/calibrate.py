@@ -34,7 +34,7 @@ def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu
     import torch
 
     from spinelesion.inference.postprocess import keep_spine_structure, lesion_components
-    from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.predictor import Predictor, mirror_axes
     from spinelesion.network.transforms import case_item, val_transforms
 
     predictor = Predictor(model=checkpoint, device=device)
@@ -48,7 +48,7 @@ def lesion_operating_points(*, checkpoint: Path, cases: list, device: str = "cpu
     for case in cases:
         item = transform(case_item(case))
         probabilities = predictor.sliding_window(net, torch.as_tensor(item["image"]).float(),
-                                                 patch_size=meta["patch_size"])
+                                                 patch_size=meta["patch_size"], mirror_axes=mirror_axes(meta))
         found = lesion_components(keep_spine_structure(probabilities, spacing_mm=spacing), spacing_mm=spacing)
         truth = np.asarray(item["label"][0]).astype(np.int64) == 3
         for key, counts in zip(grid, _detections(found, truth, grid)):
