@@ -47,6 +47,7 @@ def test_ribs_are_looked_for_only_on_a_ct_in_hounsfield_units(phantoms):
         record = measure_labels(labels=ph.labels, affine=ph.scan.affine, **kwargs)
         assert set(_levels(record)) == {None}, kwargs
         assert record["column"]["level_naming"]["method"] == "none"
+        assert "looked at for ribs" not in record["column"]["level_naming"]["detail"]
 
 
 def test_lowest_level_given_wins_over_the_ribs(phantoms):

@@ -151,6 +151,9 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
     gap = _gaps(vertebrae, axis)
     anchors = _rib_anchors(bearing, gap)
     if not anchors:
+        if naming.method == "none":
+            return LevelNaming("none", f"{naming.detail}; the CT was looked at for ribs: no place in view where they "
+                                       "stop or start")
         return naming
     if len(anchors) == 2:
         (i12, _), (i1, _) = sorted(anchors.items())
