@@ -166,11 +166,13 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
     index, level = min(anchors.items())  # T12 (the lower one) where both are in view and agree
     if naming.method != "none":
         named = vertebrae[index].level
+        if named is None:  # beyond a gap or in a crowded pair: nothing to check
+            return naming
         if named == level:
             return LevelNaming(naming.method, f"{naming.detail}; the ribs (CT, on {_listed(vertebrae, bearing)}) "
                                               f"agree: {level} is where they {'stop' if level == 'T12' else 'start'}")
         return LevelNaming(naming.method, f"{naming.detail}; the ribs (CT) disagree: the vertebra they make {level} "
-                                          f"is named {named or 'nothing'} (11 or 13 pairs of ribs, a transitional "
+                                          f"is named {named} (11 or 13 pairs of ribs, a transitional "
                                           "vertebra, or a level missed or merged): check the levels")
     first = int(np.flatnonzero(gap[:index])[-1]) + 1 if gap[:index].any() else 0
     last = index + int(np.flatnonzero(gap[index:])[0]) if gap[index:].any() else len(vertebrae) - 1
