@@ -71,6 +71,9 @@ END_MIN_NEIGHBOUR_FRACTION = 0.8
 #: Height over AP depth of a body from which it is C2 with its dens.
 DENS_HEIGHT_DEPTH_RATIO = 1.5
 
+#: Namings the ribs check or replace (not the label map's own levels, nor a level the user gave).
+RIB_CHECKED_NAMINGS = ("sacrum", "axis", "none")
+
 #: A rib junction names levels where at least this many rib-free vertebrae (L1 and L2 under T12,
 #: C7 and C6 over T1) meet rib-bearing ones with no gap between them: a single rib missed inside a
 #: run of ribs would otherwise pass for a junction ...
@@ -146,7 +149,7 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
     nothing else did (module docstring). ``bearing``: whether each vertebra (inferior -> superior)
     bears a rib (None: cannot tell), from :func:`.ribs.rib_bearing`; None where the ribs were not
     looked at."""
-    if bearing is None or naming.method not in ("sacrum", "axis", "none"):
+    if bearing is None or naming.method not in RIB_CHECKED_NAMINGS:
         return naming
     gap = _gaps(vertebrae, axis)
     anchors = _rib_anchors(bearing, gap)
