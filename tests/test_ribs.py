@@ -66,7 +66,7 @@ def test_lowest_level_given_wins_over_the_ribs(phantoms):
     ([True, False, False], {}),                        # S1 beside the ilium under L5, L4: not T1
     ([True, True, True, False, True], {}),             # a rib missed inside a run of ribs is no junction
     ([True, True, True], {}),                          # no junction
-    ([False, True, False, False, True, True], {4: "T12"}),  # a lone rib-like piece under two rib-free vertebrae is not T12
+    ([False, True, False, False, True, True], {4: "T12"}),  # a lone rib-like piece under two rib-free ones: not T12
     ([False, True, True, False, False, False, True], {}),  # the ilium passing for ribs on the lowest two: trust nothing
 ])
 def test_rib_junctions(bearing, expected):

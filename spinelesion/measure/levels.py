@@ -133,8 +133,8 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
         _count_up(vertebrae, s1_rank, last=last, skip=_crowded(vertebrae, axis))
         detail = "levels counted up from S1 (no disc below the lowest body, the scan goes on below)"
         if last < len(vertebrae) - 1:
-            detail += (f"; a vertebra is missing or split above {vertebrae[last].level}: the {len(vertebrae) - 1 - last} "
-                       "above it are unnamed")
+            detail += (f"; a vertebra is missing or split above {vertebrae[last].level}: "
+                       f"the {len(vertebrae) - 1 - last} above it are unnamed")
         return LevelNaming("sacrum", detail)
     if fragments:
         return LevelNaming("none", f"levels not named: the {' and the '.join(fragments)} body ends the column but is "
@@ -187,7 +187,8 @@ def with_ribs(vertebrae: list[Vertebra], naming: LevelNaming, bearing: list[bool
         where, variant = "the highest vertebra with ribs, rib-free ones above", "a cervical rib on C7"
     detail = f"levels counted from {level}, {where} (ribs found on the CT; {variant} would shift every name by one)"
     if first or last < len(vertebrae) - 1 or crowded.any():
-        detail += "; vertebrae beyond a gap (a vertebra missing or split) and pieces too close to tell apart are unnamed"
+        detail += ("; vertebrae beyond a gap (a vertebra missing or split) and pieces too close to tell apart "
+                   "are unnamed")
     return LevelNaming("ribs", f"{detail}; ribs on {_listed(vertebrae, bearing)}")
 
 

@@ -88,8 +88,9 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     column = find_vertebrae(classes=classes, levels=levels, level_names=mapped.level_names, affine=aff,
                             border_touch=border, lowest_level=lowest_level, settings=settings, scan_box=scan_box,
                             auto_levels=settings.auto_levels)
+    # ribs check or name the levels on a CT (not where the label map or the user named them)
     if (image is not None and modality == "CT" and settings.auto_levels
-            and column.naming is not None and column.naming.method in LV.RIB_CHECKED_NAMINGS):  # not where the map or the user named them
+            and column.naming is not None and column.naming.method in LV.RIB_CHECKED_NAMINGS):
         bearing = ribs.rib_bearing(column.vertebrae, image=np.asarray(image), affine=affine, box=box,
                                    grid=G.Grid(classes.shape, aff))
         column.naming = LV.with_ribs(column.vertebrae, column.naming, bearing, axis=column.axis)

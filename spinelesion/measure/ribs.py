@@ -20,9 +20,9 @@ image: bone (>= ``BONE_HU``) outside the labelled vertebrae, in connected pieces
 A transverse process the labels missed stops short of ``REACH_MM``; a scapula or a sternum does
 not touch a vertebra. A piece that could be a rib but leaves the scan before ``REACH_MM`` (a
 narrow field of view cuts every rib at the same distance) leaves its vertebra undecided (None), and
-no level is named across an undecided vertebra. The bone is looked at on a grid of about ``GRID_MM`` (block means), so the cost
-does not grow with the scan's resolution. MR has no intensity unit to call bone by: there the
-answer is None (not looked at), as it is without an image.
+no level is named across an undecided vertebra. The bone is looked at on a grid of about
+``GRID_MM`` (block means), so the cost does not grow with the scan's resolution. MR has no
+intensity unit to call bone by: there the answer is None (not looked at), as it is without an image.
 """
 
 from __future__ import annotations
