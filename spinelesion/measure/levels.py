@@ -36,8 +36,8 @@ Ribs (on CT, found in the image by :mod:`.ribs`; they are not in the label schem
 and name the levels where neither end does: the thoracolumbar junction is where the ribs stop, so
 the lowest rib-bearing vertebra with rib-free ones under it is T12, and the highest with rib-free
 ones over it is T1. Each junction must be seen over ``RIB_FREE_MIN`` rib-free vertebrae (T12, L1, L2;
-for T1 with two rib-bearing ones: T2, T1, C7, C6) with no gap, and be the only one of its kind; 11 or 13 pairs of ribs
-(a few per cent of people) shift every name by one, which the note says. Where names from S1 or C2
+for T1 with two rib-bearing ones: T2, T1, C7, C6) with no gap, and be the only one of its kind;
+11 or 13 pairs of ribs (a few per cent of people) shift every name by one, which the note says. Where names from S1 or C2
 and from the ribs disagree, the names from S1 or C2 stay and the note says so. Where nothing in
 view fixes the levels, they stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
 """
@@ -234,25 +234,30 @@ def _run(bearing: list[bool | None], gap: np.ndarray, start: int, step: int, val
 
 def _gaps(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
     """(N - 1,) bool: gap[i] where vertebrae i and i + 1 lie over ``GAP_SPACING_FACTOR`` times the
-    column's median spacing apart (a vertebra missing between them) or under ``CROWD_SPACING_FACTOR``
-    times it (one of them a fragment of a vertebra): counting stops there."""
-    spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
-    if spacing.size == 0:
-        return np.zeros(0, bool)
-    median = float(np.median(spacing))
-    return (spacing > GAP_SPACING_FACTOR * median) | (spacing < CROWD_SPACING_FACTOR * median)
+    column's median spacing apart (a vertebra missing between them) or too close (a fragment):
+    counting stops there."""
+    far, close = _spacing_flags(vertebrae, axis)
+    return far | close
 
 
 def _crowded(vertebrae: list[Vertebra], axis: np.ndarray) -> np.ndarray:
-    """(N,) bool: both vertebrae of each consecutive pair closer than ``CROWD_SPACING_FACTOR`` times
-    the column's median spacing (which of the two is the fragment cannot be told: neither is named)."""
-    spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
+    """(N,) bool: both vertebrae of each pair too close (which of the two is the fragment cannot be
+    told: neither is named)."""
+    close = _spacing_flags(vertebrae, axis)[1]
     out = np.zeros(len(vertebrae), bool)
-    if spacing.size:
-        close = spacing < CROWD_SPACING_FACTOR * float(np.median(spacing))
-        out[:-1] |= close
-        out[1:] |= close
+    out[:-1] |= close
+    out[1:] |= close
     return out
+
+
+def _spacing_flags(vertebrae: list[Vertebra], axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N - 1,) bool pairs (far, close): consecutive vertebrae over ``GAP_SPACING_FACTOR`` or under
+    ``CROWD_SPACING_FACTOR`` times the column's median spacing along ``axis`` apart."""
+    spacing = np.diff([v.centroid_mm @ axis for v in vertebrae])
+    if spacing.size == 0:
+        return np.zeros(0, bool), np.zeros(0, bool)
+    median = float(np.median(spacing))
+    return spacing > GAP_SPACING_FACTOR * median, spacing < CROWD_SPACING_FACTOR * median
 
 
 def _count_up(vertebrae: list[Vertebra], lowest_rank: int, *, first: int = 0, last: int | None = None,
