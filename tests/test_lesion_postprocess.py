@@ -61,8 +61,8 @@ def test_without_canal_contact_an_epidural_lesion_must_reach_bone():
     labels[16:26, 10:20, 2:28] = 5             # thecal sac, 4 voxels behind the body
     labels[20:24, 12:16, 10:14] = 3            # a "lesion" inside the sac, touching only CSF
     probs = _probabilities(labels)
-    _, with_canal = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0)
-    _, bone_only = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0, touch_canal=False)
+    _, with_canal = keep_spinal_lesions(probs.clone(), spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0)
+    _, bone_only = keep_spinal_lesions(probs.clone(), spacing_mm=(1.5,) * 3, min_lesion_mm3=0.0, touch_canal=False)
     assert with_canal["kept"] == 1 and bone_only["outside_spine"] == 1
 
 
@@ -110,7 +110,7 @@ def test_calibration_counts_equal_cleaning_then_counting():
     annotated = np.ones(7, bool)
     for key, counts in zip(grid, fast):
         size, prob, mean, canal = key
-        cleaned, _ = keep_spinal_lesions(probs, spacing_mm=(1.5,) * 3, min_lesion_mm3=size, lesion_probability=prob,
+        cleaned, _ = keep_spinal_lesions(probs.clone(), spacing_mm=(1.5,) * 3, min_lesion_mm3=size, lesion_probability=prob,
                                          mean_probability=mean, touch_canal=canal)
         stats = case_stats(class_argmax(cleaned).numpy(), truth.astype(np.int64), annotated)
         assert counts == (stats["lesions_truth"], stats["lesions_detected"], stats["lesions_false_positive"]), key

@@ -116,3 +116,16 @@ def test_no_junction_across_undecided_vertebrae():
     no_gap = np.zeros(4, bool)
     assert _rib_anchors([False, False, True, False, False], no_gap) == {2: "T12"}  # would name a lone rib T12
     assert _rib_anchors([None, None, True, None, None], no_gap) == {}
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_block_means_are_the_means_of_each_block(order):
+    """The plane-by-plane block sums equal each block's mean, for a view cut from a larger volume."""
+    from spinelesion.measure.ribs import _block_means
+
+    volume = np.asarray(np.random.default_rng(0).normal(0, 300, (31, 26, 40)), dtype=np.float32, order=order)
+    region = volume[2:29, 1:25, 4:40]                    # 27 x 24 x 36: whole blocks of 3 x 4 x 2
+    expected = region.astype(np.float64).reshape(9, 3, 6, 4, 18, 2).mean(axis=(1, 3, 5))
+    got = _block_means(region, k=np.array([3, 4, 2]))
+    assert got.dtype == np.float32 and got.shape == (9, 6, 18)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)

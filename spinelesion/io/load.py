@@ -159,7 +159,9 @@ def _load_nifti(path: Path, *, volume_index: int | None) -> Scan:
         img = nib.load(str(path))
         check_declared_size(path, shape=img.dataobj.shape, dtype=img.dataobj.dtype,
                             offset=int(img.dataobj.offset), compressed=path.name.lower().endswith(".gz"))
-        array = _nifti_voxels(img, path)
+        array = _gzipped_volume_c_order(img.dataobj, path) if volume_index is None else None
+        if array is None:
+            array = _nifti_voxels(img, path)
     except ScanLoadError:
         raise
     except MemoryError:
@@ -228,6 +230,55 @@ def _nifti_voxels(img, path: Path) -> np.ndarray:
     spec = (on_disk.shape, on_disk.dtype, on_disk.offset, on_disk.slope, on_disk.inter)
     with igzip.open(path, "rb") as stream:
         return np.asarray(type(on_disk)(stream, spec, mmap=False, order=on_disk.order))
+
+
+#: Bytes of stored voxels inflated at a time by :func:`_gzipped_volume_c_order` (a few planes: in cache).
+INFLATE_CHUNK_BYTES = 8 * 2**20
+
+
+def _gzipped_volume_c_order(on_disk, path: Path) -> np.ndarray | None:
+    """The (X, Y, Z) float32 C-ordered voxels of a gzipped, unscaled 3D NIfTI, or None for any other
+    file (the general path reads those).
+
+    The file stores Z planes one after another (Fortran order); a reader thread inflates the next
+    few planes with ISA-L (which releases the GIL) while this thread reorders and converts those
+    already read into the output: the inflate and the reordering copy overlap, and no second
+    whole-volume copy in the stored type is made. Values as :func:`_nifti_voxels` then
+    :func:`~spinelesion.io.layout.as_c_order` give them.
+    """
+    if not path.name.lower().endswith(".gz") or on_disk.order != "F" or len(on_disk.shape) != 3:
+        return None
+    if min(on_disk.shape) < 2 or on_disk.dtype.kind not in "iuf":
+        return None
+    if not (on_disk.slope in (None, 1.0) and on_disk.inter in (None, 0.0)):
+        return None
+    try:
+        from isal import igzip
+    except ImportError:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    shape, dtype = tuple(int(n) for n in on_disk.shape), on_disk.dtype
+    plane_bytes = shape[0] * shape[1] * dtype.itemsize
+    step = max(1, INFLATE_CHUNK_BYTES // plane_bytes)
+    out = np.empty(shape, dtype=np.float32)
+    with igzip.open(path, "rb") as stream, ThreadPoolExecutor(max_workers=1, thread_name_prefix="inflate") as reader:
+        stream.seek(int(on_disk.offset))
+
+        def planes(z0: int) -> np.ndarray:
+            n = min(step, shape[2] - z0)
+            data = stream.read(n * plane_bytes)
+            if len(data) != n * plane_bytes:
+                raise ValueError(f"file ends early: {shape[2]} planes declared, {z0 + len(data) // plane_bytes} stored")
+            return np.frombuffer(data, dtype=dtype).reshape((shape[0], shape[1], n), order="F")
+
+        pending = reader.submit(planes, 0)
+        for z0 in range(0, shape[2], step):
+            chunk = pending.result()
+            if z0 + step < shape[2]:
+                pending = reader.submit(planes, z0 + step)
+            out[:, :, z0:z0 + chunk.shape[2]] = chunk
+    return out
 
 
 #: Deflate cannot expand data more than about 1032 times: a larger claim is a corrupt header.

@@ -83,8 +83,11 @@ def principal_axes(points: np.ndarray, *, max_points: int = 200_000, seed: int =
     """(eigenvalues (3,) ascending, unit eigenvectors (3, 3) as columns) of the covariance of (N, 3)
     points; at most ``max_points`` of them, drawn with ``seed`` (:func:`axes_sample`)."""
     points = points[axes_sample(len(points), max_points=max_points, seed=seed)]
-    centred = points - points.mean(axis=0)
-    return np.linalg.eigh(centred.T @ centred / max(len(points), 1))
+    # column by column: the (3, N) @ (N, 3) product and the mean along axis 0 of a thin array are
+    # several times slower (docs/benchmarks.md, issue 16)
+    columns = [points[:, k] - points[:, k].mean() for k in range(3)]
+    covariance = np.array([[a @ b for b in columns] for a in columns])
+    return np.linalg.eigh(covariance / max(len(points), 1))
 
 
 def orient_like(vector: np.ndarray, reference: np.ndarray) -> np.ndarray:
