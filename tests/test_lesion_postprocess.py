@@ -110,8 +110,8 @@ def test_calibration_counts_equal_cleaning_then_counting():
     annotated = np.ones(7, bool)
     for key, counts in zip(grid, fast):
         size, prob, mean, canal = key
-        cleaned, _ = keep_spinal_lesions(probs.clone(), spacing_mm=(1.5,) * 3, min_lesion_mm3=size, lesion_probability=prob,
-                                         mean_probability=mean, touch_canal=canal)
+        cleaned, _ = keep_spinal_lesions(probs.clone(), spacing_mm=(1.5,) * 3, min_lesion_mm3=size,
+                                         lesion_probability=prob, mean_probability=mean, touch_canal=canal)
         stats = case_stats(class_argmax(cleaned).numpy(), truth.astype(np.int64), annotated)
         assert counts == (stats["lesions_truth"], stats["lesions_detected"], stats["lesions_false_positive"]), key
     assert len({c for c in fast}) > 3                              # the settings do differ
