@@ -156,3 +156,19 @@ def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.binary_dilation(mask, iterations=iterations)
+
+
+def test_gzipped_nifti_holds_nibabels_bytes_in_one_gzip_member(tmp_path):
+    """The threaded deflate writes one gzip member whose inflated bytes are nibabel's own .nii."""
+    import zlib
+
+    from spinelesion.io.save import save_nifti
+
+    volume = (np.random.default_rng(1).random((70, 60, 50)) * 7).astype(np.uint8)
+    img = nib.Nifti1Image(volume, AFFINES["oblique_LPS"])
+    save_nifti(img, tmp_path / "labels.nii.gz")
+    nib.save(img, tmp_path / "labels.nii")
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    inflated = stream.decompress((tmp_path / "labels.nii.gz").read_bytes())
+    assert stream.eof and not stream.unused_data
+    assert inflated == (tmp_path / "labels.nii").read_bytes()

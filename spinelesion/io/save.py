@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -93,23 +94,66 @@ def _write_nifti(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:
     save_nifti(img, path)
 
 
+#: Most threads that deflate one ``.nii.gz`` (each holds a block of about 1 MB).
+MAX_DEFLATE_THREADS = 4
+
+
 def save_nifti(img, path: Path) -> None:
     """``nib.save(img, path)``; a ``.nii.gz`` is compressed by ISA-L's igzip at level 1 when the
     ``isal`` package is installed (about 8 times faster than nibabel's zlib level 1, and smaller
-    for label maps). The uncompressed NIfTI bytes are the same either way."""
+    for label maps), in blocks on up to ``MAX_DEFLATE_THREADS`` threads (one gzip member, as pigz
+    writes it: the viewer's copy of a body CT 0.36 -> 0.25 s on the 2 cores here). The uncompressed
+    NIfTI bytes are the same either way."""
     import nibabel as nib
 
     if not str(path).lower().endswith(".gz"):
         nib.save(img, str(path))
         return
     try:
-        from isal import igzip
+        from isal import igzip_threaded
     except ImportError:
         nib.save(img, str(path))
         return
-    with igzip.open(path, "wb", compresslevel=1) as stream:
-        holder = nib.FileHolder(fileobj=stream)
+    from spinelesion.io.layout import available_cores
+
+    threads = min(MAX_DEFLATE_THREADS, available_cores())
+    with igzip_threaded.open(path, "wb", compresslevel=1, threads=threads) as stream:
+        holder = nib.FileHolder(fileobj=_ForwardWriter(stream))
         img.to_file_map({"image": holder, "header": holder})
+
+
+class _ForwardWriter(io.RawIOBase):
+    """A write-only stream that can "seek" forward only (zeros fill the gap), as nibabel asks of the
+    file it writes a NIfTI into (the threaded gzip writer cannot seek at all)."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream, self.position = stream, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = self.stream.write(data)
+        self.position += n
+        return n
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        target = position if whence == 0 else self.position + position if whence == 1 else None
+        if target is None or target < self.position:
+            raise OSError("a compressed NIfTI is written front to back")
+        if target > self.position:
+            self.write(bytes(target - self.position))
+        return self.position
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _write_itk(labels: np.ndarray, affine: np.ndarray, path: Path) -> None:
