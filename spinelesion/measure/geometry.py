@@ -108,7 +108,8 @@ def perpendicular(vector: np.ndarray, axis: np.ndarray, *, fallback: np.ndarray 
 
 
 def crop_box(mask: np.ndarray, *, margin: int = 2) -> tuple[slice, ...] | None:
-    """Bounding box (slices) of a 3D mask's True voxels, grown by ``margin``; None if empty.
+    """Bounding box (slices) of a 3D mask's True voxels (or a label map's nonzero ones: passing the
+    map itself spares a whole-volume mask), grown by ``margin``; None if empty.
 
     Two passes over the volume, not three: the first two axes' extents come from one (X, Y) projection."""
     xy = mask.any(axis=2)

@@ -66,7 +66,7 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
                        "orientation": "".join(__import__("nibabel").aff2axcodes(affine)), "modality": modality},
               "vertebrae": [], "lesions": [], "cord": dict(NULL_CORD), "findings": [], "flags": [],
               "settings": {"min_lesion_mm3": settings.min_lesion_mm3}, "column": None, "cord_profile": None}
-    box = G.crop_box(labels != 0, margin=2)
+    box = G.crop_box(labels, margin=2)  # its nonzero voxels: no whole-volume mask made
     if box is None:
         record["flags"].append("empty label map: nothing could be measured (no vertebrae, lesions or cord)")
         return record

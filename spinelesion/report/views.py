@@ -127,7 +127,7 @@ def spine_bbox(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) inclusive voxel bounds of all labelled voxels, or None for an empty map."""
     from spinelesion.measure.geometry import crop_box
 
-    box = crop_box(labels > 0, margin=0)
+    box = crop_box(labels if labels.dtype.kind in "ub" else labels > 0, margin=0)
     if box is None:
         return None
     return np.array([b.start for b in box]), np.array([b.stop - 1 for b in box])

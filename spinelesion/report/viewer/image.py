@@ -46,7 +46,7 @@ def label_box(labels, affine, *, margin_mm: float = MARGIN_MM) -> tuple[slice, s
 
     from spinelesion.measure.geometry import crop_box
 
-    box = crop_box(np.asarray(labels) != 0, margin=0)
+    box = crop_box(np.asarray(labels), margin=0)  # nonzero voxels: no whole-volume mask made
     if box is None:
         return None
     spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
