@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import traceback
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +89,8 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
     Each output is made on its own: one that fails (a DICOM SEG the source's attributes do not
     allow, a full disk...) is recorded in ``status["output_errors"]`` and the others are still
     written; the case is then "partial", with the failed outputs in its one-line ``error``.
+    The label map and the viewer's image need no measurement: a second thread writes them while
+    this one measures (their "write" and "report" seconds overlap "measure"; "total" is wall time).
     """
     from spinelesion.io.save import save_labels, save_probabilities as save_probs
     from spinelesion.measure import measure_labels
@@ -96,8 +98,9 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
     status, seconds = started.status, started.status["seconds"]
     scan, prediction = started.scan, started.prediction
     if prediction is not None:
-        outputs: list[Path] = []
+        outputs: list = []
         errors: dict[str, str] = {}
+        timing = threading.Lock()
 
         def attempt(name: str, stage: str, make):
             t = time.perf_counter()
@@ -109,7 +112,8 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
                     status.setdefault("tracebacks", {})[name] = traceback.format_exc(limit=8)
                 return None
             finally:
-                seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
+                with timing:
+                    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
 
         def measure():
             record = measure_labels(labels=prediction.labels, affine=scan.affine, image=scan.array,
@@ -119,36 +123,47 @@ def finish_case(started: StartedCase, *, case_dir: Path, overlays: bool, save_pr
             record.setdefault("provenance", {})["model"] = prediction.model
             return MeasurementRecord.from_json(record)  # typed (and checked) once; every writer reads it
 
-        record = attempt("measurements.json", "measure", measure)
-        outputs.append(attempt("labels.nii.gz", "write",
-                               lambda: save_labels(prediction.labels, like=scan, path=case_dir / "labels.nii.gz")))
-        if scan.dicom is not None:
-            from spinelesion.io.seg import save_dicom_seg
-            from spinelesion.io.sr import save_dicom_sr
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="case-files") as background:
+            # the files that need no record are compressed on the other core while this one measures
+            outputs.append(background.submit(attempt, "labels.nii.gz", "write", lambda: save_labels(
+                prediction.labels, like=scan, path=case_dir / "labels.nii.gz")))
+            if overlays and viewer:
+                from spinelesion.report.viewer import save_viewer_image
+                from spinelesion.report.viewer.image import label_box
 
-            seg = attempt("labels.seg.dcm", "write", lambda: save_dicom_seg(
-                prediction.labels, like=scan, path=case_dir / "labels.seg.dcm", levels=_segment_levels(record)))
-            outputs.append(seg)
-            if seg is not None and record is not None:  # the SR references the SEG's segments
-                outputs.append(attempt("measurements.sr.dcm", "write", lambda: save_dicom_sr(
-                    record, like=scan, seg_path=seg, path=case_dir / "measurements.sr.dcm")))
-        if save_probabilities and prediction.probabilities is not None:
-            outputs.append(attempt("probabilities.nii.gz", "write", lambda: save_probs(
-                prediction.probabilities, like=scan, path=case_dir / "probabilities.nii.gz")))
-        if record is not None:
-            outputs.append(attempt("measurements.json", "write", lambda: _write_json(
-                case_dir / "measurements.json", record.to_json())))
-        if overlays:
-            from spinelesion.report import write_overlays
+                viewer_image = background.submit(attempt, VIEWER_IMAGE, "report", lambda: save_viewer_image(
+                    scan, path=case_dir / VIEWER_IMAGE, box=label_box(prediction.labels, scan.affine)))
+            record = attempt("measurements.json", "measure", measure)
+            if scan.dicom is not None:
+                from spinelesion.io.seg import save_dicom_seg
+                from spinelesion.io.sr import save_dicom_sr
 
-            with _OVERLAY_LOCK:  # matplotlib: one figure at a time
-                outputs.extend(attempt("overlays", "report", lambda: write_overlays(
-                    scan=scan, labels=prediction.labels, record=record, out_dir=case_dir)) or [])
-        if overlays and viewer:
-            from spinelesion.report.viewer.page import write_viewer  # the interactive viewer: image + page
+                seg = attempt("labels.seg.dcm", "write", lambda: save_dicom_seg(
+                    prediction.labels, like=scan, path=case_dir / "labels.seg.dcm", levels=_segment_levels(record)))
+                outputs.append(seg)
+                if seg is not None and record is not None:  # the SR references the SEG's segments
+                    outputs.append(attempt("measurements.sr.dcm", "write", lambda: save_dicom_sr(
+                        record, like=scan, seg_path=seg, path=case_dir / "measurements.sr.dcm")))
+            if save_probabilities and prediction.probabilities is not None:
+                outputs.append(attempt("probabilities.nii.gz", "write", lambda: save_probs(
+                    prediction.probabilities, like=scan, path=case_dir / "probabilities.nii.gz")))
+            if record is not None:
+                outputs.append(attempt("measurements.json", "write", lambda: _write_json(
+                    case_dir / "measurements.json", record.to_json())))
+            if overlays:
+                from spinelesion.report import write_overlays
 
-            outputs.extend(attempt(VIEWER_IMAGE, "report", lambda: write_viewer(
-                scan=scan, labels=prediction.labels, record=record, case_dir=case_dir)) or [])
+                with _OVERLAY_LOCK:  # matplotlib: one figure at a time
+                    outputs.extend(attempt("overlays", "report", lambda: write_overlays(
+                        scan=scan, labels=prediction.labels, record=record, out_dir=case_dir)) or [])
+            if overlays and viewer:
+                from spinelesion.report.viewer.page import write_viewer_page
+
+                outputs.append(viewer_image)
+                if viewer_image.result() is not None:  # the page shows the image: no page without it
+                    outputs.append(attempt(VIEWER_PAGE, "report", lambda: write_viewer_page(
+                        case_dir=case_dir, record=record, modality=scan.modality)))
+        outputs = [p.result() if isinstance(p, Future) else p for p in outputs]
         written = [str(Path(p).relative_to(case_dir)) for p in outputs if p is not None]
         status.update(outputs=written, modality=scan.modality)
         if not errors:
