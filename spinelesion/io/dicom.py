@@ -420,8 +420,8 @@ def _volume(planes, rescales: list[tuple[float, float]], *, shape: tuple[int, in
     (rows, cols) stored values in slice order, each with its (slope, intercept).
 
     Each plane lands in a (slices, rows, cols) block as it comes (contiguous writes); one threaded
-    reordering copy makes the (X, Y, Z) array (a slice at a time into (X, Y, Z) writes 4 bytes per
-    600-byte stride: 1.3 s for 600 slices of 512 x 512, this 0.4 s)."""
+    reordering copy makes the (X, Y, Z) array. A transposed copy per plane stacked along the last axis
+    took 1.3 s of a 600-slice 512 x 512 series' load (5.2 s in all, now 3.7-4.5 s: docs/benchmarks.md)."""
     from spinelesion.io.layout import as_c_order
 
     stacked = np.empty(shape, dtype=np.float32)
