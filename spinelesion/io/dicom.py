@@ -210,8 +210,7 @@ def load_dicom_file(path: str | os.PathLike) -> Scan:
                         for i in frames], dtype=np.float64)
     names = [f"frame {i + 1}" for i in frames]
     order, affine = stack_geometry(iop=iop, ipp=ipp, pixel_spacing=spacing, names=names, where=str(path))
-    array = _volume((pixels[i] for i in order), [_rescale(ds, i) for i in order],
-                    shape=(n_frames, int(ds.Rows), int(ds.Columns)))
+    array = _volume((pixels[i] for i in order), [_rescale(ds, i) for i in order], shape=pixels.shape)
     uid, _ = series_uid_of(ds)
     return Scan(array=array, affine=affine, modality=_modality(ds),
                 source=f"DICOM multi-frame {path.name}, series {uid} ({n_frames} frames)",
@@ -351,8 +350,8 @@ def _load_classic_series(folder: Path, info: SeriesInfo) -> Scan:
         raise DicomSeriesError(f"{folder}: series {info.series_instance_uid} has malformed geometry tags")
     names = [p.name for p in info.files]
     order, affine = stack_geometry(iop=iop, ipp=ipp, pixel_spacing=spacing, names=names, where=str(folder))
-    planes = (_pixels(datasets[i], info.files[i]) for i in order)
-    array = _volume(planes, [_rescale(datasets[i], None) for i in order], shape=(len(order), *shapes.pop()))
+    array = _volume((_pixels(datasets[i], info.files[i]) for i in order), [_rescale(datasets[i], None) for i in order],
+                    shape=(len(order), *shapes.pop()))
     first = datasets[0]
     return Scan(array=array, affine=affine, modality=_modality(first),
                 source=f"DICOM series {info.series_instance_uid} ({len(order)} slices)",
@@ -417,11 +416,9 @@ def _rescale(ds, frame_index: int | None) -> tuple[float, float]:
 
 def _volume(planes, rescales: list[tuple[float, float]], *, shape: tuple[int, int, int]) -> np.ndarray:
     """(X = columns, Y = rows, Z = slices) C-ordered float32 modality values (HU for CT) of ``planes``,
-    (rows, cols) stored values in slice order, each with its (slope, intercept).
-
-    Each plane lands in a (slices, rows, cols) block as it comes (contiguous writes); one threaded
-    reordering copy makes the (X, Y, Z) array. A transposed copy per plane stacked along the last axis
-    took 1.3 s of a 600-slice 512 x 512 series' load (5.2 s in all, now 3.7-4.5 s: docs/benchmarks.md)."""
+    (rows, cols) stored values in slice order, each with its (slope, intercept): each plane lands in a
+    (slices, rows, cols) block (contiguous writes), then one threaded reordering copy (docs/benchmarks.md:
+    600 slices of 512 x 512 loaded in 3.7-4.5 s, 5.2 s by a transposed copy per plane stacked)."""
     from spinelesion.io.layout import as_c_order
 
     stacked = np.empty(shape, dtype=np.float32)
