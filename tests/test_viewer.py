@@ -25,7 +25,7 @@ from spinelesion.io.save import save_labels
 from spinelesion.report.review_server import make_server
 from spinelesion.report.viewer import VIEWER_IMAGE, VIEWER_PAGE
 from spinelesion.report.viewer.image import label_box
-from spinelesion.report.viewer.page import write_viewer
+from spinelesion.report.viewer.page import write_viewer_page
 from viewer_run import served, viewer_run  # noqa: F401 (fixtures)
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
@@ -121,7 +121,7 @@ def test_viewer_page_escapes_record_text(tmp_path):
                               "location": "</script><script>alert(1)</script>", "epidural": False})
     record["flags"] = ["<b>flag</b>"]
     save_labels(labels, like=scan, path=tmp_path / "case" / "labels.nii.gz")
-    write_viewer(scan=scan, labels=labels, record=typed(record), case_dir=tmp_path / "case")
+    write_viewer_page(case_dir=tmp_path / "case", record=typed(record), modality=scan.modality)
     text = (tmp_path / "case" / VIEWER_PAGE).read_text(encoding="utf-8")
     assert "<script>alert" not in text and "<b>flag" not in text
     assert _config(tmp_path / "case" / VIEWER_PAGE)["lesions"][1]["where"] == "</script><script>alert(1)</script>"

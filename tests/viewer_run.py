@@ -15,7 +15,9 @@ from report_synth import synthetic_case
 from spinelesion.io.save import save_labels
 from spinelesion.report import write_report_html
 from spinelesion.report.review_server import make_server
-from spinelesion.report.viewer.page import write_viewer
+from spinelesion.report.viewer import VIEWER_IMAGE, save_viewer_image
+from spinelesion.report.viewer.image import label_box
+from spinelesion.report.viewer.page import write_viewer_page
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +36,8 @@ def make_viewer_run(run_dir: Path) -> dict:
         case_dir = run_dir / name
         save_labels(labels, like=scan, path=case_dir / "labels.nii.gz")
         (case_dir / "measurements.json").write_text(json.dumps(record), encoding="utf-8")
-        write_viewer(scan=scan, labels=labels, record=typed(record), case_dir=case_dir)
+        save_viewer_image(scan, path=case_dir / VIEWER_IMAGE, box=label_box(labels, scan.affine))  # as infer does
+        write_viewer_page(case_dir=case_dir, record=typed(record), modality=modality)
         records[name] = record
     write_report_html(run_dir=run_dir, cases=[
         {"case": name, "status": "ok", "error": None, "record": typed(record), "case_dir": Path(name), "overlays": [],

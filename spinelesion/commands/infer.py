@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(overlap, sw_batch_size, tta, amp, spine_margin_mm) and 'measure:' (any "
                              "MeasureSettings key, e.g. min_lesion_mm3); --tta and --overlap override it")
     parser.add_argument("--tta", action="store_true",
-                        help="mirror test-time augmentation along the model's training flips (default model: left-right, 2x network time)")
+                        help="mirror test-time augmentation along the model's training flips "
+                             "(default model: left-right, 2x network time)")
     parser.add_argument("--overlap", type=float, default=None,
                         help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--save-probabilities", action="store_true",

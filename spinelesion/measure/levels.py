@@ -37,8 +37,8 @@ and name the levels where neither end does: the thoracolumbar junction is where 
 the lowest rib-bearing vertebra with rib-free ones under it is T12, and the highest with rib-free
 ones over it is T1. Each junction must be seen over ``RIB_FREE_MIN`` rib-free vertebrae (T12, L1, L2;
 for T1 with two rib-bearing ones: T2, T1, C7, C6) with no gap, and be the only one of its kind;
-11 or 13 pairs of ribs (a few per cent of people) shift every name by one, which the note says. Where names from S1 or C2
-and from the ribs disagree, the names from S1 or C2 stay and the note says so. Where nothing in
+11 or 13 pairs of ribs (a few per cent of people) shift every name by one, which the note says.
+Where names from S1 or C2 and from the ribs disagree, the names from S1 or C2 stay and the note says so. Where nothing in
 view fixes the levels, they stay unnamed (v0, v1, ...): ``--lowest-level`` names them.
 """
 

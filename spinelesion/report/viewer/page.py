@@ -18,8 +18,7 @@ from spinelesion.io.atomic import write_text_atomic
 from spinelesion.labels import LABEL_COLOURS, LABEL_NAMES, LESION
 from spinelesion.report.html import DISCLAIMER, case_tables
 from spinelesion.report.templating import render
-from spinelesion.report.viewer import ASSETS_URL, LABELS, VIEWER_IMAGE, VIEWER_PAGE, save_viewer_image
-from spinelesion.report.viewer.image import label_box
+from spinelesion.report.viewer import ASSETS_URL, LABELS, VIEWER_IMAGE, VIEWER_PAGE
 from spinelesion.record_types import MeasurementRecord
 
 #: Version of the page's JSON settings that static/viewer.js reads.
@@ -30,21 +29,6 @@ CT_WINDOWS = {"bone": (-500.0, 1300.0), "soft tissue": (-160.0, 240.0)}
 #: Opacity of the label overlay at first (0..1; a slider changes it).
 LABEL_OPACITY = 0.5
 TEMPLATE = "viewer.html.j2"
-
-
-def write_viewer(*, scan, labels, record: MeasurementRecord | None, case_dir: str | os.PathLike) -> list[Path]:
-    """Write a case's viewer image, then its viewer page; return both paths.
-
-    Args:
-        scan: the case's :class:`spinelesion.io.scan.Scan` (its voxels and grid go into the image).
-        labels: (X, Y, Z) label map on the scan's grid: the image keeps the labelled region and a
-            margin (:func:`spinelesion.report.viewer.image.label_box`).
-        record: its typed measurement record; None: the page has no tables.
-        case_dir: the case folder (under the run folder), where ``labels.nii.gz`` is written too.
-    """
-    case_dir = Path(case_dir)
-    image = save_viewer_image(scan, path=case_dir / VIEWER_IMAGE, box=label_box(labels, scan.affine))
-    return [image, write_viewer_page(case_dir=case_dir, record=record, modality=scan.modality)]
 
 
 def _point(value) -> list[float] | None:
