@@ -118,6 +118,14 @@ def test_world_points_equal_matrix_product():
     assert G.world_points(np.zeros(0, np.int64), shape, OBLIQUE).shape == (0, 3)
 
 
+def test_centroid_and_bounds_equal_numpy():
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(1000, 3)) * 40
+    np.testing.assert_allclose(G.centroid(points), points.mean(axis=0), rtol=0, atol=1e-12)
+    ijk = rng.integers(-2, 12, size=(1000, 3))
+    assert np.array_equal(G.in_bounds(ijk, (10, 7, 11)), np.all((ijk >= 0) & (ijk < (10, 7, 11)), axis=1))
+
+
 @pytest.mark.parametrize("device", ["cpu"])
 def test_class_argmax_equals_torch_argmax_with_ties(device):
     rng = np.random.default_rng(6)
@@ -226,3 +234,26 @@ def test_keep_spine_structure_equals_full_distance_transform(seed):
     expected = np.where(foreground & ~keep, 0, labels)
     assert np.array_equal(got, expected)
     assert (expected != labels).any() and (expected > 0).sum() > (labels[16:22, 14:20, 5:45] > 0).sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rib_contacts_equal_full_distance_transform(seed):
+    """The k-d tree near the labelled voxels finds the free bone within CONTACT_MM of a vertebra,
+    and its nearest vertebra, as the whole grid's distance transform with indices does."""
+    from spinelesion.measure import ribs
+
+    rng = np.random.default_rng(seed)
+    owner = np.zeros((30, 26, 34), np.int32)
+    owner[12:18, 10:16, 2:32] = np.repeat(np.arange(1, 4), 10)[None, None, :]  # three vertebrae stacked
+    free = rng.random(owner.shape) < 0.3
+    free &= owner == 0
+    affine = np.diag([2.13, 1.87, 2.41, 1.0])  # uneven spacing: no ties between nearest voxels
+    flat = np.flatnonzero(free)
+    got_at, got_who = ribs._nearest_owner(free_flat=flat, owner=owner, affine=affine)
+
+    distance, nearest = ndimage.distance_transform_edt(owner == 0, sampling=(2.13, 1.87, 2.41), return_indices=True)
+    touch = distance.ravel()[flat] <= ribs.CONTACT_MM
+    expected_who = owner[tuple(n.ravel()[flat[touch]] for n in nearest)] - 1
+    assert np.array_equal(got_at, np.flatnonzero(touch))
+    assert np.array_equal(got_who, expected_who)
+    assert 0 < touch.sum() < flat.size and set(expected_who.tolist()) == {0, 1, 2}

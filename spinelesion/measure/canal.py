@@ -27,7 +27,7 @@ def find_canal(v: Vertebra, points: VertebraPoints, affine: np.ndarray) -> None:
     if centre is not None:
         _set_canal(v, centre=centre, points=pixels, source="ring", affine=affine)
     elif len(canal) >= 20:
-        _set_canal(v, centre=canal.mean(axis=0), points=canal, source="labels", affine=affine)
+        _set_canal(v, centre=G.centroid(canal), points=canal, source="labels", affine=affine)
     else:
         v.canal_source = "none"
 
@@ -57,7 +57,7 @@ def check_rings(vertebrae: list[Vertebra], work: list[VertebraPoints], affine: n
             continue
         canal = points.canal_mm
         if len(canal) >= 20:
-            _set_canal(v, centre=canal.mean(axis=0), points=canal, source="labels", affine=affine)
+            _set_canal(v, centre=G.centroid(canal), points=canal, source="labels", affine=affine)
         else:
             v.canal_front_rel_mm = typical
 
@@ -140,7 +140,7 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
         return None, None
     e1 = G.perpendicular(G.ANTERIOR, superior)
     e2 = np.cross(superior, e1)
-    origin = bone.mean(axis=0)
+    origin = G.centroid(bone)
     uv = (bone - origin) @ np.stack([e1, e2], axis=1)
     pixel = max(min(G.step_along_mm(e1, affine), G.step_along_mm(e2, affine)), 0.5)
     lo = G.column_min(uv)
@@ -167,4 +167,4 @@ def _canal_from_hole(bone: np.ndarray, superior: np.ndarray, affine: np.ndarray,
     hi, hj = np.nonzero(holes == k)
     huv = np.stack([hi, hj], axis=1) * pixel + pixel / 2 + lo
     hole_pts = origin + huv[:, :1] * e1 + huv[:, 1:] * e2
-    return hole_pts.mean(axis=0), hole_pts
+    return G.centroid(hole_pts), hole_pts

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spinelesion.measure import geometry as G
+
 DEFAULT_CANAL_HALF_WIDTH_MM = 8.0
 
 
@@ -76,4 +78,4 @@ class VertebraPoints:
     @property
     def label_centre_mm(self) -> np.ndarray | None:
         """(3,) centre of the cord/sac labels in the slab, or None with fewer than 20 voxels."""
-        return self.canal_mm.mean(axis=0) if len(self.canal_mm) >= 20 else None
+        return G.centroid(self.canal_mm) if len(self.canal_mm) >= 20 else None

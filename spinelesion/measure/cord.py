@@ -168,7 +168,7 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
     second time with centroids of the perpendicular slices.
     """
     u0 = G.orient_like(G.principal_axis(pts), axis)
-    origin = pts.mean(axis=0)
+    origin = G.centroid(pts)
     t = (pts - origin) @ u0
     step = max(settings.cross_section_step_mm, G.step_along_mm(u0, affine))
     t0 = t.min()
@@ -271,7 +271,7 @@ def _resample_by_arc(centre: np.ndarray, tangent: np.ndarray, step: float) -> di
     tg = np.stack([np.interp(s, arc, tangent[:, k]) for k in range(3)], axis=1)
     tg /= np.maximum(np.linalg.norm(tg, axis=1, keepdims=True), 1e-12)
     # the along-line coordinate of each sample, to seed projections
-    u = tg.mean(axis=0)
+    u = G.centroid(tg)
     u /= np.linalg.norm(u)
     return {"s": s, "centre": c, "tangent": tg, "u": u, "u_of_s": (c - c[0]) @ u, "step": step}
 

@@ -59,7 +59,7 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, grid: G.Grid) -> tuple[fl
         return _extent_heights_mm(v, pts, affine)
     ijk = grid.ijk(flat_idx)
     v = own_axes(v, ijk, affine)
-    centre = pts.mean(axis=0)
+    centre = G.centroid(pts)
     step_a = G.step_along_mm(v.anterior, affine)
     step_r = G.step_along_mm(v.right, affine)
     surfaces = _endplate_points(ijk, affine, v, inset_mm=max(1.5, 1.01 * step_a))
@@ -134,7 +134,7 @@ def _plane_normal(points: np.ndarray, towards: np.ndarray) -> np.ndarray | None:
         if use.sum() < 20:
             return normal
         q = points[use]
-        c = q.mean(axis=0)
+        c = G.centroid(q)
         normal = G.orient_like(np.linalg.eigh((q - c).T @ (q - c))[1][:, 0], towards)
         use = np.abs((points - c) @ normal) <= 2.0
     return normal
@@ -149,7 +149,7 @@ def _extent_heights_mm(v: Vertebra, pts: np.ndarray, affine: np.ndarray) -> tupl
         return None
     step_s = G.step_along_mm(v.superior, affine)
     step_a = G.step_along_mm(v.anterior, affine)
-    rel = pts - pts.mean(axis=0)
+    rel = pts - G.centroid(pts)
     r = rel @ v.right
     slab = np.abs(r - np.median(r)) <= max(1.5, 1.01 * G.step_along_mm(v.right, affine))
     if slab.sum() < 10:
@@ -201,20 +201,22 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
     lo = G.column_min(ijk) - 1
     local = ijk - lo
     mask = np.zeros(tuple(G.column_max(local) + 2), bool)
-    mask[tuple(local.T)] = True
+    strides = np.array([mask.shape[1] * mask.shape[2], mask.shape[2], 1])
+    local_flat = _flat(local, strides)  # flat indices into mask: single-array look-ups, not 3-array fancy indexing
+    flat_mask = mask.ravel()
+    flat_mask[local_flat] = True
 
     def inside(points_ijk: np.ndarray) -> np.ndarray:
         q = np.rint(points_ijk).astype(np.int64)
-        ok = np.all((q >= 0) & (q < mask.shape), axis=1)
+        ok = G.in_bounds(q, mask.shape)
         out = np.zeros(len(q), bool)
-        out[ok] = mask[tuple(q[ok].T)]
+        out[ok] = flat_mask[_flat(q[ok], strides)]
         return out
 
     out = []
     for direction in (sign, -sign):  # superior, then inferior
-        shifted = local.copy()
-        shifted[:, k] += direction
-        cand = local[~mask[tuple(shifted.T)]].astype(float)
+        # the mask is padded by one voxel on every side: a neighbour's flat index never leaves it
+        cand = local[~flat_mask[local_flat + direction * strides[k]]].astype(float)
         # a margin into the body along its axis, as large as rounding a point to its voxel can move
         # it across a surface perpendicular to that axis: deep and shallow boundary voxels alike pass
         margin_mm = 0.5 * float(np.abs(v.superior @ cols).sum())
@@ -226,6 +228,11 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
         cand[:, k] += 0.5 * direction
         out.append((cand + lo) @ cols.T + affine[:3, 3])
     return out
+
+
+def _flat(ijk: np.ndarray, strides: np.ndarray) -> np.ndarray:
+    """(N,) flat indices of (N, 3) integer voxel indices, given the array's (3,) element strides."""
+    return ijk[:, 0] * strides[0] + ijk[:, 1] * strides[1] + ijk[:, 2] * strides[2]
 
 
 def _local_surface(da: np.ndarray, r: np.ndarray, s: np.ndarray, *, sigma_a: float,

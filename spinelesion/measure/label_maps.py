@@ -27,6 +27,7 @@ import numpy as np
 
 from spinelesion import labels as L
 from spinelesion.errors import LabelMapError
+from spinelesion.measure import geometry as G
 from spinelesion.vocabulary import VERTEBRAE_C1_TO_S1
 
 #: Internal class for bone that merges body and posterior elements (not part of schema v1).
@@ -202,7 +203,7 @@ def _tube(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float] | None:
     points = np.stack(np.unravel_index(sample, mask.shape), axis=1) @ affine[:3, :3].T
     if len(points) < 10:
         return None
-    centred = points - points.mean(axis=0)
+    centred = points - G.centroid(points)
     axis = np.linalg.svd(centred, full_matrices=False)[2][0]
     along = centred @ axis
     length = float(np.ptp(along)) + float(np.cbrt(voxel_mm3))  # centre to centre, plus one voxel

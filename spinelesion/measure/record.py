@@ -176,7 +176,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         n_total = v.body_idx.size + int(inb.sum())
         pts = np.concatenate([body_pts, les_pts[inb]])
         rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "inb": inb, "les_pts": les_pts,
-                     "centroid": pts.mean(axis=0) if n_total else v.centroid_mm,
+                     "centroid": G.centroid(pts) if n_total else v.centroid_mm,
                      "body_ml": n_total * voxel_mm3 / 1000.0,
                      "destruction": 100.0 * inb.sum() / n_total if n_total else None})
     median_ml = float(np.median([r["body_ml"] for r in rows])) if rows else 0.0
