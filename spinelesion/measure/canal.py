@@ -103,7 +103,7 @@ def body_back_walls(vertebrae: list[Vertebra], work: list[VertebraPoints], grid:
             continue
         bone_back = None
         if v.body_idx.size >= 20:
-            rel = grid.points(v.body_idx) - v.canal_centre_mm
+            rel = v.body_points(grid) - v.canal_centre_mm
             # the wall in front of the canal, at the canal centre's level (the wall leans with the column)
             facing = (np.abs(rel @ v.right) < v.canal_half_width_mm) & (np.abs(rel @ v.superior) <= 3.0)
             if facing.sum() >= 20:

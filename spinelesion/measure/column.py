@@ -33,6 +33,17 @@ class Vertebra:
     canal_front_rel_mm: float | None = None
     body_back_rel_mm: float | None = None
     truncated: bool = False
+    _body_mm: tuple | None = field(default=None, repr=False, compare=False)
+
+    def body_points(self, grid: G.Grid) -> np.ndarray:
+        """(N, 3) RAS+ mm of ``body_idx`` on ``grid``, computed once for each ``body_idx`` array and
+        grid (five steps read every body's points; each conversion costs as much as a pass)."""
+        cached = self._body_mm
+        if (cached is None or cached[0] is not self.body_idx or cached[1] != grid.shape
+                or not np.array_equal(cached[2], grid.affine)):
+            cached = (self.body_idx, grid.shape, grid.affine.copy(), grid.points(self.body_idx))
+            self._body_mm = cached
+        return cached[3]
 
 
 @dataclass(frozen=True)

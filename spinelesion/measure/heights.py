@@ -24,11 +24,13 @@ COARSE_GRID_MM = 2.0
 FIT_TOLERANCE_FRACTION = 0.25
 
 
-def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, grid: G.Grid) -> tuple[float, float, float] | None:
+def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, grid: G.Grid, *,
+                    points_mm: np.ndarray | None = None) -> tuple[float, float, float] | None:
     """Anterior, middle and posterior heights (mm) of a body.
 
     Args:
         flat_idx: flat indices (into ``grid``) of the body's voxels, bone and lesion.
+        points_mm: (N, 3) RAS+ mm of those voxels where the caller has them (else computed).
 
     The superior and inferior endplates are located from the body's boundary voxels along the
     voxel axis nearest the vertebra's superior axis (a boundary voxel's centre plus half a voxel
@@ -54,7 +56,7 @@ def body_heights_mm(v: Vertebra, flat_idx: np.ndarray, grid: G.Grid) -> tuple[fl
     if flat_idx.size < 30:
         return None
     affine = grid.affine
-    pts = grid.points(flat_idx)
+    pts = grid.points(flat_idx) if points_mm is None else points_mm
     if G.step_along_mm(v.superior, affine) > COARSE_GRID_MM:
         return _extent_heights_mm(v, pts, affine)
     ijk = grid.ijk(flat_idx)

@@ -278,7 +278,7 @@ def _is_end(v: Vertebra, side: int, *, grid: G.Grid, disc_beyond: int, column_di
     (``disc_beyond`` voxels), and at least ``END_ROOM_MM`` of scan beyond its body."""
     if v.body_idx.size < 30 or disc_beyond >= DISC_MIN_FRACTION * column_disc:
         return False
-    s_body = (grid.points(v.body_idx) - v.centroid_mm) @ axis
+    s_body = (v.body_points(grid) - v.centroid_mm) @ axis
     edge = float(s_body.max() if side > 0 else s_body.min())
     return _room_mm(v.centroid_mm, side * axis, grid=grid, scan_lo=scan_lo, scan_hi=scan_hi) - abs(edge) >= END_ROOM_MM
 
@@ -306,7 +306,7 @@ def _room_mm(point_mm: np.ndarray, direction: np.ndarray, *, grid: G.Grid, scan_
 def _tall(v: Vertebra, grid: G.Grid) -> bool:
     """Whether the body is at least ``DENS_HEIGHT_DEPTH_RATIO`` times as tall as deep (C2 with its
     dens), from its 1st-99th percentile extents along its own superior and anterior axes."""
-    rel = grid.points(v.body_idx) - v.centroid_mm
+    rel = v.body_points(grid) - v.centroid_mm
     height = np.subtract(*np.percentile(rel @ v.superior, [99, 1]))
     depth = np.subtract(*np.percentile(rel @ v.anterior, [99, 1]))
     return bool(depth > 0 and height >= DENS_HEIGHT_DEPTH_RATIO * depth)

@@ -170,12 +170,12 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
     notes: list[str] = []
     rows = []
     for v in vertebrae:
-        body_pts = grid.points(v.body_idx)
+        body_pts = v.body_points(grid)
         les_pts = grid.points(v.lesion_idx)
         inb = B.lesion_in_body(v, les_pts, body_pts)
         n_total = v.body_idx.size + int(inb.sum())
         pts = np.concatenate([body_pts, les_pts[inb]])
-        rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "inb": inb, "les_pts": les_pts,
+        rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "pts": pts, "inb": inb, "les_pts": les_pts,
                      "centroid": G.centroid(pts) if n_total else v.centroid_mm,
                      "body_ml": n_total * voxel_mm3 / 1000.0,
                      "destruction": 100.0 * inb.sum() / n_total if n_total else None})
@@ -187,7 +187,7 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         if r["truncated"]:
             notes.append(f"{vertebra_name(v.level, v.index)}: body cut by the field of view "
                          f"({r['body_ml']:.1f} ml inside): heights not measured")
-        r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], grid)
+        r["heights"] = None if r["truncated"] else HT.body_heights_mm(v, r["idx"], grid, points_mm=r["pts"])
         r["comparable"] = r["heights"] is not None and v.level not in ATYPICAL_LEVELS
     compared = [r["heights"] if r["comparable"] else None for r in rows]
     steps = [G.step_along_mm(r["v"].superior, affine) for r in rows]

@@ -98,7 +98,7 @@ def find_vertebrae(*, classes: np.ndarray, levels: np.ndarray | None, level_name
         _split_merged(vertebrae, work, grid, disc_pts=grid.points(disc_flat))
     canal.body_back_walls(vertebrae, work, grid)
     for v in vertebrae:  # centroid of the body with the lesion inside it, then the final frames
-        body_pts = grid.points(v.body_idx)
+        body_pts = v.body_points(grid)
         les_pts = grid.points(v.lesion_idx)
         if v.canal_centre_mm is not None and v.body_back_rel_mm is not None and len(les_pts):
             les_pts = les_pts[(les_pts - v.canal_centre_mm) @ v.anterior > v.body_back_rel_mm]
