@@ -175,7 +175,8 @@ def _vertebra_records(vertebrae: list[Vertebra], classes, affine, image, modalit
         inb = B.lesion_in_body(v, les_pts, body_pts)
         n_total = v.body_idx.size + int(inb.sum())
         pts = np.concatenate([body_pts, les_pts[inb]])
-        rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "pts": pts, "inb": inb, "les_pts": les_pts,
+        rows.append({"v": v, "idx": np.concatenate([v.body_idx, v.lesion_idx[inb]]), "pts": pts, "inb": inb,
+                     "les_pts": les_pts,
                      "centroid": G.centroid(pts) if n_total else v.centroid_mm,
                      "body_ml": n_total * voxel_mm3 / 1000.0,
                      "destruction": 100.0 * inb.sum() / n_total if n_total else None})
