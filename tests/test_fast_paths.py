@@ -257,3 +257,64 @@ def test_rib_contacts_equal_full_distance_transform(seed):
     assert np.array_equal(got_at, np.flatnonzero(touch))
     assert np.array_equal(got_who, expected_who)
     assert 0 < touch.sum() < flat.size and set(expected_who.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("seed,spacing,distance", [(0, (2.0, 2.0, 2.0), 2.0), (1, (1.5, 0.7, 2.2), 3.0),
+                                                    (2, (0.8, 0.8, 3.0), 10.0)])
+def test_components_near_equals_distance_transform(seed, spacing, distance):
+    """Which components come within a distance of a target, from the sets' surfaces (k-d tree), equals the
+    distance transform of the target read at every component voxel; distances equal to the limit count."""
+    from spinelesion.inference.postprocess import components_near
+
+    rng = np.random.default_rng(seed)
+    target = np.zeros((40, 36, 30), bool)
+    target[15:25, 12:22, 3:27] = True
+    islands = np.zeros(target.shape, np.uint8)
+    for _ in range(40):
+        x, y, z = rng.integers(0, (38, 34, 28))
+        islands[x:x + rng.integers(1, 4), y:y + rng.integers(1, 4), z:z + rng.integers(1, 4)] = 1
+    islands[target] = 0
+    components, n = cc3d.connected_components(islands, connectivity=26, return_N=True)
+    got = components_near(components, n=n, target=target, spacing_mm=spacing, distance_mm=distance)
+
+    near = ndimage.distance_transform_edt(~target, sampling=spacing) <= distance
+    expected = np.zeros(n + 1, bool)
+    expected[np.unique(components[near & (components > 0)])] = True
+    expected[0] = False
+    assert np.array_equal(got, expected)
+    assert 0 < expected.sum() < n
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clean_up_keeps_its_arg_max_current(seed):
+    """The arg-max computed once and updated by the clean-up steps equals the arg-max of their result,
+    and the label map made from it equals the one made without it."""
+    from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
+    from spinelesion.inference.resample import class_argmax, labels_on_grid
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((30, 28, 40), np.int64)
+    labels[12:18, 11:17, 3:37] = 1                                   # column
+    labels[14:16, 13:15, 10:14] = 3                                  # a lesion in it
+    for _ in range(30):                                              # islands, lesions far and near
+        x, y, z = rng.integers(0, (28, 26, 38))
+        labels[x:x + 2, y:y + 2, z:z + 2] = rng.choice([1, 2, 3, 4])
+    logits = torch.as_tensor(rng.normal(size=(7, *labels.shape)), dtype=torch.float32)
+    logits += 4.0 * torch.nn.functional.one_hot(torch.as_tensor(labels), 7).permute(3, 0, 1, 2)
+    probs = torch.softmax(logits, dim=0)
+    spacing = (1.5, 1.5, 1.5)
+
+    plain = keep_spine_structure(probs.clone(), spacing_mm=spacing)
+    plain, _ = keep_spinal_lesions(plain, spacing_mm=spacing, min_lesion_mm3=20.0, lesion_probability=0.5)
+    fast = probs.clone()
+    classes = class_argmax(fast)
+    fast = keep_spine_structure(fast, spacing_mm=spacing, classes=classes)
+    fast, counts = keep_spinal_lesions(fast, spacing_mm=spacing, min_lesion_mm3=20.0, lesion_probability=0.5,
+                                       classes=classes)
+    assert torch.equal(fast, plain) and torch.equal(classes, class_argmax(plain))
+    assert counts["kept"] >= 1 and counts["outside_spine"] + counts["too_small"] >= 1  # both steps acted
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    target = np.diag([1.0, 1.2, 0.9, 1.0])
+    assert np.array_equal(labels_on_grid(fast, source_affine=affine, target_affine=target, target_shape=(40, 30, 60),
+                                         classes=classes),
+                          labels_on_grid(plain, source_affine=affine, target_affine=target, target_shape=(40, 30, 60)))

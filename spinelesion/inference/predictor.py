@@ -124,7 +124,7 @@ class Predictor:
     def predict(self, scan: Scan) -> Prediction:
         """Label map for ``scan`` on its own grid; ``seconds`` splits preprocess/network/postprocess."""
 
-        from spinelesion.inference.resample import VolumeLookup, labels_on_grid
+        from spinelesion.inference.resample import VolumeLookup, class_argmax, labels_on_grid
         from spinelesion.network.transforms import preprocess
 
         path = self.checkpoint_for(scan.modality)
@@ -138,11 +138,13 @@ class Predictor:
                                                        mirror_axes=mirror_axes(meta))
         t2 = time.perf_counter()
         seconds["network"] = t2 - t1
+        classes = class_argmax(probabilities)  # one arg-max, kept up to date by the clean-up steps
         if self.settings.spine_margin_mm is not None:
             from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
 
             spacing = meta["preprocessing"]["spacing_mm"]
-            probabilities = keep_spine_structure(probabilities, spacing_mm=spacing, margin_mm=self.settings.spine_margin_mm)
+            probabilities = keep_spine_structure(probabilities, spacing_mm=spacing,
+                                                 margin_mm=self.settings.spine_margin_mm, classes=classes)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 ct_density = None
@@ -153,9 +155,9 @@ class Predictor:
                     probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
-                    touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density)
+                    touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
-                                target_shape=scan.shape)
+                                target_shape=scan.shape, classes=classes)
         kept = None
         if self.keep_probabilities:
             kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)

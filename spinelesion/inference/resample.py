@@ -10,7 +10,8 @@ MIXED = 255
 
 
 def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
-                   target_shape: tuple[int, int, int], slab_voxels: int = 4_000_000) -> np.ndarray:
+                   target_shape: tuple[int, int, int], slab_voxels: int = 4_000_000,
+                   classes: torch.Tensor | None = None) -> np.ndarray:
     """Trilinearly interpolate class probabilities at each target voxel, then take the argmax.
 
     Each target voxel's world position (``target_affine``) is mapped into the source grid
@@ -28,17 +29,19 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
         source_affine: (4, 4) voxel -> RAS mm of the probabilities' grid.
         target_affine: (4, 4) voxel -> RAS mm of the output grid.
         target_shape: (X, Y, Z) of the output grid.
+        classes: (X, Y, Z) uint8 :func:`class_argmax` of ``probabilities`` where the caller has it.
 
     Returns:
         (X, Y, Z) uint8 label map on the target grid.
     """
     device = probabilities.device
     probabilities = probabilities.float()
+    labels_src = class_argmax(probabilities) if classes is None else classes
     for axis in range(1, 4):  # a network grid one voxel thick (a scan thinner than a network voxel):
         if probabilities.shape[axis] == 1:  # that voxel's values one step further too, so cells exist
             probabilities = torch.cat([probabilities, probabilities], dim=axis)
+            labels_src = torch.cat([labels_src, labels_src], dim=axis - 1)
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
-    labels_src = class_argmax(probabilities)
     # class of each source cell (the 2x2x2 voxels from its corner) where all corners agree, else MIXED
     cell_class = torch.where(_uniform_cells(labels_src), labels_src[:-1, :-1, :-1],
                              torch.tensor(MIXED, dtype=torch.uint8, device=device)).flatten()
