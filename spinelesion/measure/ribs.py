@@ -225,8 +225,9 @@ def _nearest_owner(*, free_flat: np.ndarray, owner: np.ndarray, affine: np.ndarr
     # index space scaled by the spacing: Euclidean mm as the coarse grid's voxel centres give it
     labelled_mm = np.stack(np.unravel_index(labelled, owner.shape), axis=1) * spacing
     query_mm = np.stack(np.unravel_index(free_flat[candidates], owner.shape), axis=1) * spacing
-    distance, nearest = cKDTree(labelled_mm).query(query_mm, distance_upper_bound=CONTACT_MM * (1 + 1e-9))
-    hit = distance <= CONTACT_MM
+    reach = CONTACT_MM * (1 + 1e-9)  # a distance equal to CONTACT_MM touches, as with <= on a distance transform
+    distance, nearest = cKDTree(labelled_mm).query(query_mm, distance_upper_bound=reach)
+    hit = distance <= reach
     return candidates[hit], owner.ravel()[labelled[nearest[hit]]].astype(np.int64) - 1
 
 
