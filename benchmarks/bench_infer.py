@@ -8,9 +8,11 @@ two 512x512x600 CTs, each in a child process that reports its peak resident memo
 zoomed to fill the field of view (the spine is most of the volume: the worst case for the
 stages that work on the spine's box) and the real TotalSegmentator example CT (thorax to pelvis,
 ../shared/data/real) resampled to that grid (the spine in its real share of a body CT).
-CT inputs are written as int16 HU NIfTI (.nii.gz), as CT is stored.
+CT inputs are written as int16 HU NIfTI (.nii.gz), as CT is stored. ``--save-probabilities``
+also writes every class's probabilities on the input grid (as ``infer --save-probabilities``), the
+memory target's harder case.
 
-    python benchmarks/bench_infer.py [--device auto] [--model CKPT] [--big]
+    python benchmarks/bench_infer.py [--device auto] [--model CKPT] [--big] [--save-probabilities]
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def network_seconds(predictor, scan) -> float:
     return time.perf_counter() - t
 
 
-def time_case(scan, *, model, device, tmp: Path) -> dict:
+def time_case(scan, *, model, device, tmp: Path, save_probabilities: bool = False) -> dict:
     import torch
 
     from spinelesion.pipeline.case import finish_case, predict_case
@@ -91,12 +93,12 @@ def time_case(scan, *, model, device, tmp: Path) -> dict:
     from spinelesion.io.save import save_image
 
     path = save_image(scan, path=tmp / "scan.nii.gz", dtype=np.int16 if scan.modality == "CT" else np.float32)
-    predictor = Predictor(model=model, device=device)
+    predictor = Predictor(model=model, device=device, keep_probabilities=save_probabilities)
     net, meta = predictor.network(predictor.checkpoint_for("CT"))
     # warm-up on a small input (kernel selection, lazy init)
     predictor.sliding_window(net, torch.zeros(1, *meta["patch_size"]), patch_size=meta["patch_size"])
     started = predict_case(CaseInput(case_id="bench", path=path), predictor=predictor)
-    status = finish_case(started, case_dir=tmp / "out", overlays=True, save_probabilities=False)
+    status = finish_case(started, case_dir=tmp / "out", overlays=True, save_probabilities=save_probabilities)
     if status["status"] != "ok":
         raise SystemExit(f"case failed: {status['error']}")
     network_only = network_seconds(predictor, scan)
@@ -113,6 +115,8 @@ def main() -> None:
     parser.add_argument("--real-ct", default=str(REAL_CT), help="the real CT to resample (default: %(default)s)")
     parser.add_argument("--child-big", choices=("phantom", "real"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write the class probabilities on the input grid (peak memory's harder case)")
     args = parser.parse_args()
     from spinelesion.runtime import resolve_device
 
@@ -127,7 +131,8 @@ def main() -> None:
             if scan is None:
                 print(f"{kind} {shape}: input not found, skipped")
                 continue
-            r = time_case(scan, model=args.model, device=device, tmp=Path(tmp))
+            r = time_case(scan, model=args.model, device=device, tmp=Path(tmp),
+                          save_probabilities=args.save_probabilities)
             r["input"] = kind
             if device.startswith("cuda"):
                 import torch
@@ -144,7 +149,8 @@ def main() -> None:
         for kind in ("phantom", "real"):
             child_json = [] if not args.json else ["--json", f"{args.json}.{kind}.json"]
             cmd = [sys.executable, __file__, "--child-big", kind, "--device", device, "--real-ct", args.real_ct] + child_json + (
-                ["--model", args.model] if args.model else [])
+                ["--model", args.model] if args.model else []) + (
+                ["--save-probabilities"] if args.save_probabilities else [])
             subprocess.run(cmd, check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -318,3 +318,39 @@ def test_clean_up_keeps_its_arg_max_current(seed):
     assert np.array_equal(labels_on_grid(fast, source_affine=affine, target_affine=target, target_shape=(40, 30, 60),
                                          classes=classes),
                           labels_on_grid(plain, source_affine=affine, target_affine=target, target_shape=(40, 30, 60)))
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_separable_probabilities_equal_grid_sample(flipped, monkeypatch):
+    """Probabilities on an axis-aligned target grid by three 1D interpolations equal grid_sample's
+    trilinear ones (zero padding, renormalised near the edge) within float16 rounding."""
+    from spinelesion.inference import resample as R
+
+    rng = np.random.default_rng(4)
+    probs = torch.softmax(torch.as_tensor(rng.normal(size=(7, 20, 18, 16)) * 3, dtype=torch.float32), 0)
+    probs[3, 4:8] = 0  # a dropped lesion: the classes no longer sum to 1
+    source = np.diag([1.5, 1.5, 1.5, 1.0])
+    source[:3, 3] = [-2.0, 3.0, 1.0]
+    target = np.diag([0.7, 0.6, 0.9, 1.0]) if not flipped else np.array(
+        [[0, 0, -0.8, 20], [0.6, 0, 0, -1], [0, -0.7, 0, 14], [0, 0, 0, 1.0]])
+    shape = (45, 50, 30)
+    assert R._axis_permutation(np.linalg.inv(source) @ target) is not None
+    fast = R.probabilities_on_grid(probs, source_affine=source, target_affine=target, target_shape=shape)
+    monkeypatch.setattr(R, "_axis_permutation", lambda matrix: None)  # the general (grid_sample) path
+    general = R.probabilities_on_grid(probs, source_affine=source, target_affine=target, target_shape=shape)
+    assert np.abs(fast.astype(np.float32) - general.astype(np.float32)).max() <= 1 / 1024
+    assert (general[0] == 1).sum() > 0 and (general[0] < 1).sum() > 0  # both outside and inside the grid
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_probability_quantisation_equals_numpy(order):
+    """uint8 probabilities by torch and placed plane by plane equal numpy's rint/clip into a Fortran array."""
+    from spinelesion.io.save import _place, _to_uint8
+
+    rng = np.random.default_rng(7)
+    values = np.asarray(rng.random((13, 9, 11)), dtype=np.float16, order=order)
+    values.flat[:4] = [0.5 / 255, 1.5 / 255, 1.0, 0.0]  # halves round to even, as np.rint
+    expected = np.clip(np.rint(values.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    block = np.zeros((13, 9, 11, 2), np.uint8, order="F")
+    _place(block[..., 1], _to_uint8(values))
+    assert np.array_equal(block[..., 1], expected) and not block[..., 0].any()

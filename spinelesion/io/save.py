@@ -50,7 +50,7 @@ def save_probabilities(probabilities: np.ndarray, *, like: Scan, path: str | os.
 
     data = np.empty((*like.shape, probabilities.shape[0]), dtype=np.uint8, order="F")
     for c in range(probabilities.shape[0]):  # a class at a time: no float copy of the whole 4D array
-        data[..., c] = np.clip(np.rint(probabilities[c].astype(np.float32) * 255), 0, 255)
+        _place(data[..., c], _to_uint8(probabilities[c]))
     img = nib.Nifti1Image(data, like.affine)
     img.set_sform(like.affine, code=1)
     img.set_qform(like.affine, code=1)
@@ -59,6 +59,22 @@ def save_probabilities(probabilities: np.ndarray, *, like: Scan, path: str | os.
     with atomic_path(path) as tmp:
         save_nifti(img, tmp)
     return path
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) probabilities 0..1 -> uint8 0..255, rounded half to even as ``np.rint`` (torch's
+    threaded element-wise ops: numpy's five passes took 2-4 s a class on a 512x512x600 grid)."""
+    import torch
+
+    return torch.from_numpy(np.asarray(values)).float().mul_(255).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _place(block: np.ndarray, values: np.ndarray) -> None:
+    """Copy (X, Y, Z) ``values`` into ``block`` of another memory order plane by plane along the middle
+    axis: each (X, Z) plane's transposition fits in cache, where one whole-volume strided copy from a
+    C- into a Fortran-ordered array took 4 s a class (512x512x600)."""
+    for y in range(block.shape[1]):
+        block[:, y, :] = values[:, y, :]
 
 
 def save_image(scan: Scan, *, path: str | os.PathLike, dtype=np.float32) -> Path:
