@@ -344,13 +344,14 @@ def test_separable_probabilities_equal_grid_sample(flipped, monkeypatch):
 
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_probability_quantisation_equals_numpy(order):
-    """uint8 probabilities by torch and placed plane by plane equal numpy's rint/clip into a Fortran array."""
-    from spinelesion.io.save import _place, _to_uint8
+    """uint8 probabilities by torch, reordered into a Fortran array's block, equal numpy's rint/clip."""
+    from spinelesion.io.layout import as_fortran_order
+    from spinelesion.io.save import _to_uint8
 
     rng = np.random.default_rng(7)
     values = np.asarray(rng.random((13, 9, 11)), dtype=np.float16, order=order)
     values.flat[:4] = [0.5 / 255, 1.5 / 255, 1.0, 0.0]  # halves round to even, as np.rint
     expected = np.clip(np.rint(values.astype(np.float32) * 255), 0, 255).astype(np.uint8)
     block = np.zeros((13, 9, 11, 2), np.uint8, order="F")
-    _place(block[..., 1], _to_uint8(values))
+    block[..., 1] = as_fortran_order(_to_uint8(values), dtype=np.uint8)
     assert np.array_equal(block[..., 1], expected) and not block[..., 0].any()

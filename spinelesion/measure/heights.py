@@ -203,8 +203,8 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
     lo = G.column_min(ijk) - 1
     local = ijk - lo
     mask = np.zeros(tuple(G.column_max(local) + 2), bool)
-    strides = np.array([mask.shape[1] * mask.shape[2], mask.shape[2], 1])
-    local_flat = _flat(local, strides)  # flat indices into mask: single-array look-ups, not 3-array fancy indexing
+    step_k = int(np.prod(mask.shape[k + 1:]))  # flat-index step of one voxel along axis k
+    local_flat = np.ravel_multi_index(local.T, mask.shape)  # one-array look-ups, not 3-array fancy indexing
     flat_mask = mask.ravel()
     flat_mask[local_flat] = True
 
@@ -212,13 +212,13 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
         q = np.rint(points_ijk).astype(np.int64)
         ok = G.in_bounds(q, mask.shape)
         out = np.zeros(len(q), bool)
-        out[ok] = flat_mask[_flat(q[ok], strides)]
+        out[ok] = flat_mask[np.ravel_multi_index(q[ok].T, mask.shape)]
         return out
 
     out = []
     for direction in (sign, -sign):  # superior, then inferior
         # the mask is padded by one voxel on every side: a neighbour's flat index never leaves it
-        cand = local[~flat_mask[local_flat + direction * strides[k]]].astype(float)
+        cand = local[~flat_mask[local_flat + direction * step_k]].astype(float)
         # a margin into the body along its axis, as large as rounding a point to its voxel can move
         # it across a surface perpendicular to that axis: deep and shallow boundary voxels alike pass
         margin_mm = 0.5 * float(np.abs(v.superior @ cols).sum())
@@ -230,11 +230,6 @@ def _endplate_points(ijk: np.ndarray, affine: np.ndarray, v: Vertebra, *, inset_
         cand[:, k] += 0.5 * direction
         out.append((cand + lo) @ cols.T + affine[:3, 3])
     return out
-
-
-def _flat(ijk: np.ndarray, strides: np.ndarray) -> np.ndarray:
-    """(N,) flat indices of (N, 3) integer voxel indices, given the array's (3,) element strides."""
-    return ijk[:, 0] * strides[0] + ijk[:, 1] * strides[1] + ijk[:, 2] * strides[2]
 
 
 def _local_surface(da: np.ndarray, r: np.ndarray, s: np.ndarray, *, sigma_a: float,
