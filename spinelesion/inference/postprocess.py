@@ -300,3 +300,82 @@ def _within(mask: np.ndarray, reach_vox: np.ndarray) -> np.ndarray:
     scale = np.maximum(reach_vox, 1).astype(float)
     distance = ndimage.distance_transform_edt(~mask, sampling=1.0 / scale)
     return distance <= 1.0
+
+
+def fill_canal(probabilities: torch.Tensor, *, spacing_mm, classes: torch.Tensor, join_mm: float = 5.0,
+               min_canal_probability: float = 0.1) -> tuple[torch.Tensor, int]:
+    """Background left inside the dural canal's outline becomes canal (cord or thecal sac).
+
+    The thecal sac is an oval tube, convex in cross-section, and everything inside it is cord or
+    CSF. Where the network labels the sac's rim but leaves part of its inside background (a cord
+    as bright as the CSF around it on a T2* slab), each axial plane (the network grid is RAS: planes
+    across the superior axis) takes the convex outline of its canal labels, pieces within
+    ``join_mm`` of each other counted as one outline (the two halves of a sac whose middle is
+    unlabelled) and pieces farther apart each their own. A background voxel inside an outline to
+    which the network gives the canal (cord + sac) at least ``min_canal_probability`` becomes the
+    likelier of cord and sac; background it gives less (a ligament or disc bulging into a
+    non-convex sac) stays background. Lesion and bone are never changed.
+
+    Args:
+        probabilities: (C, X, Y, Z) softmax output on the RAS network grid; changed in place.
+        spacing_mm: (3,) voxel size of that grid.
+        classes: (X, Y, Z) uint8 ``class_argmax(probabilities)``; kept equal to the arg-max of the
+            result, in place.
+
+    Returns:
+        (``probabilities``, number of voxels given to the canal).
+    """
+    from spinelesion.measure.geometry import crop_box
+
+    cord, sac = _CANAL_CLASSES
+    labels = classes.cpu().numpy()
+    canal = (labels == cord) | (labels == sac)
+    box = crop_box(canal, margin=0)
+    if box is None:
+        return probabilities, 0
+    canal = canal[box]
+    join_vox = np.maximum(np.rint(join_mm / np.asarray(spacing_mm, float)[:2]).astype(int), 0)
+    inside = _convex_outlines(canal, join_vox=join_vox)
+    probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
+    likely = (probs[cord] + probs[sac]).cpu().numpy() >= min_canal_probability
+    holes = inside & (labels[box] == 0) & likely
+    n = int(np.count_nonzero(holes))
+    if n == 0:
+        return probabilities, 0
+    where = torch.as_tensor(holes, device=probabilities.device)
+    cord_wins = probs[cord] >= probs[sac]
+    probs.masked_fill_(where, 0.0)  # every class of those voxels, then the winner certain
+    probs[cord].masked_fill_(where & cord_wins, 1.0)
+    probs[sac].masked_fill_(where & ~cord_wins, 1.0)
+    cls.masked_fill_(where & cord_wins, cord)
+    cls.masked_fill_(where & ~cord_wins, sac)
+    return probabilities, n
+
+
+def _convex_outlines(canal: np.ndarray, *, join_vox: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool: in each axial plane (fixed Z), the convex hulls (of voxel centres) of the
+    plane's pieces of ``canal``, pieces within ``join_vox`` (X and Y voxels, a box) of each other
+    joined. Grouped in one pass over the volume (a structure without neighbours across planes)."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull, QhullError
+
+    grown = ndimage.maximum_filter(canal, size=(*(2 * join_vox + 1), 1)) if join_vox.any() else canal
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    groups, _ = ndimage.label(grown, structure=in_plane)
+    out = canal.copy()
+    for g, sl in enumerate(ndimage.find_objects(groups), start=1):
+        if sl is None:
+            continue
+        piece = canal[sl][:, :, 0] & (groups[sl][:, :, 0] == g)
+        points = np.argwhere(piece)
+        if len(points) < 3:
+            continue
+        try:
+            hull = ConvexHull(points)
+        except QhullError:  # collinear: a line has no inside
+            continue
+        grid = np.stack(np.meshgrid(*(np.arange(n) for n in piece.shape), indexing="ij"), axis=-1).reshape(-1, 2)
+        inside = (grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(axis=1)
+        out[sl][:, :, 0] |= inside.reshape(piece.shape)
+    return out

@@ -156,6 +156,11 @@ class Predictor:
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
+            if self.settings.canal_fill_min_probability is not None:
+                from spinelesion.inference.postprocess import fill_canal
+
+                probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
+                                              min_canal_probability=self.settings.canal_fill_min_probability)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape, classes=classes)
         kept = None

@@ -48,6 +48,10 @@ class InferenceSettings:
             lesion by its density (:meth:`~spinelesion.inference.postprocess.LesionComponents.isodense_on_ct`);
             null keeps them all. Part of the checkpoint's lesion clean-up: off where that is (``spine_margin_mm``
             null, or a checkpoint without one). Default 0.5.
+        canal_fill_min_probability: background inside the dural canal's outline in an axial plane
+            becomes cord or thecal sac where the network gives the canal at least this probability
+            (:func:`~spinelesion.inference.postprocess.fill_canal`); null leaves it. Off with the
+            rest of the clean-up (``spine_margin_mm`` null). Default 0.1.
     """
 
     overlap: float = 0.5
@@ -57,6 +61,7 @@ class InferenceSettings:
     spine_margin_mm: float | None = 10.0
     padding: str = "replicate"
     ct_lesion_min_typed_fraction: float | None = 0.5
+    canal_fill_min_probability: float | None = 0.1
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -70,6 +75,9 @@ class InferenceSettings:
         if self.ct_lesion_min_typed_fraction is not None and not 0.0 <= self.ct_lesion_min_typed_fraction <= 1.0:
             raise Invalid("ct_lesion_min_typed_fraction",
                           f"must be in [0, 1] or null, got {self.ct_lesion_min_typed_fraction}")
+        if self.canal_fill_min_probability is not None and not 0.0 <= self.canal_fill_min_probability <= 1.0:
+            raise Invalid("canal_fill_min_probability",
+                          f"must be in [0, 1] or null, got {self.canal_fill_min_probability}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
