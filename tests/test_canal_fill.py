@@ -97,3 +97,13 @@ def test_the_setting_is_validated():
 
     with pytest.raises(Invalid, match="canal_fill_min_probability"):
         InferenceSettings(canal_fill_min_probability=1.5).check()
+
+
+def test_an_epidural_tumour_the_network_missed_in_the_sacs_notch_stays_background():
+    """The notch an epidural mass makes in the sac lies inside the sac's convex outline; where the
+    network gives it more lesion than canal (but called it background), it is not made canal."""
+    labels, inner = _sac_with_unlabelled_middle()
+    probs = _probabilities(labels, inner=inner, inner_p={0: 0.45, L.LESION: 0.3, L.SPINAL_CORD: 0.15,
+                                                         L.THECAL_SAC: 0.1})
+    out, n = fill_canal(probs, spacing_mm=(1.5,) * 3, classes=class_argmax(probs))
+    assert n == 0 and not np.any(class_argmax(out).numpy()[inner])

@@ -313,8 +313,10 @@ def fill_canal(probabilities: torch.Tensor, *, spacing_mm, classes: torch.Tensor
     ``join_mm`` of each other counted as one outline (the two halves of a sac whose middle is
     unlabelled) and pieces farther apart each their own. A background voxel inside an outline to
     which the network gives the canal (cord + sac) at least ``min_canal_probability`` becomes the
-    likelier of cord and sac; background it gives less (a ligament or disc bulging into a
-    non-convex sac) stays background. Lesion and bone are never changed.
+    likelier of cord and sac, unless it finds another structure likelier still (an epidural tumour
+    it missed in the notch the tumour makes in the sac stays background); background it gives the
+    canal less (a ligament or disc bulging into a non-convex sac) stays background. Lesion and bone
+    are never changed.
 
     Args:
         probabilities: (C, X, Y, Z) softmax output on the RAS network grid; changed in place.
@@ -337,7 +339,9 @@ def fill_canal(probabilities: torch.Tensor, *, spacing_mm, classes: torch.Tensor
     join_vox = np.maximum(np.rint(join_mm / np.asarray(spacing_mm, float)[:2]).astype(int), 0)
     inside = _convex_outlines(canal, join_vox=join_vox)
     probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
-    likely = (probs[cord] + probs[sac]).cpu().numpy() >= min_canal_probability
+    canal_p = probs[cord] + probs[sac]
+    others = [c for c in range(1, probs.shape[0]) if c not in (cord, sac)]
+    likely = ((canal_p >= min_canal_probability) & (canal_p >= probs[others].amax(dim=0))).cpu().numpy()
     holes = inside & (labels[box] == 0) & likely
     n = int(np.count_nonzero(holes))
     if n == 0:
