@@ -153,3 +153,18 @@ def test_a_small_tilted_piece_called_disc_does_not_split_a_vertebra():
     assert len(record["vertebrae"]) == len(base["vertebrae"])
     assert [v["body_volume_ml"] for v in record["vertebrae"]] == pytest.approx(
         [v["body_volume_ml"] for v in base["vertebrae"]], abs=0.2)
+
+
+def test_a_lowest_body_smaller_than_any_adult_s1_names_nothing(phantoms):
+    """The same column shrunk to a cervical body's size (pieces of neck vertebrae on an axial slab end
+    a column the way S1 does): no body that small is S1."""
+    ph = phantoms[0]
+    small = ph.scan.affine.copy()
+    small[:3, :3] *= 0.45  # S1 77 ml -> 7 ml
+    record = measure_labels(labels=ph.labels, affine=small)
+    assert set(_levels(record)) == {None}
+    assert "less than any adult S1" in record["column"]["level_naming"]["detail"]
+    assert record["vertebrae"][0]["body_volume_ml"] < 8.0
+    bigger = ph.scan.affine.copy()
+    bigger[:3, :3] *= 0.6  # S1 17 ml: still named
+    assert _levels(measure_labels(labels=ph.labels, affine=bigger))[0] == "S1"

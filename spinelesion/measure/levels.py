@@ -16,7 +16,10 @@ schema v1 shows both without level labels:
 Both ends are large bodies: C2 with its dens outweighs C3, S1 is at least as large as L5. An end
 body under ``END_MIN_NEIGHBOUR_FRACTION`` of its neighbour's volume is a fragment (a model's piece of
 the atlas or the sacrum, split off by a false disc) and names nothing: counted from it, every level
-would be one off.
+would be one off. S1 is also the largest body of the spine in absolute terms (an adult's 25-45 ml,
+a cervical body's 3-8 ml): a lowest body under ``S1_MIN_BODY_ML`` is not S1, whatever lies below it
+(pieces of cervical bodies on an axial slab of the neck, with no disc labelled between them, end
+such a column as S1 would).
 
 "Of the column's size": at least ``DISC_MIN_FRACTION`` of the median volume of the discs between
 the vertebrae found; a rudimentary S1/S2 disc, or a few voxels called disc in the sacrum, are less.
@@ -68,6 +71,10 @@ CROWD_SPACING_FACTOR = 0.6
 #: Smallest body volume of an end vertebra (C2, S1), as a fraction of its neighbour's.
 END_MIN_NEIGHBOUR_FRACTION = 0.8
 
+#: Smallest labelled body volume (ml) of a lowest vertebra named S1: under a third of a small adult
+#: S1 (a model may label only part of it: 21 ml of the example CT's S1), over any cervical body.
+S1_MIN_BODY_ML = 8.0
+
 #: Height over AP depth of a body from which it is C2 with its dens.
 DENS_HEIGHT_DEPTH_RATIO = 1.5
 
@@ -113,7 +120,8 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
     fragments = [name for side, name, end, neighbour in ((-1, "lowest", vertebrae[0], vertebrae[1]),
                                                          (1, "highest", vertebrae[-1], vertebrae[-2]))
                  if ends[side] and not _not_a_fragment(end, neighbour)]
-    s1 = ends[-1] and "lowest" not in fragments
+    small_s1 = ends[-1] and _body_ml(vertebrae[0], grid) < S1_MIN_BODY_ML
+    s1 = ends[-1] and "lowest" not in fragments and not small_s1
     c2 = ends[1] and "highest" not in fragments and _tall(vertebrae[-1], grid)
     s1_rank, c2_rank = LEVEL_ORDER.index("S1"), LEVEL_ORDER.index("C2")
     gap = _gaps(vertebrae, axis)
@@ -136,6 +144,10 @@ def name_from_anatomy(vertebrae: list[Vertebra], *, grid: G.Grid, disc_mm: np.nd
             detail += (f"; a vertebra is missing or split above {vertebrae[last].level}: "
                        f"the {len(vertebrae) - 1 - last} above it are unnamed")
         return LevelNaming("sacrum", detail)
+    if small_s1 and not fragments:
+        return LevelNaming("none", f"levels not named: the lowest body ends the column but holds "
+                                   f"{_body_ml(vertebrae[0], grid):.1f} ml, less than any adult S1 "
+                                   f"({S1_MIN_BODY_ML:g} ml); give --lowest-level to name them")
     if fragments:
         return LevelNaming("none", f"levels not named: the {' and the '.join(fragments)} body ends the column but is "
                                    "smaller than its neighbour (a fragment, or an end vertebra only partly labelled); "
@@ -281,6 +293,11 @@ def _is_end(v: Vertebra, side: int, *, grid: G.Grid, disc_beyond: int, column_di
     s_body = (v.body_points(grid) - v.centroid_mm) @ axis
     edge = float(s_body.max() if side > 0 else s_body.min())
     return _room_mm(v.centroid_mm, side * axis, grid=grid, scan_lo=scan_lo, scan_hi=scan_hi) - abs(edge) >= END_ROOM_MM
+
+
+def _body_ml(v: Vertebra, grid: G.Grid) -> float:
+    """Volume (ml) of vertebra ``v``'s body and lesion voxels (a body a tumour has replaced stays large)."""
+    return (v.body_idx.size + v.lesion_idx.size) * abs(float(np.linalg.det(grid.affine[:3, :3]))) / 1000.0
 
 
 def _not_a_fragment(end: Vertebra, neighbour: Vertebra) -> bool:
