@@ -383,3 +383,62 @@ def _convex_outlines(canal: np.ndarray, *, join_vox: np.ndarray) -> np.ndarray:
         inside = (grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(axis=1)
         out[sl][:, :, 0] |= inside.reshape(piece.shape)
     return out
+
+
+#: Least HU of the bone :func:`grow_into_bone` extends posterior elements into, the usual bone
+#: threshold of CT segmentation: cortex reads 400 and more in adults, muscle, blood and unenhanced
+#: organs under 100; the blurred rim round dense cortex reads in between (lower thresholds reached
+#: further into it on phantoms, higher ones recovered less of a real CT's processes: docs/benchmarks.md).
+BONE_MIN_HU = 300.0
+
+
+def grow_into_bone(probabilities: torch.Tensor, *, classes: torch.Tensor, affine: np.ndarray, hu_at,
+                   reach_mm: float = 3.0, min_hu: float = BONE_MIN_HU) -> tuple[torch.Tensor, int]:
+    """CT: posterior elements reach the edge of their bone.
+
+    The network draws the thin cortical posterior elements (pedicles, laminae, processes) short of
+    their bone (on the example CT most of the reference vertebra volume it leaves background is
+    posterior bone by its HU). Background voxels of at least ``min_hu`` HU joined to posterior
+    elements through such voxels, within ``reach_mm`` (steps of one voxel, 6-connected), become
+    posterior elements. The short reach keeps rib heads and contrast-filled vessels touching a
+    process to a rim. Bodies are not grown: the blur of their cortex puts a rim of bone-like HU
+    outside them, and growing into it cost body Dice on phantoms (docs/benchmarks.md). Lesion,
+    disc, canal and every other class are never changed; bone under ``min_hu`` is not grown into.
+
+    Args:
+        probabilities: (C, X, Y, Z) softmax output on the network grid; changed in place.
+        classes: (X, Y, Z) uint8 ``class_argmax(probabilities)``; kept equal to the arg-max, in place.
+        affine: (4, 4) voxel -> RAS+ mm of the network grid.
+        hu_at: callable, (N, 3) RAS+ mm points -> (N,) HU of the scan (nearest voxel).
+
+    Returns:
+        (``probabilities``, number of voxels added to the posterior elements).
+    """
+    from scipy import ndimage
+
+    from spinelesion import labels as L
+    from spinelesion.measure.geometry import crop_box
+
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    steps = max(1, int(round(reach_mm / float(spacing.min()))))
+    labels = classes.cpu().numpy()
+    box = crop_box(labels == L.POSTERIOR_ELEMENTS, margin=steps)
+    if box is None:
+        return probabilities, 0
+    local = labels[box]
+    posterior = local == L.POSTERIOR_ELEMENTS
+    shell = ndimage.binary_dilation(posterior, iterations=steps) & (local == 0)
+    ijk = np.argwhere(shell) + np.array([b.start for b in box])
+    bone = np.zeros_like(shell)
+    bone[shell] = hu_at(ijk @ affine[:3, :3].T + affine[:3, 3]) >= min_hu
+    added = ndimage.binary_dilation(posterior, iterations=steps, mask=bone | posterior) & ~posterior
+    n = int(np.count_nonzero(added))
+    if n == 0:
+        return probabilities, 0
+    probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
+    where = torch.as_tensor(added, device=probabilities.device)
+    probs.masked_fill_(where, 0.0)
+    probs[L.POSTERIOR_ELEMENTS].masked_fill_(where, 1.0)
+    cls.masked_fill_(where, L.POSTERIOR_ELEMENTS)
+    return probabilities, n

@@ -161,6 +161,12 @@ class Predictor:
 
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)
+            if scan.modality == "CT" and self.settings.ct_bone_reach_mm:
+                from spinelesion.inference.postprocess import grow_into_bone
+
+                probabilities, _ = grow_into_bone(probabilities, classes=classes, affine=net_affine,
+                                                  hu_at=VolumeLookup(scan.array, affine=scan.affine),
+                                                  reach_mm=self.settings.ct_bone_reach_mm)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape, classes=classes)
         kept = None

@@ -52,6 +52,9 @@ class InferenceSettings:
             becomes cord or thecal sac where the network gives the canal at least this probability
             (:func:`~spinelesion.inference.postprocess.fill_canal`); null leaves it. Off with the
             rest of the clean-up (``spine_margin_mm`` null). Default 0.1.
+        ct_bone_reach_mm: on CT, posterior elements grow up to this far into the bone (HU >= 300)
+            they touch (:func:`~spinelesion.inference.postprocess.grow_into_bone`); null leaves them as
+            the network drew them. Off with the rest of the clean-up. Default 3.
     """
 
     overlap: float = 0.5
@@ -62,6 +65,7 @@ class InferenceSettings:
     padding: str = "replicate"
     ct_lesion_min_typed_fraction: float | None = 0.5
     canal_fill_min_probability: float | None = 0.1
+    ct_bone_reach_mm: float | None = 3.0
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -78,6 +82,8 @@ class InferenceSettings:
         if self.canal_fill_min_probability is not None and not 0.0 <= self.canal_fill_min_probability <= 1.0:
             raise Invalid("canal_fill_min_probability",
                           f"must be in [0, 1] or null, got {self.canal_fill_min_probability}")
+        if self.ct_bone_reach_mm is not None and self.ct_bone_reach_mm < 0:
+            raise Invalid("ct_bone_reach_mm", f"must be >= 0 or null, got {self.ct_bone_reach_mm}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
