@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--min-hu", type=float, nargs="+", default=[200.0, 300.0, 400.0, 500.0, 1e5])
     args = parser.parse_args()
 
-    import spinelesion.inference.postprocess as post
+    import spinelesion.inference.refine as post
     from spinelesion import labels as L
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.load import load_scan

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spinelesion import labels as L
-from spinelesion.inference.postprocess import fill_canal
+from spinelesion.inference.refine import fill_canal
 from spinelesion.inference.resample import class_argmax
 from spinelesion.inference.settings import InferenceSettings
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from spinelesion import labels as L
-from spinelesion.inference.postprocess import grow_into_bone
+from spinelesion.inference.refine import grow_into_bone
 from spinelesion.inference.resample import VolumeLookup, class_argmax
 
 

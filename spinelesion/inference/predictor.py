@@ -157,12 +157,12 @@ class Predictor:
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
             if self.settings.canal_fill_min_probability is not None:
-                from spinelesion.inference.postprocess import fill_canal
+                from spinelesion.inference.refine import fill_canal
 
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)
             if scan.modality == "CT" and self.settings.ct_bone_reach_mm:
-                from spinelesion.inference.postprocess import grow_into_bone
+                from spinelesion.inference.refine import grow_into_bone
 
                 probabilities, _ = grow_into_bone(probabilities, classes=classes, affine=net_affine,
                                                   hu_at=VolumeLookup(scan.array, affine=scan.affine),

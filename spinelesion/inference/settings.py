@@ -50,10 +50,10 @@ class InferenceSettings:
             null, or a checkpoint without one). Default 0.5.
         canal_fill_min_probability: background inside the dural canal's outline in an axial plane
             becomes cord or thecal sac where the network gives the canal at least this probability
-            (:func:`~spinelesion.inference.postprocess.fill_canal`); null leaves it. Off with the
+            (:func:`~spinelesion.inference.refine.fill_canal`); null leaves it. Off with the
             rest of the clean-up (``spine_margin_mm`` null). Default 0.1.
         ct_bone_reach_mm: on CT, posterior elements grow up to this far into the bone (HU >= 300)
-            they touch (:func:`~spinelesion.inference.postprocess.grow_into_bone`); null leaves them as
+            they touch (:func:`~spinelesion.inference.refine.grow_into_bone`); null leaves them as
             the network drew them. Off with the rest of the clean-up. Default 3.
     """
 
