@@ -90,7 +90,9 @@ class Predictor:
     test-time augmentation, preprocessing taken from the checkpoint's metadata, and the result
     resampled (trilinear on probabilities, then argmax) onto the input's exact grid and affine.
     Foreground islands farther than ``settings.spine_margin_mm`` from the column are removed first
-    (:func:`~spinelesion.inference.postprocess.keep_spine_structure`; None keeps everything).
+    (:func:`~spinelesion.inference.postprocess.keep_spine_structure`; None keeps everything, the
+    steps below included), then lesions a spine lesion cannot be, then the output is refined by
+    anatomy (:mod:`spinelesion.inference.refine`: canal fill; on CT, posterior elements into their bone).
     ``settings``: :class:`~spinelesion.inference.settings.InferenceSettings` (defaults if None).
     """
 
