@@ -50,7 +50,8 @@ class MappedLabels:
     """A label map in our classes.
 
     Attributes:
-        classes: (X, Y, Z) uint8, values 0..6 of schema v1 or MERGED_VERTEBRA (7).
+        classes: (X, Y, Z) uint8, values 0..6 of schema v1 or MERGED_VERTEBRA (7); the input array
+            itself where it needs no translation (read it, never write to it).
         levels: (X, Y, Z) uint8 index into ``level_names`` + 1 (0: no level), or None.
         level_names: level of each level index (``levels == k + 1`` is ``level_names[k]``).
         ignored_values: source values that the mapping did not name (treated as background).
@@ -109,15 +110,21 @@ def _validate(mapping: dict) -> None:
 def apply_label_map(labels: np.ndarray, spec: str | dict | Path | None) -> MappedLabels:
     """Translate an (X, Y, Z) integer label map into our classes with a lookup table."""
     mapping = load_label_map(spec)
-    if labels.size and (labels.min() < 0 or labels.max() > 65535):
-        raise LabelMapError(f"label map values must lie in 0..65535, got {labels.min()}..{labels.max()}: "
+    top = int(labels.max(initial=0))
+    if labels.size and (top > 65535 or (labels.dtype.kind != "u" and labels.min() < 0)):
+        raise LabelMapError(f"label map values must lie in 0..65535, got {labels.min()}..{top}: "
                             "is this an image (were --image and --labels swapped)?")
-    present = np.flatnonzero(_value_counts(labels)) if labels.size else []
-    classes_lut = np.zeros(int(labels.max(initial=0)) + 1, np.uint8)
-    level_lut = np.zeros_like(classes_lut)
+    classes_lut = np.zeros(top + 1, np.uint8)
     for value, target in mapping.get("classes", {}).items():
         if int(value) < classes_lut.size:
             classes_lut[int(value)] = _CLASS_BY_NAME[target]
+    if labels.dtype == np.uint8 and not mapping.get("levels") and np.array_equal(classes_lut, np.arange(top + 1)):
+        # every value present names its own class (our schema, as inference writes it): nothing to translate,
+        # nothing ignored; ``classes`` is ``labels`` itself (measurement only reads it)
+        return MappedLabels(classes=labels, levels=None, level_names=(), ignored_values=(),
+                            name=str(mapping.get("name", "custom")))
+    present = np.flatnonzero(_value_counts(labels)) if labels.size else []
+    level_lut = np.zeros_like(classes_lut)
     level_names: list[str] = []
     for value, level in mapping.get("levels", {}).items():
         if int(value) < classes_lut.size and int(value) in present:
