@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--settings", metavar="YAML",
                         help="inference and measurement settings: a YAML file with sections 'inference:' "
-                             "(overlap, sw_batch_size, tta, amp, spine_margin_mm) and 'measure:' (any "
-                             "MeasureSettings key, e.g. min_lesion_mm3); --tta and --overlap override it")
+                             "(overlap, tta, spine_margin_mm, canal_fill_min_probability, ct_bone_reach_mm, ...; "
+                             "every key with its default: configs/infer.yaml) and 'measure:' (any MeasureSettings "
+                             "key, e.g. min_lesion_mm3); --tta and --overlap override it")
     parser.add_argument("--tta", action="store_true",
                         help="mirror test-time augmentation along the model's training flips "
                              "(default model: left-right, 2x network time)")
