@@ -17,9 +17,9 @@ def fill_canal(probabilities: torch.Tensor, *, spacing_mm, classes: torch.Tensor
     The thecal sac is an oval tube, convex in cross-section, and everything inside it is cord or
     CSF. Where the network labels the sac's rim but leaves part of its inside background (a cord
     as bright as the CSF around it on a T2* slab), each axial plane (the network grid is RAS: planes
-    across the superior axis) takes the convex outline of its canal labels, pieces within
-    ``join_mm`` of each other counted as one outline (the two halves of a sac whose middle is
-    unlabelled) and pieces farther apart each their own. A background voxel inside an outline to
+    across the superior axis) takes the convex outline of its canal labels, pieces that come within
+    twice ``join_mm`` of each other (each grown by ``join_mm``) counted as one outline (the two halves
+    of a sac whose middle is unlabelled) and pieces farther apart each their own. A background voxel inside an outline to
     which the network gives the canal (cord + sac) at least ``min_canal_probability`` becomes the
     likelier of cord and sac, unless it finds another structure likelier still (an epidural tumour
     it missed in the notch the tumour makes in the sac stays background); background it gives the
@@ -66,8 +66,8 @@ def fill_canal(probabilities: torch.Tensor, *, spacing_mm, classes: torch.Tensor
 
 def _convex_outlines(canal: np.ndarray, *, join_vox: np.ndarray) -> np.ndarray:
     """(X, Y, Z) bool: in each axial plane (fixed Z), the convex hulls (of voxel centres) of the
-    plane's pieces of ``canal``, pieces within ``join_vox`` (X and Y voxels, a box) of each other
-    joined. Grouped in one pass over the volume (a structure without neighbours across planes)."""
+    plane's pieces of ``canal``, pieces that touch once each is grown by ``join_vox`` (X and Y
+    voxels, a box) joined. Grouped in one pass over the volume (a structure without neighbours across planes)."""
     from scipy import ndimage
     from scipy.spatial import ConvexHull, QhullError
 
