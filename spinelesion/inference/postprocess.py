@@ -300,4 +300,3 @@ def _within(mask: np.ndarray, reach_vox: np.ndarray) -> np.ndarray:
     scale = np.maximum(reach_vox, 1).astype(float)
     distance = ndimage.distance_transform_edt(~mask, sampling=1.0 / scale)
     return distance <= 1.0
-

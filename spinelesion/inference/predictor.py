@@ -143,15 +143,17 @@ class Predictor:
         classes = class_argmax(probabilities)  # one arg-max, kept up to date by the clean-up steps
         if self.settings.spine_margin_mm is not None:
             from spinelesion.inference.postprocess import keep_spinal_lesions, keep_spine_structure
+            from spinelesion.inference.refine import fill_canal, grow_into_bone
 
             spacing = meta["preprocessing"]["spacing_mm"]
+            hu_at = VolumeLookup(scan.array, affine=scan.affine) if scan.modality == "CT" else None  # CT in HU
             probabilities = keep_spine_structure(probabilities, spacing_mm=spacing,
                                                  margin_mm=self.settings.spine_margin_mm, classes=classes)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 ct_density = None
-                if scan.modality == "CT" and self.settings.ct_lesion_min_typed_fraction is not None:
-                    ct_density = {"affine": net_affine, "hu_at": VolumeLookup(scan.array, affine=scan.affine),
+                if hu_at is not None and self.settings.ct_lesion_min_typed_fraction is not None:
+                    ct_density = {"affine": net_affine, "hu_at": hu_at,
                                   "min_typed_fraction": self.settings.ct_lesion_min_typed_fraction}
                 probabilities, _ = keep_spinal_lesions(
                     probabilities, spacing_mm=spacing, min_lesion_mm3=float(post["min_lesion_mm3"]),
@@ -159,15 +161,10 @@ class Predictor:
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
             if self.settings.canal_fill_min_probability is not None:
-                from spinelesion.inference.refine import fill_canal
-
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)
-            if scan.modality == "CT" and self.settings.ct_bone_reach_mm:
-                from spinelesion.inference.refine import grow_into_bone
-
-                probabilities, _ = grow_into_bone(probabilities, classes=classes, affine=net_affine,
-                                                  hu_at=VolumeLookup(scan.array, affine=scan.affine),
+            if hu_at is not None and self.settings.ct_bone_reach_mm:
+                probabilities, _ = grow_into_bone(probabilities, classes=classes, affine=net_affine, hu_at=hu_at,
                                                   reach_mm=self.settings.ct_bone_reach_mm)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape, classes=classes)
