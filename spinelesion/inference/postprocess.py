@@ -98,18 +98,9 @@ def components_near(components: np.ndarray, *, n: int, target: np.ndarray, spaci
 
 def _surface(mask: np.ndarray) -> np.ndarray:
     """(X, Y, Z) bool: voxels of ``mask`` with a 6-neighbour outside it (or on the array's edge)."""
-    inner = mask.copy()
-    for axis in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-        inner[tuple(lo)] &= mask[tuple(hi)]
-        inner[tuple(hi)] &= mask[tuple(lo)]
-        edge = [slice(None)] * 3
-        for end in (0, -1):
-            edge[axis] = end
-            inner[tuple(edge)] = False
-    return mask & ~inner
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask)
 
 
 #: Label values a lesion must lie in or touch: vertebral bone, or cord and thecal sac (epidural tumour).
