@@ -47,8 +47,13 @@ NULL_CORD = {"mscc_pct": None, "mcc_pct": None, "worst_centroid_mm": None, "bils
 
 def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Vertebra], axis: np.ndarray,
                  epidural_mask: np.ndarray, has_lesion: bool, settings: MeasureSettings,
-                 border_touch: np.ndarray | None = None) -> tuple[dict, list[str], dict]:
-    """Cord part of the record, notes on what could not be measured, and extras (worst vertebra, profile)."""
+                 border_touch: np.ndarray | None = None,
+                 image: np.ndarray | None = None) -> tuple[dict, list[str], dict]:
+    """Cord part of the record, notes on what could not be measured, and extras (worst vertebra, profile).
+
+    ``image``: the scan on ``classes``' grid, or None; where it shows the cord against the CSF
+    (:func:`cord_shares`) and ``settings.cord_edge_from_image``, the voxels on the cord's edge count
+    by their share of cord."""
     cord = classes == L.SPINAL_CORD
     sac = classes == L.THECAL_SAC
     notes: list[str] = []
@@ -66,7 +71,10 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     flat = np.flatnonzero(canal)
     pts = G.world_points(flat, classes.shape, affine)
     is_cord = cord.ravel()[flat]
-    prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings)
+    shares = None
+    if image is not None and settings.cord_edge_from_image:
+        shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
+    prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, cord_weight=shares)
     ok = prof["valid"]
     if border_touch is not None:  # cross-sections cut by the image border are partial
         cut = np.unique(_bin_of(G.world_points(flat[border_touch.ravel()[flat]], classes.shape, affine), prof))
@@ -157,7 +165,47 @@ def _bilsky_grade(cord, sac, epidural_mask, affine, prof, *, near, mscc, mcc,
 CENTRELINE_SIGMA_MM = 10.0
 
 
-def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
+#: Least cord-CSF signal difference, in units of the noise (robust SD inside the cord), at which the
+#: image's partial volume is read on the cord's edge (:func:`cord_shares`); under it (CT: cord and
+#: CSF about 30 HU apart) the labels alone are used.
+CORD_CONTRAST_MIN_NOISE = 4.0
+
+
+def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
+    """(N,) share of cord of the canal voxels at C-order flat indices ``flat`` (cord and sac labels,
+    (X, Y, Z) bool each; ``image`` on the same grid), or None where the image does not show the cord
+    against the CSF.
+
+    A voxel holding the cord's edge averages cord and CSF: its share is (I - CSF) / (cord - CSF),
+    clipped to [0, 1], with the signals the medians over the cord's inner voxels and over the sac
+    at least two voxels from the cord. Read so on the cord's edge voxels and the sac voxels touching
+    the cord (26-neighbourhood), where none of their neighbours is outside the canal; every other
+    cord voxel counts 1 and every other sac voxel 0: beside tumour, bone or fat a voxel mixes a
+    third signal, and its share of cord cannot be read from two. Needs the two
+    signals ``CORD_CONTRAST_MIN_NOISE`` noise SDs apart: a T2 or T1 scan, not a plain CT."""
+    cube = np.ones((3, 3, 3), bool)
+    inner = ndimage.binary_erosion(cord, structure=cube)
+    far_csf = sac & ~ndimage.binary_dilation(cord, structure=cube, iterations=2)
+    if inner.sum() < 20 or far_csf.sum() < 20:
+        return None
+    img = np.ravel(image)
+    cord_values = img[np.flatnonzero(inner)]
+    signal_cord = float(np.median(cord_values))
+    signal_csf = float(np.median(img[np.flatnonzero(far_csf)]))
+    noise = 1.4826 * float(np.median(np.abs(cord_values - signal_cord)))
+    if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
+        return None
+    canal = cord | sac
+    touches_other = ndimage.binary_dilation(~canal, structure=cube).ravel()[flat]
+    touches_cord = ndimage.binary_dilation(cord, structure=cube).ravel()[flat]
+    is_cord = cord.ravel()[flat]
+    edge = np.where(is_cord, ~inner.ravel()[flat], touches_cord) & ~touches_other
+    share = is_cord.astype(np.float64)
+    share[edge] = np.clip((img[flat[edge]] - signal_csf) / (signal_cord - signal_csf), 0.0, 1.0)
+    return share
+
+
+def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, *, cord_weight=None) -> dict:
     """Per-slice cross-section statistics along the canal centreline.
 
     The centreline: canal centroids in slabs along the canal's principal axis, smoothed by a
@@ -166,6 +214,8 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
     perpendicular to the local centreline, not to the global axis (an oblique cut would mix the
     cord's length into its AP diameter wherever the column curves). This is done twice, the
     second time with centroids of the perpendicular slices.
+    ``cord_weight``: (N,) share of cord of each point (:func:`cord_shares`) for the cord's AP diameter
+    and area, or None for the labels' (``is_cord``).
     """
     u0 = G.orient_like(G.principal_axis(pts), axis)
     origin = G.centroid(pts)
@@ -199,20 +249,25 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings) -> dict:
     a, r = np.einsum("ij,ij->i", rel, ant[b]), np.einsum("ij,ij->i", rel, right[b])
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
 
-    def ap_and_area(sel):
-        n = np.bincount(b[sel], minlength=nb).astype(float)
+    def ap_and_area(sel, weight=None):
+        count = np.bincount(b[sel], minlength=nb)
+        w = None if weight is None else weight[sel]
+        n = count.astype(float) if w is None else np.bincount(b[sel], weights=w, minlength=nb)
         area = n * voxel_mm3 / step
         with np.errstate(invalid="ignore", divide="ignore"):
             sd = {}
             for name, x in (("a", a), ("r", r)):
-                s1 = np.bincount(b[sel], weights=x[sel], minlength=nb)
-                s2 = np.bincount(b[sel], weights=x[sel] ** 2, minlength=nb)
+                s1 = np.bincount(b[sel], weights=x[sel] if w is None else w * x[sel], minlength=nb)
+                s2 = np.bincount(b[sel], weights=x[sel] ** 2 if w is None else w * x[sel] ** 2, minlength=nb)
                 sd[name] = np.sqrt(np.clip(s2 / n - (s1 / n) ** 2, 0, None))
             width = 4.0 * sd["r"]
             ap = 4.0 * sd["a"]
-        return np.where((n >= 3) & (width > 0), ap, np.nan), area
+        return np.where((count >= 3) & (width > 0), ap, np.nan), area
 
-    cord_ap, cord_area = ap_and_area(is_cord)
+    if cord_weight is None:
+        cord_ap, cord_area = ap_and_area(is_cord)
+    else:  # the cord's edge voxels on both sides of the labels' outline, by their share
+        cord_ap, cord_area = ap_and_area(cord_weight > 0, cord_weight)
     _, canal_area = ap_and_area(np.ones(len(pts), bool))
     mid_i = nb // 2  # grid steps along the column's AP and lateral directions, taken at its middle
     canal_ap = _midline_extent(a, r, b, nb, half_band_mm=max(1.0, 0.6 * G.step_along_mm(right[mid_i], affine)),

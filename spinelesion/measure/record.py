@@ -100,7 +100,7 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     has_lesion = bool(lesions)  # lesions the record reports (at least settings.min_lesion_mm3): Bilsky needs one
     cord, cord_notes, cord_extra = measure_cord(classes=classes, affine=aff, vertebrae=column.vertebrae,
                                                 axis=column.axis, epidural_mask=epidural, has_lesion=has_lesion,
-                                                settings=settings, border_touch=border)
+                                                settings=settings, border_touch=border, image=img)
     verts, vert_notes = _vertebra_records(column.vertebrae, classes, aff, img, modality, settings)
     record.update(vertebrae=verts, lesions=lesions, cord=cord)
     record["column"] = {"split_method": column.method, "axis": [round(float(x), 4) for x in column.axis],

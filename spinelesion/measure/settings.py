@@ -52,6 +52,10 @@ class MeasureSettings:
         mscc_window_start_mm: distance from the compressed slice to the start of each normal
             window (SCT ``-distance``). Default 10.
         mscc_window_length_mm: length of each normal window (SCT ``-extent``). Default 20.
+        cord_edge_from_image: with the image given, the voxels on the cord's edge count by their
+            share of cord read from its signal between the cord's and the CSF's (partial volume;
+            ``cord.cord_shares``), where the image shows the cord against the CSF (MR, not plain
+            CT). False: the labels' outline alone. Default true.
         cord_compressed_mscc_pct: MSCC from which the cord counts as compressed (Bilsky 2/3).
             Default 15.
         sac_deformed_mcc_pct: canal narrowing from which the thecal sac counts as deformed
@@ -78,6 +82,7 @@ class MeasureSettings:
     smoothing_mm: float = 7.0
     mscc_window_start_mm: float = 10.0
     mscc_window_length_mm: float = 20.0
+    cord_edge_from_image: bool = True
     cord_compressed_mscc_pct: float = 15.0
     sac_deformed_mcc_pct: float = 5.0
     csf_visible_min_fraction: float = 0.08
@@ -95,7 +100,7 @@ class MeasureSettings:
                 continue
             if value is None and f.name == "compression_mscc_pct":
                 continue
-            if f.name == "auto_levels":
+            if f.name in ("auto_levels", "cord_edge_from_image"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"measure setting {f.name}: expected true or false, got {value!r}")
                 continue

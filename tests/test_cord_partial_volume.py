@@ -1,0 +1,76 @@
+"""The cord's AP diameter from the image's partial volume (issue 17: MSCC within 5 points with the image).
+
+A label map knows the cord's outline to a voxel: where the cord runs along a grid axis the same set of
+voxels repeats and its AP diameter steps by whole voxels. The image knows more: a voxel on the cord's
+edge holds cord and CSF in proportion. The phantoms' own images at <= 1.6 mm hold no partial volume, so
+these tests re-draw the canal from a 3x finer sampling (``partial_volume_image``), as a scanner averages.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from spinelesion import labels as L
+from spinelesion.data.phantoms.partial_volume import canal_fractions, partial_volume_image
+from spinelesion.data.phantoms.phantom import draw_params, render_phantom
+from spinelesion.measure import measure_labels
+from spinelesion.measure.cord import cord_shares
+
+pytestmark = pytest.mark.slow
+
+
+def _phantom(seed: int, *, bilsky: str, modality: str = "t2", voxel_mm: float = 1.0):
+    drawn = draw_params(seed=seed, modality=modality, bilsky=bilsky, orientation=None, oblique=None,
+                        shape_limit_vox=480, context=False)
+    params = copy.deepcopy(drawn)
+    params["grid"]["spacing_mm"] = [voxel_mm] * 3
+    return render_phantom(params)
+
+
+@pytest.fixture(scope="module")
+def straight_cord():
+    """Seed 537 at 1 mm: an uncompressed cord (truth MSCC 0) that runs along the grid over the
+    tumour's site, where the labels read 5.9 % (docs/benchmarks.md, "MSCC at <= 1 mm")."""
+    return _phantom(537, bilsky="1c")
+
+
+def test_canal_fractions_match_the_labels_at_voxel_centres(straight_cord):
+    ph = straight_cord
+    cord = ph.labels == L.SPINAL_CORD
+    idx = np.nonzero(cord)
+    box = tuple(slice(max(0, int(i.min()) - 2), min(n, int(i.max()) + 3)) for i, n in zip(idx, cord.shape))
+    share, csf = canal_fractions(ph.params, affine=ph.scan.affine, box=box)
+    assert share.shape == cord[box].shape
+    assert np.mean((share > 0.5) == cord[box]) > 0.995
+    assert share.sum() == pytest.approx(cord.sum(), rel=0.01)  # the same volume, sub-voxel
+    edge = (share > 0) & (share < 1)
+    assert edge.sum() > 0.2 * cord.sum()                        # a real rim of mixed voxels
+    assert np.all(share + csf <= 1.0 + 1e-6)
+
+
+def test_the_image_reads_the_uncompressed_cord_as_uncompressed(straight_cord):
+    ph = straight_cord
+    image = partial_volume_image(ph, seed=537)
+    by_labels = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR")["cord"]["mscc_pct"]
+    with_image = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR", image=image)["cord"]["mscc_pct"]
+    assert ph.truth["cord"]["mscc_pct"] == 0.0
+    assert by_labels > 5.0        # the voxel grid's own step (a measured miss of the labels alone)
+    assert abs(with_image) <= min(5.0, by_labels - 2.0)  # issue 17: within 5 with the image (2.2 here)
+
+
+def test_no_shares_where_the_image_does_not_show_the_cord(straight_cord):
+    """A CT shows cord and CSF about 30 HU apart, under its noise: the labels alone are used."""
+    ph = straight_cord
+    cord, sac = ph.labels == L.SPINAL_CORD, ph.labels == L.THECAL_SAC
+    flat = np.flatnonzero(cord | sac)
+    rng = np.random.default_rng(0)
+    ct_like = np.where(cord, 35.0, np.where(sac, 8.0, 40.0)) + rng.normal(0, 12.0, cord.shape)
+    assert cord_shares(cord=cord, sac=sac, image=ct_like, flat=flat) is None
+    t2 = partial_volume_image(ph, seed=1)
+    shares = cord_shares(cord=cord, sac=sac, image=t2, flat=flat)
+    assert shares is not None and shares.shape == flat.shape
+    assert np.all((shares >= 0) & (shares <= 1))
+    assert shares[cord.ravel()[flat]].mean() > 0.9 and shares[~cord.ravel()[flat]].mean() < 0.1
