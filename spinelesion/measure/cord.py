@@ -6,7 +6,10 @@
   Area = voxel volume in the slice / slice thickness.
   The cord's AP diameter is 4 x the standard deviation of its cross-section along AP (exact for an
   ellipse, as the Spinal Cord Toolbox's moment-based diameters); it pools every voxel of the
-  cross-section, so it is far less sensitive to the voxel grid than an extent. The dural canal's
+  cross-section, so it is far less sensitive to the voxel grid than an extent. With the image
+  (an MR showing the cord against the CSF), each voxel on the cord's edge counts by its share of
+  cord read from its signal (partial volume, :func:`cord_shares`): where the cord runs along a grid
+  axis the labels repeat one voxel outline over many cross-sections, the signal does not. The dural canal's
   AP diameter (for MCC) is its extent along the cross-section's mid-sagittal line
   (``_midline_extent``), as measured on mid-sagittal images: an epidural mass indents the sac from
   the front, a crescent whose second moment averages the indentation with the sides and reads
