@@ -74,3 +74,14 @@ def test_no_shares_where_the_image_does_not_show_the_cord(straight_cord):
     assert shares is not None and shares.shape == flat.shape
     assert np.all((shares >= 0) & (shares <= 1))
     assert shares[cord.ravel()[flat]].mean() > 0.9 and shares[~cord.ravel()[flat]].mean() < 0.1
+
+
+def test_a_voxel_without_a_value_keeps_its_label(straight_cord):
+    ph = straight_cord
+    cord, sac = ph.labels == L.SPINAL_CORD, ph.labels == L.THECAL_SAC
+    flat = np.flatnonzero(cord | sac)
+    image = partial_volume_image(ph, seed=2)
+    image.ravel()[flat[::7]] = np.nan
+    shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
+    assert shares is not None and np.all(np.isfinite(shares))
+    assert np.array_equal(shares[::7][np.isin(shares[::7], (0.0, 1.0), invert=True)], [])

@@ -193,9 +193,11 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         return None
     img = np.ravel(image)
     cord_values = img[np.flatnonzero(inner)]
-    signal_cord = float(np.median(cord_values))
-    signal_csf = float(np.median(img[np.flatnonzero(far_csf)]))
-    noise = 1.4826 * float(np.median(np.abs(cord_values - signal_cord)))
+    with warnings.catch_warnings():  # an image of NaN only: no signal, no shares
+        warnings.simplefilter("ignore", RuntimeWarning)
+        signal_cord = float(np.nanmedian(cord_values))
+        signal_csf = float(np.nanmedian(img[np.flatnonzero(far_csf)]))
+        noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
     if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
         return None
     canal = cord | sac
@@ -204,7 +206,8 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     is_cord = cord.ravel()[flat]
     edge = np.where(is_cord, ~inner.ravel()[flat], touches_cord) & ~touches_other
     share = is_cord.astype(np.float64)
-    share[edge] = np.clip((img[flat[edge]] - signal_csf) / (signal_cord - signal_csf), 0.0, 1.0)
+    read = (img[flat[edge]] - signal_csf) / (signal_cord - signal_csf)
+    share[edge] = np.where(np.isfinite(read), np.clip(read, 0.0, 1.0), share[edge])  # a NaN voxel keeps its label
     return share
 
 
