@@ -186,12 +186,18 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     cord voxel counts 1 and every other sac voxel 0: beside tumour, bone or fat a voxel mixes a
     third signal, and its share of cord cannot be read from two. Needs the two
     signals ``CORD_CONTRAST_MIN_NOISE`` noise SDs apart: a T2 or T1 scan, not a plain CT."""
+    # the canal's box (3 voxels round it): the morphology below reaches 2 voxels, and the crop of a body
+    # CT is 50 times larger than its canal
+    ijk = np.unravel_index(flat, cord.shape)
+    box = tuple(slice(max(int(i.min()) - 3, 0), min(int(i.max()) + 4, n)) for i, n in zip(ijk, cord.shape))
+    cord, sac = cord[box], sac[box]
+    local = np.ravel_multi_index(tuple(i - b.start for i, b in zip(ijk, box)), cord.shape)
+    img = np.ravel(np.asarray(image)[box])
     cube = np.ones((3, 3, 3), bool)
     inner = ndimage.binary_erosion(cord, structure=cube)
     far_csf = sac & ~ndimage.binary_dilation(cord, structure=cube, iterations=2)
     if inner.sum() < 20 or far_csf.sum() < 20:
         return None
-    img = np.ravel(image)
     cord_values = img[np.flatnonzero(inner)]
     with warnings.catch_warnings():  # an image of NaN only: no signal, no shares
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -200,13 +206,12 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
     if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
         return None
-    canal = cord | sac
-    touches_other = ndimage.binary_dilation(~canal, structure=cube).ravel()[flat]
-    touches_cord = ndimage.binary_dilation(cord, structure=cube).ravel()[flat]
-    is_cord = cord.ravel()[flat]
-    edge = np.where(is_cord, ~inner.ravel()[flat], touches_cord) & ~touches_other
+    touches_other = ndimage.binary_dilation(~(cord | sac), structure=cube).ravel()[local]
+    touches_cord = ndimage.binary_dilation(cord, structure=cube).ravel()[local]
+    is_cord = cord.ravel()[local]
+    edge = np.where(is_cord, ~inner.ravel()[local], touches_cord) & ~touches_other
     share = is_cord.astype(np.float64)
-    read = (img[flat[edge]] - signal_csf) / (signal_cord - signal_csf)
+    read = (img[local[edge]] - signal_csf) / (signal_cord - signal_csf)
     share[edge] = np.where(np.isfinite(read), np.clip(read, 0.0, 1.0), share[edge])  # a NaN voxel keeps its label
     return share
 
