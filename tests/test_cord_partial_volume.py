@@ -109,9 +109,12 @@ def test_on_a_real_t2star_the_image_reads_the_cord_as_the_manual_mask_does(real_
     from spinelesion.inference.predictor import Predictor
     from spinelesion.io.load import load_scan
 
+    from spinelesion.inference.settings import InferenceSettings
+
     scan = load_scan(real_data / "gm_challenge" / "sub-9418_T2starw.nii.gz")
     manual = load_scan(real_data / "gm_challenge" / "sub-9418_T2starw_seg-manual.nii.gz").array > 0.5
-    labels = Predictor(device="cpu").predict(scan).labels
+    # the network's own outline (not snapped to the image at inference): the measurement alone is tested
+    labels = Predictor(device="cpu", settings=InferenceSettings(snap_cord_to_image=False)).predict(scan).labels
 
     def read(label_map, image):
         record = measure_labels(labels=label_map, affine=scan.affine, modality="MR", image=image)
@@ -124,3 +127,56 @@ def test_on_a_real_t2star_the_image_reads_the_cord_as_the_manual_mask_does(real_
     area_image, mscc_image = read(labels, scan.array)
     assert abs(area_image - area_manual) < abs(area_labels - area_manual) - 3.0, (area_labels, area_image, area_manual)
     assert abs(mscc_image - mscc_manual) < abs(mscc_labels - mscc_manual), (mscc_labels, mscc_image, mscc_manual)
+
+
+def test_the_cord_outline_snaps_to_the_image_edge(straight_cord):
+    """A cord drawn a voxel too narrow from side to side (the network's 1.5 mm outline resampled) comes
+    back to the image's half-way edge; only cord and sac voxels change; an outline a voxel too thin all
+    round (a third of the cord's volume) is too far off to be trusted and stays; a CT-like image changes
+    nothing."""
+    from scipy import ndimage
+
+    from spinelesion.inference.refine import snap_cord_to_image
+
+    ph = straight_cord
+    truth = ph.labels == L.SPINAL_CORD
+    image = partial_volume_image(ph, seed=4)
+    thin = ph.labels.copy()
+    thin[truth & ~(np.roll(truth, 1, 0) & np.roll(truth, -1, 0))] = L.THECAL_SAC
+
+    def dice(a):
+        return 2 * (a & truth).sum() / (a.sum() + truth.sum())
+
+    before = dice(thin == L.SPINAL_CORD)
+    snapped, changed = snap_cord_to_image(thin.copy(), image=image)
+    after = dice(snapped == L.SPINAL_CORD)
+    assert changed > 0 and after > max(before + 0.05, 0.9), (before, after)  # measured 0.843 -> 0.934
+    eroded = ph.labels.copy()
+    eroded[truth & ~ndimage.binary_erosion(truth)] = L.THECAL_SAC
+    assert snap_cord_to_image(eroded.copy(), image=image)[1] == 0
+    other = ~np.isin(thin, (L.SPINAL_CORD, L.THECAL_SAC))
+    assert np.array_equal(snapped[other], thin[other])
+    cord, sac = ph.labels == L.SPINAL_CORD, ph.labels == L.THECAL_SAC
+    ct_like = np.where(cord, 35.0, np.where(sac, 8.0, 40.0)) + np.random.default_rng(0).normal(0, 12.0, cord.shape)
+    same, n = snap_cord_to_image(thin.copy(), image=ct_like)
+    assert n == 0 and np.array_equal(same, thin)
+
+
+def test_on_real_scans_the_snapped_cord_matches_the_manual_mask_better(real_data):
+    """gm sub-9418 (axial T2*) and sct_t2 (T2): the shipped model's cord against the manual mask, with the
+    outline snapped to the image and without (measured 2026-12-03: 0.865 -> 0.930, 0.935 -> 0.967)."""
+    from spinelesion.inference.predictor import Predictor
+    from spinelesion.inference.settings import InferenceSettings
+    from spinelesion.io.load import load_scan
+
+    for image, mask in (("gm_challenge/sub-9418_T2starw.nii.gz", "gm_challenge/sub-9418_T2starw_seg-manual.nii.gz"),
+                        ("sct_t2/t2.nii.gz", "sct_t2/t2_seg-manual.nii.gz")):
+        scan = load_scan(real_data / image)
+        manual = load_scan(real_data / mask).array > 0.5
+
+        def cord_dice(settings):
+            cord = Predictor(device="cpu", settings=settings).predict(scan).labels == L.SPINAL_CORD
+            return 2 * (cord & manual).sum() / (cord.sum() + manual.sum())
+
+        snapped, drawn = cord_dice(InferenceSettings()), cord_dice(InferenceSettings(snap_cord_to_image=False))
+        assert snapped > drawn + 0.02, (image, drawn, snapped)

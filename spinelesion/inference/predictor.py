@@ -168,6 +168,10 @@ class Predictor:
                                                   reach_mm=self.settings.ct_bone_reach_mm)
         labels = labels_on_grid(probabilities, source_affine=net_affine, target_affine=scan.affine,
                                 target_shape=scan.shape, classes=classes)
+        if self.settings.spine_margin_mm is not None and self.settings.snap_cord_to_image and scan.modality != "CT":
+            from spinelesion.inference.refine import snap_cord_to_image
+
+            labels, _ = snap_cord_to_image(labels, image=scan.array)
         kept = None
         if self.keep_probabilities:
             kept = _probabilities_on_grid(probabilities, source_affine=net_affine, scan=scan)

@@ -1,6 +1,7 @@
 """Refinement of the network output by anatomy, on the network grid, after the clean-up of
 :mod:`spinelesion.inference.postprocess`: background inside the dural canal's outline becomes canal
-(:func:`fill_canal`); on CT, posterior elements reach the bone they sit in (:func:`grow_into_bone`)."""
+(:func:`fill_canal`); on CT, posterior elements reach the bone they sit in (:func:`grow_into_bone`); on the
+scan's own grid, the cord's outline follows the image (:func:`snap_cord_to_image`)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,36 @@ def grow_into_bone(probabilities: torch.Tensor, *, classes: torch.Tensor, affine
     probs[L.POSTERIOR_ELEMENTS].masked_fill_(where, 1.0)
     cls.masked_fill_(where, L.POSTERIOR_ELEMENTS)
     return probabilities, n
+
+
+def snap_cord_to_image(labels: np.ndarray, *, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The cord's outline moved to the image's half-way edge between cord and CSF.
+
+    A voxel is cord when it holds at least half cord: its signal at least half-way from the CSF's to the
+    cord's (:func:`spinelesion.measure.cord.cord_shares`, the share of cord read from the image's partial
+    volume, >= 0.5). The half-way level is where a blurred edge lies whatever the blur (the half-maximum
+    rule), so the outline the network drew on its 1.5 mm grid and resampled to the scan's comes to the
+    scan's own edge. Only cord and thecal sac voxels within two voxels of the cord's outline and away
+    from any other tissue are relabelled (cord <-> sac); none where the image does not show the cord
+    against the CSF or reads a cord volume 20 % off the labels' (``cord_shares`` returns None).
+
+    Args:
+        labels: (X, Y, Z) uint8 label map on the scan's grid; changed in place.
+        image: (X, Y, Z) the scan's voxels.
+
+    Returns:
+        (``labels``, number of voxels relabelled).
+    """
+    from spinelesion.measure.cord import cord_shares
+
+    cord, sac = labels == L.SPINAL_CORD, labels == L.THECAL_SAC
+    if not cord.any() or not sac.any():
+        return labels, 0
+    flat = np.flatnonzero(cord | sac)
+    shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
+    if shares is None:
+        return labels, 0
+    now = np.where(shares >= 0.5, L.SPINAL_CORD, L.THECAL_SAC).astype(labels.dtype)
+    changed = int((labels.ravel()[flat] != now).sum())
+    np.put(labels, flat, now)  # C-order flat indices, in place in any memory order
+    return labels, changed

@@ -55,6 +55,12 @@ class InferenceSettings:
         ct_bone_reach_mm: on CT, posterior elements grow up to this far into the bone (HU >= 300)
             they touch (:func:`~spinelesion.inference.refine.grow_into_bone`); null leaves them as
             the network drew them. Off with the rest of the clean-up. Default 3.
+        snap_cord_to_image: on the scan's own grid, the cord's outline moves to where the image's
+            signal lies half-way between the cord's and the CSF's (the classic half-maximum edge), within
+            two voxels of the network's outline and only between cord and thecal sac
+            (:func:`~spinelesion.inference.refine.snap_cord_to_image`); where the scan does not show the
+            cord against the CSF (CT, a T2* cord as bright as its CSF) nothing changes. false leaves the
+            network's outline. Off with the rest of the clean-up. Default true.
     """
 
     overlap: float = 0.5
@@ -66,6 +72,7 @@ class InferenceSettings:
     ct_lesion_min_typed_fraction: float | None = 0.5
     canal_fill_min_probability: float | None = 0.1
     ct_bone_reach_mm: float | None = 3.0
+    snap_cord_to_image: bool = True
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid

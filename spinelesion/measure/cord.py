@@ -192,7 +192,9 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
 
     A voxel holding the cord's edge averages cord and CSF: its share is (I - CSF) / (cord - CSF),
     clipped to [0, 1], with the signals the medians over the cord's inner voxels (not on its outline)
-    and over the sac farther than ``CORD_EDGE_BAND_VOXELS`` + 1 voxels from the cord. Read so on the
+    and over the sac farther than ``CORD_EDGE_BAND_VOXELS`` + 1 voxels from the cord (None when that CSF
+    lies on the other side of the cord's signal from the sac as a whole: a CSF ring too thin to hold
+    pure CSF, as on thick T1 slices with bright epidural fat). Read so on the
     cord voxels and the sac voxels within ``CORD_EDGE_BAND_VOXELS`` of the outline (26-neighbourhood),
     where no voxel outside the canal is as near; every other cord voxel counts 1 and every other sac
     voxel 0: beside tumour, bone or fat a voxel mixes a third signal, and its share of cord cannot be
@@ -210,6 +212,7 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     cube = np.ones((3, 3, 3), bool)
     inner = ndimage.binary_erosion(cord, structure=cube)
     band = CORD_EDGE_BAND_VOXELS
+    outside = ~(cord | sac)
     far_csf = sac & ~ndimage.binary_dilation(cord, structure=cube, iterations=band + 1)
     if inner.sum() < 20 or far_csf.sum() < 20:
         return None
@@ -218,10 +221,14 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         warnings.simplefilter("ignore", RuntimeWarning)
         signal_cord = float(np.nanmedian(cord_values))
         signal_csf = float(np.nanmedian(img[np.flatnonzero(far_csf)]))
+        signal_sac = float(np.nanmedian(img[np.flatnonzero(sac)]))
         noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
     if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
         return None
-    touches_other = ndimage.binary_dilation(~(cord | sac), structure=cube, iterations=band).ravel()[local]
+    if (signal_sac - signal_cord) * (signal_csf - signal_cord) <= 0:
+        return None  # the CSF far from the cord on the other side of the cord's signal from the sac as a whole:
+        # a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's
+    touches_other = ndimage.binary_dilation(outside, structure=cube, iterations=band).ravel()[local]
     touches_cord = ndimage.binary_dilation(cord, structure=cube, iterations=band).ravel()[local]
     deep = ndimage.binary_erosion(cord, structure=cube, iterations=band).ravel()[local]
     is_cord = cord.ravel()[local]
