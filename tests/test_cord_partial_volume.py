@@ -17,7 +17,7 @@ from spinelesion import labels as L
 from spinelesion.data.phantoms.partial_volume import canal_fractions, partial_volume_image
 from spinelesion.data.phantoms.phantom import draw_params, render_phantom
 from spinelesion.measure import measure_labels
-from spinelesion.measure.cord import cord_shares
+from spinelesion.measure.cord_edge import cord_shares
 
 pytestmark = pytest.mark.slow
 

@@ -156,7 +156,7 @@ def snap_cord_to_image(labels: np.ndarray, *, image: np.ndarray) -> tuple[np.nda
     """The cord's outline moved to the image's half-way edge between cord and CSF.
 
     A voxel is cord when it holds at least half cord: its signal at least half-way from the CSF's to the
-    cord's (:func:`spinelesion.measure.cord.cord_shares`, the share of cord read from the image's partial
+    cord's (:func:`spinelesion.measure.cord_edge.cord_shares`, the share of cord read from the image's partial
     volume, >= 0.5). The half-way level is where a blurred edge lies whatever the blur (the half-maximum
     rule), so the outline the network drew on its 1.5 mm grid and resampled to the scan's comes to the
     scan's own edge. Only cord and thecal sac voxels within two voxels of the cord's outline and away
@@ -170,7 +170,7 @@ def snap_cord_to_image(labels: np.ndarray, *, image: np.ndarray) -> tuple[np.nda
     Returns:
         (``labels``, number of voxels relabelled).
     """
-    from spinelesion.measure.cord import cord_shares
+    from spinelesion.measure.cord_edge import cord_shares
 
     cord, sac = labels == L.SPINAL_CORD, labels == L.THECAL_SAC
     if not cord.any() or not sac.any():

@@ -8,7 +8,7 @@
   ellipse, as the Spinal Cord Toolbox's moment-based diameters); it pools every voxel of the
   cross-section, so it is far less sensitive to the voxel grid than an extent. With the image
   (an MR showing the cord against the CSF), each voxel on the cord's edge counts by its share of
-  cord read from its signal (partial volume, :func:`cord_shares`): where the cord runs along a grid
+  cord read from its signal (partial volume, :func:`~spinelesion.measure.cord_edge.cord_shares`): where the cord runs along a grid
   axis the labels repeat one voxel outline over many cross-sections, the signal does not. The dural canal's
   AP diameter (for MCC) is its extent along the cross-section's mid-sagittal line
   (``_midline_extent``), as measured on mid-sagittal images: an epidural mass indents the sac from
@@ -41,6 +41,7 @@ from spinelesion import labels as L
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
+from spinelesion.measure.cord_edge import cord_shares
 
 #: The cord part of a record where the cord was not measured: every figure None ("not measured"),
 #: the compression flag included (never a negative finding that was not made).
@@ -55,7 +56,7 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     """Cord part of the record, notes on what could not be measured, and extras (worst vertebra, profile).
 
     ``image``: the scan on ``classes``' grid, or None; where it shows the cord against the CSF
-    (:func:`cord_shares`) and ``settings.cord_edge_from_image``, the voxels on the cord's edge count
+    (:func:`~spinelesion.measure.cord_edge.cord_shares`) and ``settings.cord_edge_from_image``, the voxels on the cord's edge count
     by their share of cord."""
     cord = classes == L.SPINAL_CORD
     sac = classes == L.THECAL_SAC
@@ -168,79 +169,6 @@ def _bilsky_grade(cord, sac, epidural_mask, affine, prof, *, near, mscc, mcc,
 CENTRELINE_SIGMA_MM = 10.0
 
 
-#: Least cord-CSF signal difference, in units of the noise (robust SD inside the cord), at which the
-#: image's partial volume is read on the cord's edge (:func:`cord_shares`); under it (CT: cord and
-#: CSF about 30 HU apart) the labels alone are used.
-CORD_CONTRAST_MIN_NOISE = 4.0
-
-#: Depth (voxels) on each side of the cord's outline over which voxels count by their share of cord: a
-#: scanner's blur spreads the cord's signal over about a voxel each way, and a band as wide as the blur
-#: keeps the cord's total share (one voxel each way read real cords 0.5-1 mm wide on 3D T2).
-CORD_EDGE_BAND_VOXELS = 2
-
-#: Largest relative difference between the cord's volume read from the image's shares and the labels'
-#: at which the shares are used. Real 3D T2 and T2* scans of healthy cords: -4 to +15 %; a phantom
-#: blurred by 0.8 voxel, whose thin CSF ring no longer gives a pure CSF signal: -29 % (and MSCC 10
-#: points off), so the labels are used there.
-CORD_SHARE_MAX_VOLUME_CHANGE = 0.2
-
-
-def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
-    """(N,) share of cord of the canal voxels at C-order flat indices ``flat`` (cord and sac labels,
-    (X, Y, Z) bool each; ``image`` on the same grid), or None where the image does not show the cord
-    against the CSF.
-
-    A voxel holding the cord's edge averages cord and CSF: its share is (I - CSF) / (cord - CSF),
-    clipped to [0, 1], with the signals the medians over the cord's inner voxels (not on its outline)
-    and over the sac farther than ``CORD_EDGE_BAND_VOXELS`` + 1 voxels from the cord (None when that CSF
-    lies on the other side of the cord's signal from the sac as a whole: a CSF ring too thin to hold
-    pure CSF, as on thick T1 slices with bright epidural fat). Read so on the
-    cord voxels and the sac voxels within ``CORD_EDGE_BAND_VOXELS`` of the outline (26-neighbourhood),
-    where no voxel outside the canal is as near; every other cord voxel counts 1 and every other sac
-    voxel 0: beside tumour, bone or fat a voxel mixes a third signal, and its share of cord cannot be
-    read from two. None too where the shares' cord volume differs from the labels' by over
-    ``CORD_SHARE_MAX_VOLUME_CHANGE``. Needs the two
-    signals ``CORD_CONTRAST_MIN_NOISE`` noise SDs apart: a T2 or T1 scan, not a plain CT."""
-    # the canal's box, with room for the morphology below (it reaches band + 1 voxels): the crop of a
-    # body CT is 50 times larger than its canal
-    margin = CORD_EDGE_BAND_VOXELS + 2
-    ijk = np.unravel_index(flat, cord.shape)
-    box = tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(ijk, cord.shape))
-    cord, sac = cord[box], sac[box]
-    local = np.ravel_multi_index(tuple(i - b.start for i, b in zip(ijk, box)), cord.shape)
-    img = np.ravel(np.asarray(image)[box])
-    cube = np.ones((3, 3, 3), bool)
-    inner = ndimage.binary_erosion(cord, structure=cube)
-    band = CORD_EDGE_BAND_VOXELS
-    outside = ~(cord | sac)
-    far_csf = sac & ~ndimage.binary_dilation(cord, structure=cube, iterations=band + 1)
-    if inner.sum() < 20 or far_csf.sum() < 20:
-        return None
-    cord_values = img[np.flatnonzero(inner)]
-    with warnings.catch_warnings():  # an image of NaN only: no signal, no shares
-        warnings.simplefilter("ignore", RuntimeWarning)
-        signal_cord = float(np.nanmedian(cord_values))
-        signal_csf = float(np.nanmedian(img[np.flatnonzero(far_csf)]))
-        signal_sac = float(np.nanmedian(img[np.flatnonzero(sac)]))
-        noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
-    if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
-        return None
-    if (signal_sac - signal_cord) * (signal_csf - signal_cord) <= 0:
-        return None  # the CSF far from the cord on the other side of the cord's signal from the sac as a whole:
-        # a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's
-    touches_other = ndimage.binary_dilation(outside, structure=cube, iterations=band).ravel()[local]
-    touches_cord = ndimage.binary_dilation(cord, structure=cube, iterations=band).ravel()[local]
-    deep = ndimage.binary_erosion(cord, structure=cube, iterations=band).ravel()[local]
-    is_cord = cord.ravel()[local]
-    edge = np.where(is_cord, ~deep, touches_cord) & ~touches_other
-    share = is_cord.astype(np.float64)
-    read = (img[local[edge]] - signal_csf) / (signal_cord - signal_csf)
-    share[edge] = np.where(np.isfinite(read), np.clip(read, 0.0, 1.0), share[edge])  # a NaN voxel keeps its label
-    if abs(share.sum() / max(is_cord.sum(), 1) - 1.0) > CORD_SHARE_MAX_VOLUME_CHANGE:
-        return None  # the image and the labels disagree on the cord's volume: its reading is not trusted
-    return share
-
-
 def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, *, cord_weight=None) -> dict:
     """Per-slice cross-section statistics along the canal centreline.
 
@@ -250,7 +178,7 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, *, cord_wei
     perpendicular to the local centreline, not to the global axis (an oblique cut would mix the
     cord's length into its AP diameter wherever the column curves). This is done twice, the
     second time with centroids of the perpendicular slices.
-    ``cord_weight``: (N,) share of cord of each point (:func:`cord_shares`) for the cord's AP diameter
+    ``cord_weight``: (N,) share of cord of each point (:func:`~spinelesion.measure.cord_edge.cord_shares`) for the cord's AP diameter
     and area, or None for the labels' (``is_cord``).
     """
     u0 = G.orient_like(G.principal_axis(pts), axis)

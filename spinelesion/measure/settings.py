@@ -54,7 +54,7 @@ class MeasureSettings:
         mscc_window_length_mm: length of each normal window (SCT ``-extent``). Default 20.
         cord_edge_from_image: with the image given, the voxels on the cord's edge count by their
             share of cord read from its signal between the cord's and the CSF's (partial volume;
-            ``cord.cord_shares``), where the image shows the cord against the CSF (MR, not plain
+            ``cord_edge.cord_shares``), where the image shows the cord against the CSF (MR, not plain
             CT). False: the labels' outline alone. Default true.
         cord_compressed_mscc_pct: MSCC from which the cord counts as compressed (Bilsky 2/3).
             Default 15.
