@@ -29,6 +29,10 @@ CORD_EDGE_BAND_VOXELS = 2
 #: points off), so the labels are used there.
 CORD_SHARE_MAX_VOLUME_CHANGE = 0.2
 
+#: The sac's median signal must lie at least this share of the way from the cord's signal to the CSF's:
+#: the sac is mostly CSF, so a CSF signal it does not come near is not the CSF's.
+SAC_MIN_CSF_SHARE = 0.5
+
 
 def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
     """(N,) share of cord of the canal voxels at C-order flat indices ``flat`` (cord and sac labels,
@@ -37,9 +41,10 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
 
     A voxel holding the cord's edge averages cord and CSF: its share is (I - CSF) / (cord - CSF),
     clipped to [0, 1], with the signals the medians over the cord's inner voxels (not on its outline)
-    and over the sac farther than ``CORD_EDGE_BAND_VOXELS`` + 1 voxels from the cord (None when that CSF
-    lies on the other side of the cord's signal from the sac as a whole: a CSF ring too thin to hold
-    pure CSF, as on thick T1 slices with bright epidural fat). Read so on the
+    and over the sac farther than ``CORD_EDGE_BAND_VOXELS`` + 1 voxels from the cord (None when the sac's
+    median lies less than ``SAC_MIN_CSF_SHARE`` of the way from the cord's signal to that CSF's: a CSF
+    ring too thin to hold pure CSF, as on thick T1 slices with bright epidural fat, or a sac drawn into
+    the fat round it). Read so on the
     cord voxels and the sac voxels within ``CORD_EDGE_BAND_VOXELS`` of the outline (26-neighbourhood),
     where no voxel outside the canal is as near; every other cord voxel counts 1 and every other sac
     voxel 0: beside tumour, bone or fat a voxel mixes a third signal, and its share of cord cannot be
@@ -70,9 +75,10 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
     if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
         return None
-    if (signal_sac - signal_cord) * (signal_csf - signal_cord) <= 0:
-        return None  # the CSF far from the cord on the other side of the cord's signal from the sac as a whole:
-        # a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's
+    if (signal_sac - signal_cord) / (signal_csf - signal_cord) < SAC_MIN_CSF_SHARE:
+        return None  # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
+        # (a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's; a sac
+        # the network drew into the fat round it)
     touches_other = ndimage.binary_dilation(outside, structure=cube, iterations=band).ravel()[local]
     touches_cord = ndimage.binary_dilation(cord, structure=cube, iterations=band).ravel()[local]
     deep = ndimage.binary_erosion(cord, structure=cube, iterations=band).ravel()[local]
