@@ -156,6 +156,8 @@ class CordProfile:
     s_mm: tuple[float, ...]
     cord_ap_mm: tuple[float | None, ...]
     cord_area_mm2: tuple[float | None, ...]
+    #: "image" (edge voxels counted by their share of cord read from the scan) or "labels"
+    edge: str | None = field(default=None, metadata=_OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,8 +54,10 @@ def test_canal_fractions_match_the_labels_at_voxel_centres(straight_cord):
 def test_the_image_reads_the_uncompressed_cord_as_uncompressed(straight_cord):
     ph = straight_cord
     image = partial_volume_image(ph, seed=537)
-    by_labels = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR")["cord"]["mscc_pct"]
-    with_image = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR", image=image)["cord"]["mscc_pct"]
+    plain = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR")
+    read = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR", image=image)
+    by_labels, with_image = plain["cord"]["mscc_pct"], read["cord"]["mscc_pct"]
+    assert plain["cord_profile"]["edge"] == "labels" and read["cord_profile"]["edge"] == "image"  # the record says which
     assert ph.truth["cord"]["mscc_pct"] == 0.0
     assert by_labels > 5.0        # the voxel grid's own step (a measured miss of the labels alone)
     assert abs(with_image) <= min(5.0, by_labels - 2.0)  # issue 17: within 5 with the image (2.2 here)

@@ -138,7 +138,8 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     record["compression_flag"] = None if not flag and record["mscc_pct"] is None and \
         record["bilsky_grade"] is None else bool(flag)
     extra["profile"] = {"s_mm": prof["s"][ok].round(1).tolist(), "cord_ap_mm": cord_ap[ok].round(2).tolist(),
-                        "cord_area_mm2": prof["cord_area"][ok].round(1).tolist()}
+                        "cord_area_mm2": prof["cord_area"][ok].round(1).tolist(),
+                        "edge": "labels" if shares is None else "image"}
     return record, notes, extra
 
 
