@@ -20,7 +20,7 @@ CORD_CONTRAST_MIN_NOISE = 4.0
 
 #: Depth (voxels) on each side of the cord's outline over which voxels count by their share of cord: a
 #: scanner's blur spreads the cord's signal over about a voxel each way, and a band as wide as the blur
-#: keeps the cord's total share (one voxel each way read real cords 0.5-1 mm wide on 3D T2).
+#: keeps the cord's total share (one voxel each way read real 3D T2 cords 0.9-1 mm too wide).
 CORD_EDGE_BAND_VOXELS = 2
 
 #: Largest relative difference between the cord's volume read from the image's shares and the labels'
