@@ -170,16 +170,24 @@ def snap_cord_to_image(labels: np.ndarray, *, image: np.ndarray) -> tuple[np.nda
     Returns:
         (``labels``, number of voxels relabelled).
     """
-    from spinelesion.measure.cord_edge import cord_shares
+    from spinelesion.measure.cord_edge import CORD_EDGE_BAND_VOXELS, cord_shares
+    from spinelesion.measure.geometry import crop_box
 
-    cord, sac = labels == L.SPINAL_CORD, labels == L.THECAL_SAC
+    # the canal's box with the room cord_shares takes round it: no pass over the whole scan after this one
+    in_canal = labels == L.SPINAL_CORD
+    in_canal |= labels == L.THECAL_SAC
+    box = crop_box(in_canal, margin=CORD_EDGE_BAND_VOXELS + 2)
+    if box is None:
+        return labels, 0
+    local = labels[box]  # a view: relabelled in place
+    cord, sac = local == L.SPINAL_CORD, local == L.THECAL_SAC
     if not cord.any() or not sac.any():
         return labels, 0
-    flat = np.flatnonzero(cord | sac)
-    shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
+    canal = cord | sac
+    shares = cord_shares(cord=cord, sac=sac, image=np.asarray(image)[box], flat=np.flatnonzero(canal))
     if shares is None:
         return labels, 0
     now = np.where(shares >= 0.5, L.SPINAL_CORD, L.THECAL_SAC).astype(labels.dtype)
-    changed = int((labels.ravel()[flat] != now).sum())
-    np.put(labels, flat, now)  # C-order flat indices, in place in any memory order
+    changed = int(np.count_nonzero(local[canal] != now))
+    local[canal] = now  # boolean-mask order is C order, as flatnonzero's
     return labels, changed

@@ -214,30 +214,30 @@ def _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, *, cord_wei
     a, r = np.einsum("ij,ij->i", rel, ant[b]), np.einsum("ij,ij->i", rel, right[b])
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
 
-    def ap_and_area(sel, weight=None):
-        count = np.bincount(b[sel], minlength=nb)
-        w = None if weight is None else weight[sel]
-        n = count.astype(float) if w is None else np.bincount(b[sel], weights=w, minlength=nb)
+    def ap_and_area(weight):
+        """AP diameter and area of each cross-section, every point counted by its (N,) ``weight`` in [0, 1]."""
+        sel = weight > 0
+        bins, w = b[sel], weight[sel]
+        count = np.bincount(bins, minlength=nb)
+        n = np.bincount(bins, weights=w, minlength=nb)
         area = n * voxel_mm3 / step
         with np.errstate(invalid="ignore", divide="ignore"):
             sd = {}
             for name, x in (("a", a), ("r", r)):
-                s1 = np.bincount(b[sel], weights=x[sel] if w is None else w * x[sel], minlength=nb)
-                s2 = np.bincount(b[sel], weights=x[sel] ** 2 if w is None else w * x[sel] ** 2, minlength=nb)
+                s1 = np.bincount(bins, weights=w * x[sel], minlength=nb)
+                s2 = np.bincount(bins, weights=w * x[sel] ** 2, minlength=nb)
                 sd[name] = np.sqrt(np.clip(s2 / n - (s1 / n) ** 2, 0, None))
             width = 4.0 * sd["r"]
             ap = 4.0 * sd["a"]
         return np.where((count >= 3) & (width > 0), ap, np.nan), area
 
-    if cord_weight is None:
-        cord_ap, cord_area = ap_and_area(is_cord)
-    else:  # the cord's edge voxels on both sides of the labels' outline, by their share
-        cord_ap, cord_area = ap_and_area(cord_weight > 0, cord_weight)
-    _, canal_area = ap_and_area(np.ones(len(pts), bool))
+    # the cord's points by the labels, or its edge voxels on both sides of the outline by their share
+    cord_ap, cord_area = ap_and_area(is_cord.astype(float) if cord_weight is None else cord_weight)
+    _, canal_area = ap_and_area(np.ones(len(pts)))
     mid_i = nb // 2  # grid steps along the column's AP and lateral directions, taken at its middle
     canal_ap = _midline_extent(a, r, b, nb, half_band_mm=max(1.0, 0.6 * G.step_along_mm(right[mid_i], affine)),
                                step_mm=G.step_along_mm(ant[mid_i], affine))
-    _, sac_area = ap_and_area(~is_cord)
+    _, sac_area = ap_and_area((~is_cord).astype(float))
     canal_radius = float(np.percentile(np.hypot(a, r), 98))
     valid = np.isfinite(cord_ap)
     if valid.any():

@@ -63,7 +63,7 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     inner = ndimage.binary_erosion(cord, structure=cube)
     band = CORD_EDGE_BAND_VOXELS
     outside = ~(cord | sac)
-    far_csf = sac & ~ndimage.binary_dilation(cord, structure=cube, iterations=band + 1)
+    far_csf = sac & ~_grow(cord, band + 1)
     if inner.sum() < 20 or far_csf.sum() < 20:
         return None
     cord_values = img[np.flatnonzero(inner)]
@@ -79,8 +79,8 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         return None  # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
         # (a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's; a sac
         # the network drew into the fat round it)
-    touches_other = ndimage.binary_dilation(outside, structure=cube, iterations=band).ravel()[local]
-    touches_cord = ndimage.binary_dilation(cord, structure=cube, iterations=band).ravel()[local]
+    touches_other = _grow(outside, band).ravel()[local]
+    touches_cord = _grow(cord, band).ravel()[local]
     deep = ndimage.binary_erosion(cord, structure=cube, iterations=band).ravel()[local]
     is_cord = cord.ravel()[local]
     edge = np.where(is_cord, ~deep, touches_cord) & ~touches_other
@@ -90,3 +90,10 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     if abs(share.sum() / max(is_cord.sum(), 1) - 1.0) > CORD_SHARE_MAX_VOLUME_CHANGE:
         return None  # the image and the labels disagree on the cord's volume: its reading is not trusted
     return share
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` dilated ``steps`` times by the 3x3x3 cube (nothing outside the array): one separable
+    maximum filter of width 2 x steps + 1, the same voxels as repeated ``binary_dilation`` at a third of
+    its time on a canal's box."""
+    return ndimage.maximum_filter(mask, size=2 * steps + 1, mode="constant", cval=0)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from spinelesion import labels as L
-from spinelesion.data.phantoms import anatomy as an
-from spinelesion.data.phantoms.pathology import CanalModel
 
 
 def canal_fractions(params: dict, *, affine: np.ndarray, box: tuple[slice, slice, slice],
@@ -25,17 +23,12 @@ def canal_fractions(params: dict, *, affine: np.ndarray, box: tuple[slice, slice
     samples of the phantom drawn as ``params``. Free CSF: the dural sac less the cord and the
     epidural tumour. Phantoms drawn with ``context`` (conus, skull base) are refused: their canal
     is trimmed by steps not repeated here."""
-    from spinelesion.data.phantoms.phantom import _tube_coords
+    from spinelesion.data.phantoms.phantom import _tube_coords, column_geometry
 
     if params.get("context"):
         raise ValueError("canal_fractions: phantoms with context are not supported (conus and skull base trims)")
-    anat, path = params["anatomy"], params["pathology"]
-    verts = anat["vertebrae"]
-    frames = an.build_frames(anat)
-    line = an.Centreline(frames, anat)
-    epi = path["epidural"]
-    s_site = None if epi is None else float(line.vertebra_s[epi["vertebra_index"]] + epi["s_offset_mm"])
-    canal = CanalModel(anat, epi, s_site)
+    verts, epi = params["anatomy"]["vertebrae"], params["pathology"]["epidural"]
+    _, line, canal = column_geometry(params)
     canal_hw_of = np.array([x["canal_half_width_mm"] for x in verts])
     cord_hw_of = np.array([x["cord_half_width_mm"] for x in verts])
     shape = tuple(b.stop - b.start for b in box)

@@ -123,16 +123,22 @@ def make_phantom(*, seed: int, modality: str = "ct", healthy: bool | None = None
     return render_phantom(params)
 
 
+def column_geometry(params: dict):
+    """(vertebra frames, canal centreline, :class:`CanalModel` with the epidural mass) of drawn parameters."""
+    anat, epi = params["anatomy"], params["pathology"]["epidural"]
+    frames = an.build_frames(anat)
+    line = an.Centreline(frames, anat)
+    s_site = None if epi is None else float(line.vertebra_s[epi["vertebra_index"]] + epi["s_offset_mm"])
+    return frames, line, CanalModel(anat, epi, s_site)
+
+
 def render_phantom(params: dict, *, timings: dict | None = None) -> Phantom:
     """Render drawn parameters into a :class:`Phantom` (deterministic). ``timings`` collects seconds per stage."""
     clock = _Clock(timings)
     anat, path = params["anatomy"], params["pathology"]
     verts, canal_p = anat["vertebrae"], anat["canal"]
-    frames = an.build_frames(anat)
-    line = an.Centreline(frames, anat)
     epi = path["epidural"]
-    s_site = None if epi is None else float(line.vertebra_s[epi["vertebra_index"]] + epi["s_offset_mm"])
-    canal = CanalModel(anat, epi, s_site)
+    frames, line, canal = column_geometry(params)
     grid = dict(params["grid"])
     affine, shape = im.fit_grid(grid, _fov_points(frames, verts, canal_p, anat, line),
                                 shape_limit_vox=params["shape_limit_vox"])
