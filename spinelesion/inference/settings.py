@@ -62,6 +62,10 @@ class InferenceSettings:
             cord against the CSF (a T2* cord as bright as its CSF) nothing changes; CT is not tried (a plain
             CT never shows the cord against the CSF, and finding the canal in a 512x512x600 CT costs 0.6-1 s).
             false leaves the network's outline. Off with the rest of the clean-up. Default true.
+        ct_lytic_min_core_mm3: on CT, a lytic focus inside a vertebral body (soft-tissue density, 100 HU or
+            more under the marrow, deeper than 3 mm in the body) becomes lesion when its core holds at least
+            this many mm³ (:func:`~spinelesion.inference.lytic.add_lytic_foci`); null leaves the network's
+            lesions alone. Off with the rest of the clean-up. Default 250.
     """
 
     overlap: float = 0.5
@@ -74,6 +78,7 @@ class InferenceSettings:
     canal_fill_min_probability: float | None = 0.1
     ct_bone_reach_mm: float | None = 3.0
     snap_cord_to_image: bool = True
+    ct_lytic_min_core_mm3: float | None = 250.0
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -92,6 +97,8 @@ class InferenceSettings:
                           f"must be in [0, 1] or null, got {self.canal_fill_min_probability}")
         if self.ct_bone_reach_mm is not None and self.ct_bone_reach_mm < 0:
             raise Invalid("ct_bone_reach_mm", f"must be >= 0 or null, got {self.ct_bone_reach_mm}")
+        if self.ct_lytic_min_core_mm3 is not None and self.ct_lytic_min_core_mm3 < 0:
+            raise Invalid("ct_lytic_min_core_mm3", f"must be >= 0 or null, got {self.ct_lytic_min_core_mm3}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
