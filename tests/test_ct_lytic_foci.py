@@ -104,3 +104,14 @@ def test_no_body_or_too_little_inside_returns_unchanged():
     assert n == 0 and np.array_equal(result, labels)
     result, n = _run(np.zeros_like(labels), hu)
     assert n == 0 and not result.any()
+
+
+def test_dense_bone_labelled_body_does_not_make_healthy_marrow_read_lytic():
+    """Two of three bodies sclerotic (1000 HU throughout, as a blastic body or screws the network calls
+    body): judged against them, the healthy body's 250 HU marrow would read lytic; marrow is what reads
+    under MARROW_MAX_HU."""
+    labels, hu = _column()
+    hu[5:27, 5:27, 5:19] = 1000.0
+    hu[5:27, 5:27, 45:59] = 1000.0
+    result, n = _run(labels, hu)
+    assert n == 0 and np.array_equal(result, labels)

@@ -355,8 +355,9 @@ def test_probabilities_are_saved_on_the_input_grid(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("relation", ["permuted_flipped", "oblique"])
 def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
-    """The shortcuts (uniform cells, foreground box, separable axes) change no voxel."""
-    from spinelesion.inference.resample import _interpolate_argmax
+    """The shortcuts (uniform cells, foreground box, separable axes) change no voxel: the same as
+    interpolating every class at every voxel and taking the arg-max among the cell corners' classes."""
+    from spinelesion.inference.resample import _interpolate_argmax, class_argmax
 
     torch.manual_seed(1)
     logits = torch.nn.functional.interpolate(torch.randn(1, NUM_CLASSES, 5, 6, 5) * 4, size=(20, 24, 18),
@@ -375,10 +376,24 @@ def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
     pos = torch.as_tensor(idx @ m[:3, :3].T + m[:3, 3], dtype=torch.float32)
     inside = ((pos > -1) & (pos < torch.tensor(probs.shape[1:]))).all(dim=1)
     reference = torch.zeros(len(pos), dtype=torch.uint8)
-    reference[inside] = _interpolate_argmax(probs, pos[inside])
+    reference[inside] = _interpolate_argmax(probs, pos[inside], class_argmax(probs))
     reference = reference.numpy().reshape(shape)
     assert (fast > 0).any() and (fast == 0).any()
     assert (fast == reference).mean() > 0.99999
+
+
+def test_a_class_no_cell_corner_holds_never_wins_in_between():
+    """Body (A) beside background (B), lesion second on both sides: the interpolation at the border
+    gives lesion the most, yet no corner is lesion: the border voxels are body or background."""
+    probs = torch.zeros(NUM_CLASSES, 6, 6, 6)
+    probs[1, :3], probs[3, :3], probs[0, :3] = 0.50, 0.45, 0.05   # body, lesion second
+    probs[0, 3:], probs[3, 3:], probs[1, 3:] = 0.50, 0.45, 0.05   # background, lesion second
+    source = np.eye(4)
+    target = np.diag([0.25, 0.25, 0.25, 1.0])                       # 4x finer: voxels inside the border cells
+    labels = labels_on_grid(probs, source_affine=source, target_affine=target, target_shape=(20, 20, 20))
+    assert not (labels == 3).any()
+    assert (labels[:8] == 1).all() and (labels[13:] == 0).all()
+    assert set(np.unique(labels[8:13])) <= {0, 1}
 
 
 def test_default_finish_workers_by_device_and_cores(monkeypatch):

@@ -18,6 +18,12 @@ from spinelesion.measure.settings import MeasureSettings
 
 _MEASURE = MeasureSettings()
 
+#: Densest HU counted as marrow: adult trabecular bone reads 100-400 HU; cortex, sclerosis, blastic
+#: lesions and metal read more, and a network that labels them "body" would otherwise raise the marrow
+#: a lytic focus is judged against until healthy marrow read lytic (a case with screws and blastic
+#: lesions among the context phantoms: docs/benchmarks.md).
+MARROW_MAX_HU = 500.0
+
 
 def add_lytic_foci(probabilities: torch.Tensor, *, classes: torch.Tensor, affine: np.ndarray, hu_at,
                    min_core_mm3: float = 250.0, depth_mm: float = 3.0, min_hu: float = 0.0,
@@ -28,14 +34,14 @@ def add_lytic_foci(probabilities: torch.Tensor, *, classes: torch.Tensor, affine
     Only the inside of the bodies is searched: voxels deeper than ``depth_mm`` in the body (lesion
     counted as body), away from the partial volume of cortex, disc, canal and fat round the body.
     There a voxel is lytic when its HU (the mean over its network voxel) lies ``lytic_hu_below_marrow``
-    under the column's marrow (the median of those inner voxels). A 26-connected lytic core is a
-    lesion when
+    under the column's marrow (the median of those inner voxels under :data:`MARROW_MAX_HU`). A
+    26-connected lytic core is a lesion when
 
     * it holds at least ``min_core_mm3`` (250 mm³: a ball of 7.8 mm across; the small dark channels
       of healthy bodies, basivertebral veins, stay),
     * its median HU lies ``lytic_hu_below_marrow`` under the marrow round it (the inner body voxels
-      outside any core within ``marrow_reach_mm`` of its box: the neighbouring bodies when it fills
-      its own), and
+      under :data:`MARROW_MAX_HU` outside any core within ``marrow_reach_mm`` of its box: the
+      neighbouring bodies when it fills its own), and
     * its median HU is at least ``min_hu``: a focus of fat density is a haemangioma or focal fat,
       benign (a lytic metastasis is soft tissue).
 
@@ -72,9 +78,10 @@ def add_lytic_foci(probabilities: torch.Tensor, *, classes: torch.Tensor, affine
     hu = np.full(local.shape, np.nan, np.float32)
     hu[body] = _voxel_mean_hu(hu_at, np.argwhere(body) + origin, affine=affine)
     inner = body & deep
-    if np.count_nonzero(inner) < 100:
+    marrow_like = inner & (hu < MARROW_MAX_HU)
+    if np.count_nonzero(marrow_like) < 100:
         return probabilities, 0
-    marrow = float(np.median(hu[inner]))
+    marrow = float(np.median(hu[marrow_like]))
     lytic = body & (hu < marrow - lytic_hu_below_marrow)  # NaN compares false
     cores, n = cc3d.connected_components(inner & lytic, connectivity=26, return_N=True)
     if n == 0:
@@ -82,7 +89,7 @@ def add_lytic_foci(probabilities: torch.Tensor, *, classes: torch.Tensor, affine
     voxel_mm3 = float(np.prod(spacing))
     sizes = np.bincount(cores.ravel(), minlength=n + 1)
     reach = np.ceil(marrow_reach_mm / spacing).astype(int)
-    quiet = inner & (cores == 0)
+    quiet = marrow_like & (cores == 0)
     found = np.zeros_like(body)
     for k, sl in enumerate(cc3d.statistics(cores)["bounding_boxes"]):
         if k == 0 or sizes[k] * voxel_mm3 < min_core_mm3:

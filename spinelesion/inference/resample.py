@@ -12,7 +12,9 @@ MIXED = 255
 def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
                    target_shape: tuple[int, int, int], slab_voxels: int = 4_000_000,
                    classes: torch.Tensor | None = None) -> np.ndarray:
-    """Trilinearly interpolate class probabilities at each target voxel, then take the argmax.
+    """Trilinearly interpolate class probabilities at each target voxel, then take the argmax among
+    the classes of the voxel's source cell corners (a class no corner holds never wins in between:
+    no specks of a runner-up class along borders).
 
     Each target voxel's world position (``target_affine``) is mapped into the source grid
     (inverse of ``source_affine``). The result equals interpolating all C probabilities
@@ -67,7 +69,7 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
         mixed = (slab == MIXED) | (near & ~in_cell)
         slab[~near] = 0
         if bool(mixed.any()):
-            slab[mixed] = _interpolate_argmax(probabilities, position(mixed))
+            slab[mixed] = _interpolate_argmax(probabilities, position(mixed), labels_src)
         out[x0:x1, y0:y1, z0 + k0:z0 + k0 + len(slab_axes[2])] = slab.cpu().numpy()
     return out
 
@@ -175,15 +177,35 @@ def _uniform_cells(labels: torch.Tensor) -> torch.Tensor:
     return same
 
 
-def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor,
+                        labels_src: torch.Tensor | None = None) -> torch.Tensor:
     """argmax of trilinearly interpolated (C, X, Y, Z) probabilities at (N, 3) source positions;
-    outside the grid the probabilities fall off to 0 (background where all vanish)."""
+    outside the grid the probabilities fall off to 0 (background where all vanish).
+
+    With ``labels_src`` (the (X, Y, Z) arg-max of ``probabilities``) the winner is one of the classes
+    of the point's cell corners (background too where a corner lies outside the grid): between a
+    voxel of class A and one of class B, a class both give second place (lesion between body and
+    background) can otherwise win the interpolation and leave one-voxel specks of it along every
+    border (docs/benchmarks.md)."""
     size = torch.tensor(probabilities.shape[1:], dtype=torch.float32, device=points.device)
     norm = points * (2.0 / (size - 1).clamp(min=1)) - 1  # align_corners=True convention
     grid = norm[:, [2, 1, 0]].reshape(1, 1, 1, -1, 3)  # grid_sample wants (W, H, D) order
     sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=True)
-    return class_argmax(sampled.reshape(probabilities.shape[0], -1))
+    sampled = sampled.reshape(probabilities.shape[0], -1)
+    if labels_src is not None:
+        allowed = torch.zeros_like(sampled, dtype=torch.bool)
+        base = points.floor().long()
+        shape = torch.tensor(labels_src.shape, device=points.device)
+        columns = torch.arange(len(points), device=points.device)
+        for offset in ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)):
+            corner = base + torch.tensor(offset, device=points.device)
+            inside = ((corner >= 0) & (corner < shape)).all(dim=1)
+            c = corner.clamp(min=0).minimum(shape - 1)
+            label = labels_src[c[:, 0], c[:, 1], c[:, 2]].long()
+            allowed[torch.where(inside, label, 0), columns] = True
+        sampled = sampled.masked_fill(~allowed, -1.0)
+    return class_argmax(sampled)
 
 
 def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
@@ -191,7 +213,8 @@ def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndar
     """(C, X, Y, Z) float16 class probabilities trilinearly interpolated at each target voxel.
 
     The same rule as :func:`labels_on_grid`, so that the saved probabilities and the labels agree
-    at the borders: trilinear inside the source grid; within one voxel outside it the inside
+    at the borders (but where a class none of a cell's corners holds leads the interpolation, which the
+    labels do not let win): trilinear inside the source grid; within one voxel outside it the inside
     corners' weighted mean (the labels' zero-padded interpolation, renormalised: same argmax, sum
     1); background (1, 0, ...) further out, where the labels are background. Target coordinates
     are made a slab of ``slab_voxels`` at a time in float32 (never a full-volume coordinate array).
