@@ -160,11 +160,12 @@ class Predictor:
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
-            if hu_at is not None and self.settings.ct_lytic_min_core_mm3 is not None:
-                from spinelesion.inference.lytic import add_lytic_foci
+            if hu_at is not None and (self.settings.ct_lytic_min_core_mm3 is not None or self.settings.ct_sclerotic_bodies):
+                from spinelesion.inference.ct_density import add_density_lesions
 
-                probabilities, _ = add_lytic_foci(probabilities, classes=classes, affine=net_affine, hu_at=hu_at,
-                                                  min_core_mm3=self.settings.ct_lytic_min_core_mm3)
+                probabilities, _ = add_density_lesions(probabilities, classes=classes, affine=net_affine, hu_at=hu_at,
+                                                       min_core_mm3=self.settings.ct_lytic_min_core_mm3,
+                                                       sclerotic_bodies=self.settings.ct_sclerotic_bodies)
             if self.settings.canal_fill_min_probability is not None:
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)

@@ -64,8 +64,12 @@ class InferenceSettings:
             false leaves the network's outline. Off with the rest of the clean-up. Default true.
         ct_lytic_min_core_mm3: on CT, a lytic focus inside a vertebral body (soft-tissue density, 100 HU or
             more under the marrow, deeper than 3 mm in the body) becomes lesion when its core holds at least
-            this many mm³ (:func:`~spinelesion.inference.lytic.add_lytic_foci`); null leaves the network's
-            lesions alone. Off with the rest of the clean-up. Default 250.
+            this many mm³ (:func:`~spinelesion.inference.ct_density.add_density_lesions`); null: not searched.
+            Off with the rest of the clean-up. Default 250.
+        ct_sclerotic_bodies: on CT, a vertebral body whose inner median lies 150 HU or more over the median of
+            the column's bodies (three or more to compare; none holding metal) has its dense inner voxels made
+            lesion (an "ivory vertebra"; :func:`~spinelesion.inference.ct_density.add_density_lesions`); false:
+            not searched. Off with the rest of the clean-up. Default true.
     """
 
     overlap: float = 0.5
@@ -79,6 +83,7 @@ class InferenceSettings:
     ct_bone_reach_mm: float | None = 3.0
     snap_cord_to_image: bool = True
     ct_lytic_min_core_mm3: float | None = 250.0
+    ct_sclerotic_bodies: bool = True
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid

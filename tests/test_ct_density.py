@@ -1,5 +1,6 @@
-"""add_lytic_foci: on CT, soft-tissue foci deep in a vertebral body's marrow become lesion; fat,
-small channels, healthy marrow and every other class stay as the network drew them."""
+"""add_density_lesions: on CT, soft-tissue foci deep in a vertebral body's marrow and bodies far denser than
+their neighbours become lesion; fat, small channels, healthy marrow and every other class stay as the network
+drew them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from spinelesion import labels as L
-from spinelesion.inference.lytic import add_lytic_foci
+from spinelesion.inference.ct_density import add_density_lesions
 from spinelesion.inference.resample import VolumeLookup, class_argmax
 
 SPACING_MM = 1.5
@@ -47,7 +48,7 @@ def _ball(shape, centre, radius_vox):
 def _run(labels, hu, **kwargs):
     probs = _probabilities(labels)
     classes = class_argmax(probs)
-    out, n = add_lytic_foci(probs, classes=classes, affine=AFFINE, hu_at=VolumeLookup(hu, affine=AFFINE), **kwargs)
+    out, n = add_density_lesions(probs, classes=classes, affine=AFFINE, hu_at=VolumeLookup(hu, affine=AFFINE), **kwargs)
     result = class_argmax(out).numpy()
     assert np.array_equal(classes.numpy(), result)  # the arg-max is kept up to date
     return result, n
@@ -115,3 +116,43 @@ def test_dense_bone_labelled_body_does_not_make_healthy_marrow_read_lytic():
     hu[5:27, 5:27, 45:59] = 1000.0
     result, n = _run(labels, hu)
     assert n == 0 and np.array_equal(result, labels)
+
+
+def _ivory_middle(hu):
+    middle = np.zeros(hu.shape, bool)
+    middle[5:27, 5:27, 25:39] = True
+    hu[middle] = 900.0 + np.random.default_rng(4).normal(0.0, 30.0, np.count_nonzero(middle))
+    return middle
+
+
+def test_a_body_far_denser_than_its_neighbours_becomes_lesion():
+    """An ivory vertebra: the middle body's marrow at 900 HU against 250 in the bodies round it."""
+    labels, hu = _column()
+    middle = _ivory_middle(hu)
+    result, n = _run(labels, hu)
+    assert n > 0
+    assert np.count_nonzero(result[middle] == L.LESION) >= 0.8 * np.count_nonzero(middle)
+    assert not np.any(result[:, :, :24] == L.LESION) and not np.any(result[:, :, 40:] == L.LESION)
+    assert np.array_equal(result[labels != L.VERTEBRAL_BODY], labels[labels != L.VERTEBRAL_BODY])
+    off, n_off = _run(labels, hu, sclerotic_bodies=False)
+    assert n_off == 0 and np.array_equal(off, labels)
+
+
+@pytest.mark.parametrize("why, change", [
+    ("metal in the body: its density is not the bone's", "screw"),
+    ("two bodies cannot say which one is unlike the column", "two_bodies"),
+    ("a bone island moves no body's median", "island"),
+])
+def test_what_is_not_a_sclerotic_body(why, change):
+    labels, hu = _column()
+    if change == "island":
+        hu[_ball(labels.shape, (16, 16, 32), 3)] = 1200.0
+    else:
+        _ivory_middle(hu)
+    if change == "screw":
+        hu[14:18, 14:18, 26:38] = 2800.0
+    if change == "two_bodies":
+        labels[:, :, 44:64][labels[:, :, 44:64] == L.VERTEBRAL_BODY] = 0
+    result, n = _run(labels, hu)
+    assert n == 0, why
+    assert np.array_equal(result, labels)
