@@ -104,9 +104,10 @@ def add_density_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, a
     voxel_mm3 = float(np.prod(spacing))
     if min_core_mm3 is not None:
         lytic = body & (hu < marrow - lytic_hu_below_marrow)  # NaN compares false
+        reach_vox = np.ceil(marrow_reach_mm / spacing).astype(int)
         found |= _lytic_cores(hu, inner=inner, lytic=lytic, marrow_like=marrow_like,
-                              min_voxels=min_core_mm3 / voxel_mm3, reach_vox=np.ceil(marrow_reach_mm / spacing).astype(int),
-                              min_hu=min_hu, below=lytic_hu_below_marrow)
+                              min_voxels=min_core_mm3 / voxel_mm3, reach_vox=reach_vox, min_hu=min_hu,
+                              below=lytic_hu_below_marrow)
         grow_through |= lytic
     if sclerotic_bodies:
         sclerotic, level = _sclerotic_bodies(hu, body=body, inner=inner, min_voxels=MIN_BODY_INNER_MM3 / voxel_mm3,

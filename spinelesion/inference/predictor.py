@@ -160,7 +160,8 @@ class Predictor:
                     lesion_probability=float(post["lesion_probability"]),
                     mean_probability=float(post.get("mean_probability", 0.0)),
                     touch_canal=bool(post.get("touch_canal", True)), ct_density=ct_density, classes=classes)
-            if hu_at is not None and (self.settings.ct_lytic_min_core_mm3 is not None or self.settings.ct_sclerotic_bodies):
+            density = self.settings.ct_lytic_min_core_mm3 is not None or self.settings.ct_sclerotic_bodies
+            if hu_at is not None and density:
                 from spinelesion.inference.ct_density import add_density_lesions
 
                 probabilities, _ = add_density_lesions(probabilities, classes=classes, affine=net_affine, hu_at=hu_at,
