@@ -26,6 +26,11 @@ _MEASURE = MeasureSettings()
 #: lesions among the context phantoms: docs/benchmarks.md).
 MARROW_MAX_HU = 500.0
 
+#: Fat: voxels under this HU (fat reads -150 to -50; -20 leaves room for the partial volume of trabeculae)
+#: are fat, and a lytic core with :data:`FAT_MIN_SHARE` of them holds fat: a haemangioma or focal fat, benign.
+FAT_MAX_HU = -20.0
+FAT_MIN_SHARE = 0.1
+
 #: A body is compared with its neighbours when at least this much of it lies deeper than the depth.
 MIN_BODY_INNER_MM3 = 1000.0
 
@@ -53,8 +58,9 @@ def add_density_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, a
     * its median HU lies ``lytic_hu_below_marrow`` under the marrow round it (the inner body voxels
       under :data:`MARROW_MAX_HU` outside any core within ``marrow_reach_mm`` of its box: the
       neighbouring bodies when it fills its own), and
-    * its median HU is at least ``min_hu``: a focus of fat density is a haemangioma or focal fat,
-      benign (a lytic metastasis is soft tissue).
+    * its median HU is at least ``min_hu`` and under :data:`FAT_MIN_SHARE` of its voxels read as fat
+      (under :data:`FAT_MAX_HU`): a focus holding fat is a haemangioma or focal fat, benign (a lytic
+      metastasis is soft tissue).
 
     Sclerotic bodies (``sclerotic_bodies``): with three or more bodies (6-connected pieces of body with at
     least :data:`MIN_BODY_INNER_MM3` inside) to compare, a body whose inner median lies
@@ -144,10 +150,13 @@ def _lytic_cores(hu: np.ndarray, *, inner: np.ndarray, lytic: np.ndarray, marrow
         if k == 0 or sizes[k] < min_voxels:
             continue
         own = cores[sl] == k
-        median = float(np.median(hu[sl][own]))
+        values = hu[sl][own]
+        median = float(np.median(values))
+        if median < min_hu or np.mean(values < FAT_MAX_HU) >= FAT_MIN_SHARE:
+            continue
         near = tuple(slice(max(0, s.start - r), min(m, s.stop + r)) for s, r, m in zip(sl, reach_vox, hu.shape))
         around = hu[near][quiet[near]]
-        if median < min_hu or around.size < 100 or median >= float(np.median(around)) - below:
+        if around.size < 100 or median >= float(np.median(around)) - below:
             continue
         found[sl] |= own
     return found
