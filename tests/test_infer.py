@@ -357,7 +357,7 @@ def test_probabilities_are_saved_on_the_input_grid(tmp_path, tiny_model):
 def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
     """The shortcuts (uniform cells, foreground box, separable axes) change no voxel: the same as
     interpolating every class at every voxel and taking the arg-max among the cell corners' classes."""
-    from spinelesion.inference.resample import _interpolate_argmax, class_argmax
+    from spinelesion.inference.resample import _cell_class_bits, _interpolate_argmax, class_argmax
 
     torch.manual_seed(1)
     logits = torch.nn.functional.interpolate(torch.randn(1, NUM_CLASSES, 5, 6, 5) * 4, size=(20, 24, 18),
@@ -376,7 +376,13 @@ def test_labels_on_grid_equals_interpolating_every_class_everywhere(relation):
     pos = torch.as_tensor(idx @ m[:3, :3].T + m[:3, 3], dtype=torch.float32)
     inside = ((pos > -1) & (pos < torch.tensor(probs.shape[1:]))).all(dim=1)
     reference = torch.zeros(len(pos), dtype=torch.uint8)
-    reference[inside] = _interpolate_argmax(probs, pos[inside], class_argmax(probs))
+    bits = _cell_class_bits(class_argmax(probs))
+    cell = pos.floor().long()
+    in_cell = ((cell >= 0) & (cell <= torch.tensor(bits.shape) - 1)).all(dim=1)
+    allowed = torch.full((len(pos),), 255, dtype=torch.uint8)
+    c = cell[in_cell]
+    allowed[in_cell] = bits[c[:, 0], c[:, 1], c[:, 2]]
+    reference[inside] = _interpolate_argmax(probs, pos[inside], allowed_bits=allowed[inside])
     reference = reference.numpy().reshape(shape)
     assert (fast > 0).any() and (fast == 0).any()
     assert (fast == reference).mean() > 0.99999

@@ -44,9 +44,12 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
             probabilities = torch.cat([probabilities, probabilities], dim=axis)
             labels_src = torch.cat([labels_src, labels_src], dim=axis - 1)
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
-    # class of each source cell (the 2x2x2 voxels from its corner) where all corners agree, else MIXED
-    cell_class = torch.where(_uniform_cells(labels_src), labels_src[:-1, :-1, :-1],
+    # the classes of each source cell's 8 corners (the 2x2x2 voxels from its corner) as bits; the cell's
+    # class where all corners agree (a single bit), else MIXED
+    cell_bits = _cell_class_bits(labels_src)
+    cell_class = torch.where((cell_bits & (cell_bits - 1)) == 0, labels_src[:-1, :-1, :-1],
                              torch.tensor(MIXED, dtype=torch.uint8, device=device)).flatten()
+    cell_bits = cell_bits.flatten()
     cell_strides = torch.tensor([(src_shape[1] - 1) * (src_shape[2] - 1), src_shape[2] - 1, 1], device=device)
     target_to_source = np.linalg.inv(source_affine) @ target_affine
     out = np.zeros(target_shape, dtype=np.uint8)
@@ -64,12 +67,13 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
             flat, in_cell, near, position = _general_cells(matrix, slab_axes, src_shape, cell_strides)
         else:
             flat, in_cell, near, position = _separable_cells(matrix, slab_axes, src_shape, cell_strides, permutation)
-        slab = torch.where(in_cell, cell_class[flat.clamp(0, cell_class.numel() - 1)],
-                           torch.zeros((), dtype=torch.uint8, device=device))
+        cell = flat.clamp(0, cell_class.numel() - 1)
+        slab = torch.where(in_cell, cell_class[cell], torch.zeros((), dtype=torch.uint8, device=device))
         mixed = (slab == MIXED) | (near & ~in_cell)
         slab[~near] = 0
-        if bool(mixed.any()):
-            slab[mixed] = _interpolate_argmax(probabilities, position(mixed), labels_src)
+        if bool(mixed.any()):  # within a cell, one of its corners' classes; past the grid's edge, any
+            allowed = torch.where(in_cell[mixed], cell_bits[cell[mixed]], torch.tensor(ALL_CLASSES, device=device))
+            slab[mixed] = _interpolate_argmax(probabilities, position(mixed), allowed_bits=allowed)
         out[x0:x1, y0:y1, z0 + k0:z0 + k0 + len(slab_axes[2])] = slab.cpu().numpy()
     return out
 
@@ -164,48 +168,49 @@ def _target_box(labels_src: torch.Tensor, *, target_to_source: np.ndarray, targe
     return tuple(int(v) for v in lo), tuple(int(v) for v in hi)
 
 
-def _uniform_cells(labels: torch.Tensor) -> torch.Tensor:
-    """(X-1, Y-1, Z-1) bool: True where the 8 corners of the cell starting at that voxel agree."""
-    base = labels[:-1, :-1, :-1]
-    same = torch.ones_like(base, dtype=torch.bool)
+def _cell_class_bits(labels: torch.Tensor) -> torch.Tensor:
+    """(X-1, Y-1, Z-1) uint8: for the cell starting at each voxel, bit c set when one of its 8 corners is
+    of class c (classes 0-7)."""
+    if int(labels.max()) > 7:
+        raise ValueError("labels_on_grid handles at most 8 classes (label schema v1 has 7)")
+    one = torch.ones((), dtype=torch.uint8, device=labels.device)
+    bits = torch.zeros_like(labels[:-1, :-1, :-1])
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
-                if dx or dy or dz:
-                    same &= labels[dx:labels.shape[0] - 1 + dx, dy:labels.shape[1] - 1 + dy,
-                                   dz:labels.shape[2] - 1 + dz] == base
-    return same
+                corner = labels[dx:labels.shape[0] - 1 + dx, dy:labels.shape[1] - 1 + dy, dz:labels.shape[2] - 1 + dz]
+                bits |= torch.bitwise_left_shift(one, corner)
+    return bits
 
+
+#: All bits set: any class may win (a point past the source grid's edge).
+ALL_CLASSES = 255
 
 def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor,
-                        labels_src: torch.Tensor | None = None) -> torch.Tensor:
+                        allowed_bits: torch.Tensor | None = None) -> torch.Tensor:
     """argmax of trilinearly interpolated (C, X, Y, Z) probabilities at (N, 3) source positions;
     outside the grid the probabilities fall off to 0 (background where all vanish).
 
-    With ``labels_src`` (the (X, Y, Z) arg-max of ``probabilities``) the winner is one of the classes
-    of the point's cell corners (background too where a corner lies outside the grid): between a
-    voxel of class A and one of class B, a class both give second place (lesion between body and
-    background) can otherwise win the interpolation and leave one-voxel specks of it along every
-    border (docs/benchmarks.md)."""
+    With ``allowed_bits`` ((N,) uint8, bit c set where class c may win: the classes of the point's cell
+    corners, :func:`_cell_class_bits`) the winner is the most probable allowed class: between a voxel
+    of class A and one of class B, a class both give second place (lesion between body and background)
+    can otherwise win the interpolation and leave one-voxel specks of it along every border
+    (docs/benchmarks.md)."""
     size = torch.tensor(probabilities.shape[1:], dtype=torch.float32, device=points.device)
     norm = points * (2.0 / (size - 1).clamp(min=1)) - 1  # align_corners=True convention
     grid = norm[:, [2, 1, 0]].reshape(1, 1, 1, -1, 3)  # grid_sample wants (W, H, D) order
     sampled = torch.nn.functional.grid_sample(probabilities[None], grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=True)
     sampled = sampled.reshape(probabilities.shape[0], -1)
-    if labels_src is not None:
-        allowed = torch.zeros_like(sampled, dtype=torch.bool)
-        base = points.floor().long()
-        shape = torch.tensor(labels_src.shape, device=points.device)
-        columns = torch.arange(len(points), device=points.device)
-        for offset in ((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)):
-            corner = base + torch.tensor(offset, device=points.device)
-            inside = ((corner >= 0) & (corner < shape)).all(dim=1)
-            c = corner.clamp(min=0).minimum(shape - 1)
-            label = labels_src[c[:, 0], c[:, 1], c[:, 2]].long()
-            allowed[torch.where(inside, label, 0), columns] = True
-        sampled = sampled.masked_fill(~allowed, -1.0)
-    return class_argmax(sampled)
+    winner = class_argmax(sampled)
+    if allowed_bits is None:
+        return winner
+    barred = (torch.bitwise_right_shift(allowed_bits, winner) & 1) == 0  # few: redo only those
+    if bool(barred.any()):
+        classes = torch.arange(probabilities.shape[0], dtype=torch.uint8, device=points.device)[:, None]
+        allowed = (torch.bitwise_right_shift(allowed_bits[barred][None, :], classes) & 1).bool()
+        winner[barred] = class_argmax(sampled[:, barred].masked_fill(~allowed, -1.0))
+    return winner
 
 
 def probabilities_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, target_affine: np.ndarray,
