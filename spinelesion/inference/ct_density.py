@@ -84,6 +84,7 @@ def add_density_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, a
     """
     from scipy import ndimage
 
+    from spinelesion.inference.refine import assign_class
     from spinelesion.measure.geometry import crop_box
 
     affine = np.asarray(affine, dtype=np.float64)
@@ -126,13 +127,8 @@ def add_density_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, a
         return probabilities, 0
     steps = max(1, int(np.ceil(depth_mm / float(spacing.min()))))
     found = ndimage.binary_dilation(found, iterations=steps, mask=grow_through | found)
-    n_found = int(np.count_nonzero(found))
-    probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
-    where = torch.as_tensor(found, device=probabilities.device)
-    probs.masked_fill_(where, 0.0)
-    probs[L.LESION].masked_fill_(where, 1.0)
-    cls.masked_fill_(where, L.LESION)
-    return probabilities, n_found
+    assign_class(probabilities, classes=classes, box=box, mask=found, label=L.LESION)
+    return probabilities, int(np.count_nonzero(found))
 
 
 def _lytic_cores(hu: np.ndarray, *, inner: np.ndarray, lytic: np.ndarray, marrow_like: np.ndarray, min_voxels: float,

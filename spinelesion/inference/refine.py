@@ -144,12 +144,19 @@ def grow_into_bone(probabilities: torch.Tensor, *, classes: torch.Tensor, affine
     n = int(np.count_nonzero(added))
     if n == 0:
         return probabilities, 0
-    probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
-    where = torch.as_tensor(added, device=probabilities.device)
-    probs.masked_fill_(where, 0.0)
-    probs[L.POSTERIOR_ELEMENTS].masked_fill_(where, 1.0)
-    cls.masked_fill_(where, L.POSTERIOR_ELEMENTS)
+    assign_class(probabilities, classes=classes, box=box, mask=added, label=L.POSTERIOR_ELEMENTS)
     return probabilities, n
+
+
+def assign_class(probabilities: torch.Tensor, *, classes: torch.Tensor, box: tuple, mask: np.ndarray,
+                 label: int) -> None:
+    """Make the voxels of ``mask`` (bool, the shape of the ``box`` slices of the grid) class ``label``
+    with certainty: probability 1 for it and 0 for every other class, ``classes`` set alike (in place)."""
+    probs, cls = probabilities[(slice(None),) + box], classes[box]  # views: filled in place
+    where = torch.as_tensor(mask, device=probabilities.device)
+    probs.masked_fill_(where, 0.0)
+    probs[label].masked_fill_(where, 1.0)
+    cls.masked_fill_(where, label)
 
 
 def snap_cord_to_image(labels: np.ndarray, *, image: np.ndarray) -> tuple[np.ndarray, int]:
