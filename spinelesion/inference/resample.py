@@ -72,7 +72,8 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
         mixed = (slab == MIXED) | (near & ~in_cell)
         slab[~near] = 0
         if bool(mixed.any()):  # within a cell, one of its corners' classes; past the grid's edge, any
-            allowed = torch.where(in_cell[mixed], cell_bits[cell[mixed]], torch.tensor(ALL_CLASSES, device=device))
+            allowed = torch.where(in_cell[mixed], cell_bits[cell[mixed]],
+                                  torch.tensor(ALL_CLASSES, dtype=torch.uint8, device=device))
             slab[mixed] = _interpolate_argmax(probabilities, position(mixed), allowed_bits=allowed)
         out[x0:x1, y0:y1, z0 + k0:z0 + k0 + len(slab_axes[2])] = slab.cpu().numpy()
     return out
