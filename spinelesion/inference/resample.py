@@ -18,7 +18,7 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
 
     Each target voxel's world position (``target_affine``) is mapped into the source grid
     (inverse of ``source_affine``). The result equals interpolating all C probabilities
-    everywhere, but is computed cheaply: inside a source cell whose 8 corners share one argmax
+    everywhere and taking that arg-max, but is computed cheaply: inside a source cell whose 8 corners share one argmax
     class c, every convex combination of the corners also has argmax c (p_c >= p_k at each corner
     implies it for any weighted sum), so those voxels take c directly; only voxels in cells
     straddling a class boundary, or within one voxel of the source edge, are interpolated.
@@ -43,6 +43,8 @@ def labels_on_grid(probabilities: torch.Tensor, *, source_affine: np.ndarray, ta
         if probabilities.shape[axis] == 1:  # that voxel's values one step further too, so cells exist
             probabilities = torch.cat([probabilities, probabilities], dim=axis)
             labels_src = torch.cat([labels_src, labels_src], dim=axis - 1)
+    if probabilities.shape[0] > 8:
+        raise ValueError("labels_on_grid handles at most 8 classes (label schema v1 has 7)")
     src_shape = torch.tensor(probabilities.shape[1:], device=device)
     # the classes of each source cell's 8 corners (the 2x2x2 voxels from its corner) as bits; the cell's
     # class where all corners agree (a single bit), else MIXED
@@ -171,9 +173,7 @@ def _target_box(labels_src: torch.Tensor, *, target_to_source: np.ndarray, targe
 
 def _cell_class_bits(labels: torch.Tensor) -> torch.Tensor:
     """(X-1, Y-1, Z-1) uint8: for the cell starting at each voxel, bit c set when one of its 8 corners is
-    of class c (classes 0-7)."""
-    if int(labels.max()) > 7:
-        raise ValueError("labels_on_grid handles at most 8 classes (label schema v1 has 7)")
+    of class c (classes 0-7: :func:`labels_on_grid` refuses more)."""
     one = torch.ones((), dtype=torch.uint8, device=labels.device)
     bits = torch.zeros_like(labels[:-1, :-1, :-1])
     for dx in (0, 1):
@@ -186,6 +186,7 @@ def _cell_class_bits(labels: torch.Tensor) -> torch.Tensor:
 
 #: All bits set: any class may win (a point past the source grid's edge).
 ALL_CLASSES = 255
+
 
 def _interpolate_argmax(probabilities: torch.Tensor, points: torch.Tensor,
                         allowed_bits: torch.Tensor | None = None) -> torch.Tensor:
