@@ -97,10 +97,10 @@ def add_density_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, a
     body = local == L.VERTEBRAL_BODY
     # deeper than depth_mm: no other tissue within a ball of that radius (an erosion, a tenth of a
     # distance transform's time on the bodies of a 512x512x600 CT)
-    deep = ndimage.binary_erosion(body | (local == L.LESION), structure=_ball(depth_mm, spacing), border_value=0)
+    deep = ndimage.binary_erosion(body | (local == L.LESION), structure=ball(depth_mm, spacing), border_value=0)
     origin = np.array([b.start for b in box])
     hu = np.full(local.shape, np.nan, np.float32)
-    hu[body] = _voxel_mean_hu(hu_at, np.argwhere(body) + origin, affine=affine)
+    hu[body] = voxel_mean(hu_at, np.argwhere(body) + origin, affine=affine)
     inner = body & deep
     marrow_like = inner & (hu < MARROW_MAX_HU)
     if np.count_nonzero(marrow_like) < 100:
@@ -177,19 +177,19 @@ def _sclerotic_bodies(hu: np.ndarray, *, body: np.ndarray, inner: np.ndarray, mi
     return np.isin(pieces, dense), level
 
 
-def _voxel_mean_hu(hu_at, ijk: np.ndarray, *, affine: np.ndarray) -> np.ndarray:
-    """(N,) mean HU over each network voxel of (N, 3) indices: the scan read at 8 points a quarter voxel
-    from its centre along each axis (a 1.5 mm voxel holds several voxels of a thin-slice CT; one
-    nearest-voxel read would carry their noise)."""
+def voxel_mean(value_at, ijk: np.ndarray, *, affine: np.ndarray) -> np.ndarray:
+    """(N,) mean of the scan's values (HU on CT) over each network voxel of (N, 3) indices: ``value_at`` read
+    at 8 points a quarter voxel from its centre along each axis (a 1.5 mm voxel holds several voxels of a
+    thin-slice scan; one nearest-voxel read would carry their noise)."""
     centres = ijk @ affine[:3, :3].T + affine[:3, 3]
     offsets = np.array([[x, y, z] for x in (-0.25, 0.25) for y in (-0.25, 0.25) for z in (-0.25, 0.25)])
     total = np.zeros(len(ijk), np.float64)
     for offset in offsets @ affine[:3, :3].T:
-        total += hu_at(centres + offset)
+        total += value_at(centres + offset)
     return (total / len(offsets)).astype(np.float32)
 
 
-def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+def ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     """Bool structuring element: the voxel offsets within ``radius_mm`` on a grid of ``spacing`` (3,) mm."""
     reach = np.maximum(np.floor(radius_mm / spacing).astype(int), 1)
     offsets = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), axis=-1) * spacing

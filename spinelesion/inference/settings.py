@@ -70,6 +70,11 @@ class InferenceSettings:
             the column's bodies (three or more to compare; none holding metal) has its dense inner voxels made
             lesion (an "ivory vertebra"; :func:`~spinelesion.inference.ct_density.add_density_lesions`); false:
             not searched. Off with the rest of the clean-up. Default true.
+        t1_marrow_min_core_mm3: on MR judged T1-weighted with fatty marrow from its own labels (CSF darker
+            than the discs, marrow 1.5 times the discs), a focus deeper than 3 mm in a vertebral body at or
+            under the discs' signal (the disc sign of marrow replacement) becomes lesion when its core holds
+            at least this many mm³ (:func:`~spinelesion.inference.t1_marrow.add_t1_marrow_lesions`); null: not
+            searched. Off with the rest of the clean-up. Default 250.
     """
 
     overlap: float = 0.5
@@ -84,6 +89,7 @@ class InferenceSettings:
     snap_cord_to_image: bool = True
     ct_lytic_min_core_mm3: float | None = 250.0
     ct_sclerotic_bodies: bool = True
+    t1_marrow_min_core_mm3: float | None = 250.0
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -104,6 +110,8 @@ class InferenceSettings:
             raise Invalid("ct_bone_reach_mm", f"must be >= 0 or null, got {self.ct_bone_reach_mm}")
         if self.ct_lytic_min_core_mm3 is not None and self.ct_lytic_min_core_mm3 < 0:
             raise Invalid("ct_lytic_min_core_mm3", f"must be >= 0 or null, got {self.ct_lytic_min_core_mm3}")
+        if self.t1_marrow_min_core_mm3 is not None and self.t1_marrow_min_core_mm3 < 0:
+            raise Invalid("t1_marrow_min_core_mm3", f"must be >= 0 or null, got {self.t1_marrow_min_core_mm3}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
