@@ -1,4 +1,4 @@
-"""add_t1_marrow_lesions: on a T1-weighted scan with fatty marrow, foci deep in a vertebral body at or under
+"""t1_disc_sign: on a T1-weighted scan with fatty marrow, foci deep in a vertebral body at or under
 the discs' signal (the disc sign) become lesion; other weightings, marrow near the disc's signal, small
 channels and straight tubes (screws) change nothing."""
 
@@ -10,7 +10,7 @@ import torch
 
 from spinelesion import labels as L
 from spinelesion.inference.resample import VolumeLookup, class_argmax
-from spinelesion.inference.t1_marrow import add_t1_marrow_lesions
+from spinelesion.inference.t1_marrow import t1_disc_sign
 
 SPACING_MM = 1.5
 AFFINE = np.diag([SPACING_MM] * 3 + [1.0])
@@ -24,6 +24,7 @@ def _probabilities(labels: np.ndarray) -> torch.Tensor:
     probs = np.full((7, *labels.shape), 0.01, np.float32)
     for c in range(7):
         probs[c][labels == c] = 0.94
+    probs[L.VERTEBRAL_BODY][labels == L.LESION] = 0.03   # a lesion in bone: body is its runner-up
     return torch.as_tensor(probs)
 
 
@@ -54,8 +55,8 @@ def _ball(shape, centre, radius_vox):
 def _run(labels, image, **kwargs):
     probs = _probabilities(labels)
     classes = class_argmax(probs)
-    out, n = add_t1_marrow_lesions(probs, classes=classes, affine=AFFINE,
-                                   signal_at=VolumeLookup(image, affine=AFFINE), **kwargs)
+    out, n, _ = t1_disc_sign(probs, classes=classes, affine=AFFINE, signal_at=VolumeLookup(image, affine=AFFINE),
+                             **kwargs)
     result = class_argmax(out).numpy()
     assert np.array_equal(classes.numpy(), result)  # the arg-max is kept up to date
     return result, n
@@ -119,8 +120,38 @@ def test_healthy_t1_marrow_and_a_missing_reference_give_nothing():
 def test_network_lesions_posterior_elements_and_canal_are_never_changed():
     labels, image = _column(T1)
     labels[14:18, 14:18, 8:12] = L.LESION
+    image[14:18, 14:18, 8:12] = 0.25   # dark: marrow replaced
     labels[4:28, 28:30, 24:40] = L.POSTERIOR_ELEMENTS
     image[_ball(labels.shape, (16, 16, 32), 5)] = 0.25
     result, _ = _run(labels, image)
     for c in (L.LESION, L.POSTERIOR_ELEMENTS, L.THECAL_SAC, L.DISC):
         assert np.all(result[labels == c] == c)
+
+
+def _with_network_lesion(labels: np.ndarray, image: np.ndarray, signal: float) -> np.ndarray:
+    """A network lesion of radius 4 voxels in the middle body, the image there at ``signal``."""
+    lesion = _ball(labels.shape, (16, 16, 32), 4)
+    labels[lesion] = L.LESION
+    image[lesion] = signal
+    return lesion
+
+
+def test_a_network_lesion_as_bright_as_the_marrow_is_dropped_on_t1():
+    labels, image = _column(T1)
+    lesion = _with_network_lesion(labels, image, T1["marrow"])
+    result, n = _run(labels, image)
+    assert n == 0
+    assert not np.any(result == L.LESION)
+    assert np.all(result[lesion] == L.VERTEBRAL_BODY)   # the voxels' next most likely class
+
+
+@pytest.mark.parametrize("why, signals, lesion_signal, kwargs", [
+    ("dark on T1: marrow replaced", T1, 0.25, {}),
+    ("T2: not judged", T2_DRY_DISCS, T2_DRY_DISCS["marrow"], {}),
+    ("the drop turned off", T1, T1["marrow"], {"min_dark_share": None}),
+])
+def test_network_lesions_that_stay(why, signals, lesion_signal, kwargs):
+    labels, image = _column(signals)
+    lesion = _with_network_lesion(labels, image, lesion_signal)
+    result, _ = _run(labels, image, **kwargs)
+    assert np.all(result[lesion] == L.LESION), why

@@ -167,12 +167,13 @@ class Predictor:
                 probabilities, _ = add_density_lesions(probabilities, classes=classes, affine=net_affine, hu_at=hu_at,
                                                        min_core_mm3=self.settings.ct_lytic_min_core_mm3,
                                                        sclerotic_bodies=self.settings.ct_sclerotic_bodies)
-            if scan.modality != "CT" and self.settings.t1_marrow_min_core_mm3 is not None:
-                from spinelesion.inference.t1_marrow import add_t1_marrow_lesions
+            t1_cores, t1_share = self.settings.t1_marrow_min_core_mm3, self.settings.t1_lesion_min_dark_share
+            if scan.modality != "CT" and (t1_cores is not None or t1_share is not None):
+                from spinelesion.inference.t1_marrow import t1_disc_sign
 
-                probabilities, _ = add_t1_marrow_lesions(
-                    probabilities, classes=classes, affine=net_affine, signal_at=VolumeLookup(scan.array, affine=scan.affine),
-                    min_core_mm3=self.settings.t1_marrow_min_core_mm3)
+                probabilities, _, _ = t1_disc_sign(probabilities, classes=classes, affine=net_affine,
+                                                   signal_at=VolumeLookup(scan.array, affine=scan.affine),
+                                                   min_core_mm3=t1_cores, min_dark_share=t1_share)
             if self.settings.canal_fill_min_probability is not None:
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)

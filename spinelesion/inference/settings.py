@@ -73,8 +73,12 @@ class InferenceSettings:
         t1_marrow_min_core_mm3: on MR judged T1-weighted with fatty marrow from its own labels (CSF darker
             than the discs, marrow 1.5 times the discs), a focus deeper than 3 mm in a vertebral body at or
             under the discs' signal (the disc sign of marrow replacement) becomes lesion when its core holds
-            at least this many mm³ (:func:`~spinelesion.inference.t1_marrow.add_t1_marrow_lesions`); null: not
+            at least this many mm³ (:func:`~spinelesion.inference.t1_marrow.t1_disc_sign`); null: not
             searched. Off with the rest of the clean-up. Default 250.
+        t1_lesion_min_dark_share: on the same T1-weighted scans, a lesion component of the network of which
+            under this share of voxels reach the discs' signal is marrow hyperintense to the disc, normal by
+            the disc sign, and is dropped (:func:`~spinelesion.inference.t1_marrow.t1_disc_sign`); null: kept.
+            Off with the rest of the clean-up. Default 0.1.
     """
 
     overlap: float = 0.5
@@ -90,6 +94,7 @@ class InferenceSettings:
     ct_lytic_min_core_mm3: float | None = 250.0
     ct_sclerotic_bodies: bool = True
     t1_marrow_min_core_mm3: float | None = 250.0
+    t1_lesion_min_dark_share: float | None = 0.1
 
     def check(self) -> None:
         from spinelesion.typed_yaml import Invalid
@@ -112,6 +117,8 @@ class InferenceSettings:
             raise Invalid("ct_lytic_min_core_mm3", f"must be >= 0 or null, got {self.ct_lytic_min_core_mm3}")
         if self.t1_marrow_min_core_mm3 is not None and self.t1_marrow_min_core_mm3 < 0:
             raise Invalid("t1_marrow_min_core_mm3", f"must be >= 0 or null, got {self.t1_marrow_min_core_mm3}")
+        if self.t1_lesion_min_dark_share is not None and not 0.0 <= self.t1_lesion_min_dark_share <= 1.0:
+            raise Invalid("t1_lesion_min_dark_share", f"must be in [0, 1] or null, got {self.t1_lesion_min_dark_share}")
         if self.padding not in PADDING_MODES:
             raise Invalid("padding", f"must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
 
