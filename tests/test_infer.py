@@ -197,6 +197,7 @@ def test_settings_file_reaches_the_network_and_the_measurements(tmp_path, tiny_m
     assert run["inference_settings"] == {"overlap": 0.25, "sw_batch_size": 2, "tta": True, "amp": True,
                                          "spine_margin_mm": None, "padding": "replicate",
                                          "ct_lesion_min_typed_fraction": 0.5, "canal_fill_min_probability": 0.1,
+                                         "canal_max_off_line_mm": 15.0,
                                          "ct_bone_reach_mm": 3.0, "snap_cord_to_image": True,
                                          "ct_lytic_min_core_mm3": 250.0, "ct_sclerotic_bodies": True,
                                          "t1_marrow_min_core_mm3": 250.0, "t1_lesion_min_dark_share": 0.1}

@@ -149,6 +149,11 @@ class Predictor:
             hu_at = VolumeLookup(scan.array, affine=scan.affine) if scan.modality == "CT" else None  # CT in HU
             probabilities = keep_spine_structure(probabilities, spacing_mm=spacing,
                                                  margin_mm=self.settings.spine_margin_mm, classes=classes)
+            if self.settings.canal_max_off_line_mm is not None:
+                from spinelesion.inference.canal_line import keep_canal_in_line
+
+                probabilities, _ = keep_canal_in_line(probabilities, classes=classes, affine=net_affine,
+                                                      max_off_line_mm=self.settings.canal_max_off_line_mm)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 ct_density = None

@@ -52,6 +52,11 @@ class InferenceSettings:
             becomes cord or thecal sac where the network gives the canal at least this probability
             (:func:`~spinelesion.inference.refine.fill_canal`); null leaves it. Off with the
             rest of the clean-up (``spine_margin_mm`` null). Default 0.1.
+        canal_max_off_line_mm: a piece of canal (cord and thecal sac) apart from the main one is kept when its
+            centroid lies within this of the main canal's line or it lies between posterior elements
+            (:func:`~spinelesion.inference.canal_line.keep_canal_in_line`); otherwise it is another tube the
+            network mistook (aorta, kidney) and is dropped. null keeps every piece. Off with the rest of the
+            clean-up. Default 15.
         ct_bone_reach_mm: on CT, posterior elements grow up to this far into the bone (HU >= 300)
             they touch (:func:`~spinelesion.inference.refine.grow_into_bone`); null leaves them as
             the network drew them. Off with the rest of the clean-up. Default 3.
@@ -89,6 +94,7 @@ class InferenceSettings:
     padding: str = "replicate"
     ct_lesion_min_typed_fraction: float | None = 0.5
     canal_fill_min_probability: float | None = 0.1
+    canal_max_off_line_mm: float | None = 15.0
     ct_bone_reach_mm: float | None = 3.0
     snap_cord_to_image: bool = True
     ct_lytic_min_core_mm3: float | None = 250.0
@@ -111,6 +117,8 @@ class InferenceSettings:
         if self.canal_fill_min_probability is not None and not 0.0 <= self.canal_fill_min_probability <= 1.0:
             raise Invalid("canal_fill_min_probability",
                           f"must be in [0, 1] or null, got {self.canal_fill_min_probability}")
+        if self.canal_max_off_line_mm is not None and self.canal_max_off_line_mm < 0:
+            raise Invalid("canal_max_off_line_mm", f"must be >= 0 or null, got {self.canal_max_off_line_mm}")
         if self.ct_bone_reach_mm is not None and self.ct_bone_reach_mm < 0:
             raise Invalid("ct_bone_reach_mm", f"must be >= 0 or null, got {self.ct_bone_reach_mm}")
         if self.ct_lytic_min_core_mm3 is not None and self.ct_lytic_min_core_mm3 < 0:
