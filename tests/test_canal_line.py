@@ -79,3 +79,18 @@ def test_one_piece_or_none_and_the_switch():
     assert _run(np.where(np.isin(labels, (L.SPINAL_CORD, L.THECAL_SAC)), 0, labels).astype(np.uint8))[1] == 0
     labels[8:16, 48:56, 10:70] = L.THECAL_SAC
     assert _run(labels, max_off_line_mm=100.0)[1] == 0
+
+
+def test_a_dropped_piece_does_not_become_lesion():
+    """The step runs after the lesions' clean-up: a dropped piece whose runner-up is lesion must not bypass it."""
+    labels = _column()
+    aorta = np.zeros_like(labels, bool)
+    aorta[8:16, 48:56, 10:70] = True
+    labels[aorta] = L.THECAL_SAC
+    probs = _probabilities(labels)
+    probs[L.LESION][torch.as_tensor(aorta)] = 0.04
+    classes = class_argmax(probs)
+    out, n = keep_canal_in_line(probs, classes=classes, affine=AFFINE)
+    assert n == np.count_nonzero(aorta)
+    assert not np.any(classes.numpy() == L.LESION)
+    assert np.array_equal(classes.numpy(), class_argmax(out).numpy())

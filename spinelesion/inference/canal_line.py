@@ -29,8 +29,8 @@ def keep_canal_in_line(probabilities: torch.Tensor, *, classes: torch.Tensor, af
     slices' centroids (straight with under 10 slices), held at its end points beyond them. Another piece is
     kept when its centroid lies within ``max_off_line_mm`` of that line at its height, or when its voxels'
     median distance to the posterior elements is at most :data:`ENCLOSED_MM` (a canal piece beyond the main
-    one's ends, across a lordosis). Dropped voxels lose their cord and sac probabilities and take their next
-    most likely class.
+    one's ends, across a lordosis). Dropped voxels lose their cord, sac and lesion probabilities (it runs after
+    the lesions' clean-up, which a new lesion would escape) and take their next most likely class.
 
     Args:
         probabilities: (C, X, Y, Z) softmax output on the RAS network grid; changed in place.
@@ -67,8 +67,8 @@ def keep_canal_in_line(probabilities: torch.Tensor, *, classes: torch.Tensor, af
     if not drop:
         return probabilities, 0
     mask = torch.as_tensor(np.isin(pieces, drop), device=probabilities.device)
-    probabilities[L.SPINAL_CORD].masked_fill_(mask, 0.0)
-    probabilities[L.THECAL_SAC].masked_fill_(mask, 0.0)
+    for label in (L.SPINAL_CORD, L.THECAL_SAC, L.LESION):  # not lesion either: the lesions' clean-up has run
+        probabilities[label].masked_fill_(mask, 0.0)
     classes[mask] = class_argmax(probabilities[:, mask])
     return probabilities, int(mask.sum())
 

@@ -149,11 +149,6 @@ class Predictor:
             hu_at = VolumeLookup(scan.array, affine=scan.affine) if scan.modality == "CT" else None  # CT in HU
             probabilities = keep_spine_structure(probabilities, spacing_mm=spacing,
                                                  margin_mm=self.settings.spine_margin_mm, classes=classes)
-            if self.settings.canal_max_off_line_mm is not None:
-                from spinelesion.inference.canal_line import keep_canal_in_line
-
-                probabilities, _ = keep_canal_in_line(probabilities, classes=classes, affine=net_affine,
-                                                      max_off_line_mm=self.settings.canal_max_off_line_mm)
             post = meta.get("postprocess")
             if post is not None:   # checkpoints from before the lesion clean-up keep their behaviour
                 ct_density = None
@@ -179,6 +174,11 @@ class Predictor:
                 probabilities, _, _ = t1_disc_sign(probabilities, classes=classes, affine=net_affine,
                                                    signal_at=VolumeLookup(scan.array, affine=scan.affine),
                                                    min_core_mm3=t1_cores, min_dark_share=t1_share)
+            if self.settings.canal_max_off_line_mm is not None:  # after the lesions' clean-up: lesions stay
+                from spinelesion.inference.canal_line import keep_canal_in_line
+
+                probabilities, _ = keep_canal_in_line(probabilities, classes=classes, affine=net_affine,
+                                                      max_off_line_mm=self.settings.canal_max_off_line_mm)
             if self.settings.canal_fill_min_probability is not None:
                 probabilities, _ = fill_canal(probabilities, spacing_mm=spacing, classes=classes,
                                               min_canal_probability=self.settings.canal_fill_min_probability)
