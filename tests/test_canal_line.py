@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from network_grid import certain_probabilities
 from spinelesion import labels as L
 from spinelesion.inference.canal_line import keep_canal_in_line
 from spinelesion.inference.resample import class_argmax
@@ -15,12 +16,6 @@ from spinelesion.inference.resample import class_argmax
 SPACING_MM = 1.5
 AFFINE = np.diag([SPACING_MM] * 3 + [1.0])   # RAS: z superior, y anterior
 
-
-def _probabilities(labels: np.ndarray) -> torch.Tensor:
-    probs = np.full((7, *labels.shape), 0.01, np.float32)
-    for c in range(7):
-        probs[c][labels == c] = 0.94
-    return torch.as_tensor(probs)
 
 
 def _column(shape=(60, 60, 80)) -> np.ndarray:
@@ -35,7 +30,7 @@ def _column(shape=(60, 60, 80)) -> np.ndarray:
 
 
 def _run(labels: np.ndarray, **kwargs):
-    probs = _probabilities(labels)
+    probs = certain_probabilities(labels)
     classes = class_argmax(probs)
     out, n = keep_canal_in_line(probs, classes=classes, affine=AFFINE, **kwargs)
     result = class_argmax(out).numpy()
@@ -87,7 +82,7 @@ def test_a_dropped_piece_does_not_become_lesion():
     aorta = np.zeros_like(labels, bool)
     aorta[8:16, 48:56, 10:70] = True
     labels[aorta] = L.THECAL_SAC
-    probs = _probabilities(labels)
+    probs = certain_probabilities(labels)
     probs[L.LESION][torch.as_tensor(aorta)] = 0.04
     classes = class_argmax(probs)
     out, n = keep_canal_in_line(probs, classes=classes, affine=AFFINE)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from network_grid import ball, certain_probabilities
 from spinelesion import labels as L
 from spinelesion.inference.ct_density import add_density_lesions
 from spinelesion.inference.resample import VolumeLookup, class_argmax
@@ -15,12 +16,6 @@ from spinelesion.inference.resample import VolumeLookup, class_argmax
 SPACING_MM = 1.5
 AFFINE = np.diag([SPACING_MM] * 3 + [1.0])
 
-
-def _probabilities(labels: np.ndarray) -> torch.Tensor:
-    probs = np.full((7, *labels.shape), 0.01, np.float32)
-    for c in range(7):
-        probs[c][labels == c] = 0.94
-    return torch.as_tensor(probs)
 
 
 def _column(seed: int = 0):
@@ -40,13 +35,9 @@ def _column(seed: int = 0):
     return labels, hu
 
 
-def _ball(shape, centre, radius_vox):
-    grid = np.indices(shape).transpose(1, 2, 3, 0)
-    return np.linalg.norm(grid - np.array(centre), axis=-1) <= radius_vox
-
 
 def _run(labels, hu, **kwargs):
-    probs = _probabilities(labels)
+    probs = certain_probabilities(labels)
     classes = class_argmax(probs)
     out, n = add_density_lesions(probs, classes=classes, affine=AFFINE, hu_at=VolumeLookup(hu, affine=AFFINE), **kwargs)
     result = class_argmax(out).numpy()
@@ -56,13 +47,13 @@ def _run(labels, hu, **kwargs):
 
 def test_a_soft_tissue_focus_deep_in_a_body_becomes_lesion():
     labels, hu = _column()
-    focus = _ball(labels.shape, (16, 16, 32), 5)    # 15 mm across, in the middle body
+    focus = ball(labels.shape, (16, 16, 32), 5)    # 15 mm across, in the middle body
     hu[focus] = 50.0 + np.random.default_rng(1).normal(0.0, 20.0, np.count_nonzero(focus))
     result, n = _run(labels, hu)
     found = result == L.LESION
     assert n == np.count_nonzero(found) > 0
     assert np.count_nonzero(found & focus) >= 0.8 * np.count_nonzero(focus)  # grown back to the focus's edge
-    assert not np.any(found & ~_ball(labels.shape, (16, 16, 32), 6.5))
+    assert not np.any(found & ~ball(labels.shape, (16, 16, 32), 6.5))
     assert np.array_equal(result[labels != L.VERTEBRAL_BODY], labels[labels != L.VERTEBRAL_BODY])
 
 
@@ -85,7 +76,7 @@ def test_a_body_lytic_throughout_is_found_against_its_neighbours():
 ])
 def test_what_is_not_a_lytic_lesion_stays_marrow(why, focus_hu, radius_vox):
     labels, hu = _column()
-    focus = _ball(labels.shape, (16, 16, 32), radius_vox)
+    focus = ball(labels.shape, (16, 16, 32), radius_vox)
     if focus_hu == "fatty":  # soft-tissue density on average (median over 0 HU), a third of it fat
         rng = np.random.default_rng(5)
         hu[focus] = np.where(rng.random(np.count_nonzero(focus)) < 0.35, -60.0, 60.0)
@@ -151,7 +142,7 @@ def test_a_body_far_denser_than_its_neighbours_becomes_lesion():
 def test_what_is_not_a_sclerotic_body(why, change):
     labels, hu = _column()
     if change == "island":
-        hu[_ball(labels.shape, (16, 16, 32), 3)] = 1200.0
+        hu[ball(labels.shape, (16, 16, 32), 3)] = 1200.0
     else:
         _ivory_middle(hu)
     if change == "screw":

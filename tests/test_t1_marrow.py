@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from network_grid import ball, certain_probabilities
 from spinelesion import labels as L
 from spinelesion.inference.resample import VolumeLookup, class_argmax
 from spinelesion.inference.t1_marrow import t1_disc_sign
@@ -19,13 +20,6 @@ T1 = {"marrow": 0.75, "disc": 0.38, "csf": 0.15, "cortex": 0.05, "soft": 0.45}
 #: T2 with desiccated (dark) discs: marrow over 1.5 times the disc, as on T1, but CSF the brightest tissue.
 T2_DRY_DISCS = {"marrow": 0.55, "disc": 0.3, "csf": 1.0, "cortex": 0.04, "soft": 0.35}
 
-
-def _probabilities(labels: np.ndarray) -> torch.Tensor:
-    probs = np.full((7, *labels.shape), 0.01, np.float32)
-    for c in range(7):
-        probs[c][labels == c] = 0.94
-    probs[L.VERTEBRAL_BODY][labels == L.LESION] = 0.03   # a lesion in bone: body is its runner-up
-    return torch.as_tensor(probs)
 
 
 def _column(signals: dict, *, seed: int = 0):
@@ -47,13 +41,9 @@ def _column(signals: dict, *, seed: int = 0):
     return labels, image
 
 
-def _ball(shape, centre, radius_vox):
-    grid = np.indices(shape).transpose(1, 2, 3, 0)
-    return np.linalg.norm(grid - np.array(centre), axis=-1) <= radius_vox
-
 
 def _run(labels, image, **kwargs):
-    probs = _probabilities(labels)
+    probs = certain_probabilities(labels)
     classes = class_argmax(probs)
     out, n, _ = t1_disc_sign(probs, classes=classes, affine=AFFINE, signal_at=VolumeLookup(image, affine=AFFINE),
                              **kwargs)
@@ -64,13 +54,13 @@ def _run(labels, image, **kwargs):
 
 def test_a_focus_darker_than_the_disc_on_t1_becomes_lesion():
     labels, image = _column(T1)
-    focus = _ball(labels.shape, (16, 16, 32), 5)    # 15 mm across, in the middle body
+    focus = ball(labels.shape, (16, 16, 32), 5)    # 15 mm across, in the middle body
     image[focus] = 0.25
     result, n = _run(labels, image)
     found = result == L.LESION
     assert n == np.count_nonzero(found) > 0
     assert np.count_nonzero(found & focus) >= 0.8 * np.count_nonzero(focus)  # grown back to the focus's edge
-    assert not np.any(found & ~_ball(labels.shape, (16, 16, 32), 6.5))
+    assert not np.any(found & ~ball(labels.shape, (16, 16, 32), 6.5))
     assert np.array_equal(result[labels != L.VERTEBRAL_BODY], labels[labels != L.VERTEBRAL_BODY])
 
 
@@ -101,7 +91,7 @@ def _tube(shape):
 ])
 def test_what_the_disc_sign_does_not_call_a_lesion(why, signals, focus, radius_vox):
     labels, image = _column(signals)
-    mask = _tube(labels.shape) if radius_vox == "tube" else _ball(labels.shape, (16, 16, 32), radius_vox)
+    mask = _tube(labels.shape) if radius_vox == "tube" else ball(labels.shape, (16, 16, 32), radius_vox)
     image[mask] = focus
     result, n = _run(labels, image)
     assert n == 0, why
@@ -112,7 +102,7 @@ def test_healthy_t1_marrow_and_a_missing_reference_give_nothing():
     labels, image = _column(T1, seed=3)
     assert _run(labels, image)[1] == 0
     no_sac = np.where(labels == L.THECAL_SAC, 0, labels).astype(np.uint8)
-    image[_ball(labels.shape, (16, 16, 32), 5)] = 0.25
+    image[ball(labels.shape, (16, 16, 32), 5)] = 0.25
     assert _run(no_sac, image)[1] == 0   # without a sac the weighting is unknown: not judged
     assert _run(labels, image, min_core_mm3=1e9)[1] == 0
 
@@ -122,7 +112,7 @@ def test_network_lesions_posterior_elements_and_canal_are_never_changed():
     labels[14:18, 14:18, 8:12] = L.LESION
     image[14:18, 14:18, 8:12] = 0.25   # dark: marrow replaced
     labels[4:28, 28:30, 24:40] = L.POSTERIOR_ELEMENTS
-    image[_ball(labels.shape, (16, 16, 32), 5)] = 0.25
+    image[ball(labels.shape, (16, 16, 32), 5)] = 0.25
     result, _ = _run(labels, image)
     for c in (L.LESION, L.POSTERIOR_ELEMENTS, L.THECAL_SAC, L.DISC):
         assert np.all(result[labels == c] == c)
@@ -130,7 +120,7 @@ def test_network_lesions_posterior_elements_and_canal_are_never_changed():
 
 def _with_network_lesion(labels: np.ndarray, image: np.ndarray, signal: float) -> np.ndarray:
     """A network lesion of radius 4 voxels in the middle body, the image there at ``signal``."""
-    lesion = _ball(labels.shape, (16, 16, 32), 4)
+    lesion = ball(labels.shape, (16, 16, 32), 4)
     labels[lesion] = L.LESION
     image[lesion] = signal
     return lesion
