@@ -77,24 +77,28 @@ def t1_disc_sign(probabilities: torch.Tensor, *, classes: torch.Tensor, affine: 
     local = labels[box]
     origin = np.array([b.start for b in box])
 
-    def signal_of(mask: np.ndarray) -> np.ndarray:
-        return voxel_mean(signal_at, np.argwhere(mask) + origin, affine=affine)
-
     def median_signal(mask: np.ndarray) -> float | None:
-        return float(np.median(signal_of(mask))) if np.count_nonzero(mask) >= MIN_REFERENCE_VOXELS else None
+        if np.count_nonzero(mask) < MIN_REFERENCE_VOXELS:
+            return None
+        return float(np.median(voxel_mean(signal_at, np.argwhere(mask) + origin, affine=affine)))
 
     disc, csf = median_signal(local == L.DISC), median_signal(local == L.THECAL_SAC)
     if disc is None or csf is None or not csf < disc:
         return probabilities, 0, 0
     body = local == L.VERTEBRAL_BODY
-    inner = body & ndimage.binary_erosion(body | (local == L.LESION), structure=ball(depth_mm, spacing), border_value=0)
-    marrow = median_signal(inner)
-    if marrow is None or not marrow >= MIN_MARROW_OVER_DISC * disc:
+    bone = body | (local == L.LESION)
+    inner = body & ndimage.binary_erosion(bone, structure=ball(depth_mm, spacing), border_value=0)
+    if np.count_nonzero(inner) < MIN_REFERENCE_VOXELS:
+        return probabilities, 0, 0
+    # read once for every body and lesion voxel: the lesions dropped below become body and are judged again
+    signal = np.full(local.shape, np.nan, np.float32)
+    signal[bone] = voxel_mean(signal_at, np.argwhere(bone) + origin, affine=affine)
+    if not np.median(signal[inner]) >= MIN_MARROW_OVER_DISC * disc:
         return probabilities, 0, 0
     dropped = 0
     if min_dark_share is not None:
         dropped = _drop_bright_lesions(probabilities, classes=classes, box=box, local=local, disc=disc,
-                                       dark_share=min_dark_share, signal_of=signal_of)
+                                       dark_share=min_dark_share, signal=signal)
         if dropped:  # the dropped voxels' new classes (mostly body) are judged below
             local = classes[box].cpu().numpy()
             body = local == L.VERTEBRAL_BODY
@@ -103,15 +107,15 @@ def t1_disc_sign(probabilities: torch.Tensor, *, classes: torch.Tensor, affine: 
     added = 0
     if min_core_mm3 is not None:
         added = _add_dark_cores(probabilities, classes=classes, box=box, body=body, inner=inner, disc=disc,
-                                signal_of=signal_of, min_voxels=min_core_mm3 / float(np.prod(spacing)),
+                                signal=signal, min_voxels=min_core_mm3 / float(np.prod(spacing)),
                                 spacing=spacing, depth_mm=depth_mm)
     return probabilities, added, dropped
 
 
 def _drop_bright_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, box: tuple, local: np.ndarray,
-                         disc: float, dark_share: float, signal_of) -> int:
-    """Lesion components of ``local`` with under ``dark_share`` of their voxels at or under ``disc`` lose their
-    lesion probability (in place); returns the number of voxels dropped."""
+                         disc: float, dark_share: float, signal: np.ndarray) -> int:
+    """Lesion components of ``local`` with under ``dark_share`` of their voxels' ``signal`` at or under ``disc``
+    lose their lesion probability (in place); returns the number of voxels dropped."""
     import cc3d
 
     from spinelesion.inference.resample import class_argmax
@@ -120,7 +124,7 @@ def _drop_bright_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, 
     if n == 0:
         return 0
     ids = components[components > 0]
-    dark = signal_of(components > 0) <= disc  # argwhere order = the C order of the boolean selection
+    dark = signal[components > 0] <= disc
     share = np.bincount(ids, weights=dark, minlength=n + 1)[1:] / np.bincount(ids, minlength=n + 1)[1:]
     bright = np.flatnonzero(share < dark_share) + 1
     if bright.size == 0:
@@ -133,17 +137,16 @@ def _drop_bright_lesions(probabilities: torch.Tensor, *, classes: torch.Tensor, 
 
 
 def _add_dark_cores(probabilities: torch.Tensor, *, classes: torch.Tensor, box: tuple, body: np.ndarray,
-                    inner: np.ndarray, disc: float, signal_of, min_voxels: float, spacing: np.ndarray,
+                    inner: np.ndarray, disc: float, signal: np.ndarray, min_voxels: float, spacing: np.ndarray,
                     depth_mm: float) -> int:
-    """The dark-focus half of :func:`t1_disc_sign` (in place); returns the number of voxels made lesion."""
+    """The dark-focus half of :func:`t1_disc_sign` (in place; ``signal`` read at every ``body`` voxel); returns
+    the number of voxels made lesion."""
     import cc3d
     from scipy import ndimage
 
     from spinelesion.inference.refine import assign_class
 
-    signal = np.full(body.shape, np.nan, np.float32)
-    signal[body] = signal_of(body)
-    dark = body & (signal <= disc)  # NaN compares false
+    dark = body & (signal <= disc)
     cores, n = cc3d.connected_components(inner & dark, connectivity=26, return_N=True)
     if n == 0:
         return 0
