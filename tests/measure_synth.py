@@ -97,6 +97,20 @@ def column(affine: np.ndarray, shape, *, n_vertebrae: int = 5, heights=None, mer
     return out.reshape(shape)
 
 
+def cauda_column(affine: np.ndarray, shape, *, conus_z_mm: float, indent_mm: float, vertebra: int = 1,
+                 half_length_mm: float = 6.0, n_vertebrae: int = 5) -> np.ndarray:
+    """:func:`column` whose cord ends at ``conus_z_mm`` (the sac alone below, as round the cauda equina),
+    with an anterior epidural mass at ``vertebra`` indenting the sac (AP 14 mm) by ``indent_mm``."""
+    out = column(affine, shape, n_vertebrae=n_vertebrae).reshape(-1)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    x, y, z = (ijk @ affine[:3, :3].T + affine[:3, 3]).T
+    out[(out == 4) & (z < conus_z_mm)] = 5
+    zone = np.abs(z - vertebra * (BODY_HEIGHT_MM + DISC_MM)) <= half_length_mm
+    mass = zone & (np.hypot(x, y - CANAL_Y) <= 9) & (y > CANAL_Y + 7 - indent_mm) & (np.abs(x) <= 7)
+    out[mass & np.isin(out, (0, 5))] = 3
+    return out.reshape(shape)
+
+
 def body_height_profile(profile: dict | None, x: np.ndarray, y: np.ndarray, h0: float) -> np.ndarray:
     """Body height (mm) at lateral ``x`` and anterior ``y`` (vertebra frame) for a profile:
     None / {"kind": "none"} (h0), {"kind": "wedge", "anterior": Ha, "posterior": Hp} (linear in y

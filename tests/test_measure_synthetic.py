@@ -83,6 +83,36 @@ def test_cord_compression(ap_mm, no_csf, grade):
     assert any(les["epidural"] for les in r["lesions"])
 
 
+def _cauda(indent_mm: float, **settings):
+    affine, shape = S.grid()
+    labels = S.cauda_column(affine, shape, conus_z_mm=65.0, indent_mm=indent_mm)
+    return measure_labels(labels=labels, affine=affine, settings=MeasureSettings(**settings))
+
+
+def test_epidural_tumour_below_the_conus_is_graded_on_the_sac():
+    """Below the conus (no cord) the sac's narrowing decides: half of its 14 mm AP taken by the mass."""
+    r = _cauda(7.0)
+    c = r["cord"]
+    assert c["bilsky_grade"] == "2" and c["compression_flag"] is True
+    assert c["mscc_pct"] is None and c["mcc_pct"] == pytest.approx(50, abs=10)
+    assert c["worst_centroid_mm"][2] == pytest.approx(S.BODY_HEIGHT_MM + S.DISC_MM, abs=6)
+    kinds = [f["kind"] for f in r["findings"]]
+    assert "cauda_equina_compression" in kinds and "cord_compression" not in kinds
+    assert any(f.startswith("cauda equina compression below the conus, Bilsky 2") for f in r["flags"]), r["flags"]
+
+
+def test_slight_indentation_below_the_conus_is_not_compression():
+    r = _cauda(2.0)
+    assert r["cord"]["bilsky_grade"] == "1b" and r["cord"]["compression_flag"] is False
+    assert r["cord"]["mcc_pct"] == pytest.approx(14, abs=8)
+    assert any(f.startswith("epidural tumour without cord compression, Bilsky 1b") for f in r["flags"]), r["flags"]
+
+
+def test_cauda_grading_can_be_turned_off():
+    r = _cauda(7.0, cauda_compressed_mcc_pct=None)
+    assert r["cord"]["bilsky_grade"] == "1b" and r["cord"]["compression_flag"] is False
+
+
 def test_merged_vertebra_class_is_split():
     r = _measure(label_map="vertebra", heights=[20, 20, 12, 20, 20], lesion=(2, 0.5))
     assert len(r["vertebrae"]) == 5

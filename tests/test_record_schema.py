@@ -31,6 +31,7 @@ from spinelesion.measure.label_maps import BUILTIN_MAPS
 from spinelesion.vocabulary import BILSKY_GRADES, SINS_COLLAPSE_WORDS
 
 from conftest import REAL_DATA
+import measure_synth  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "record.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -126,6 +127,9 @@ def records(phantoms, tmp_path_factory) -> dict[str, dict]:
                                                               L.SPINAL_CORD, 0).astype(np.uint8),
                                               affine=ph["t1_healthy"].scan.affine, modality="t1"),
     }
+    affine, shape = measure_synth.grid()
+    out["cauda_equina_compression"] = measure_labels(  # the cord ends at the conus; the sac narrowed below it
+        labels=measure_synth.cauda_column(affine, shape, conus_z_mm=65.0, indent_mm=7.0), affine=affine)
     lesion_only = np.zeros((30, 30, 30), np.uint8)
     lesion_only[5:10, 5:10, 5:10] = L.LESION
     lesion_only[20:26, 18:24, 20:26] = L.LESION

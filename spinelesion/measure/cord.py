@@ -32,8 +32,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import ndimage
 
@@ -41,7 +39,9 @@ from spinelesion import labels as L
 from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
+from spinelesion.measure.cauda import BILSKY_ORDER, cauda_grade, cauda_sections
 from spinelesion.measure.cord_edge import cord_shares
+from spinelesion.measure.profile import narrowing_pct, smooth_valid
 
 #: The cord part of a record where the cord was not measured: every figure None ("not measured"),
 #: the compression flag included (never a negative finding that was not made).
@@ -80,18 +80,22 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
         shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
     prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, cord_weight=shares)
     ok = prof["valid"]
+    cut = np.zeros(len(ok), bool)
     if border_touch is not None:  # cross-sections cut by the image border are partial
-        cut = np.unique(_bin_of(G.world_points(flat[border_touch.ravel()[flat]], classes.shape, affine), prof))
-        cut = cut[(cut >= 0) & (cut < len(ok))]
-        if cut.size:
-            hit = np.zeros(len(ok), bool)
-            hit[cut] = True
-            ok &= ~ndimage.binary_dilation(hit, iterations=max(int(np.ceil(2.0 / prof["step"])), 1))
+        hit = np.unique(_bin_of(G.world_points(flat[border_touch.ravel()[flat]], classes.shape, affine), prof))
+        hit = hit[(hit >= 0) & (hit < len(ok))]
+        if hit.size:
+            cut[hit] = True
+            cut = ndimage.binary_dilation(cut, iterations=max(int(np.ceil(2.0 / prof["step"])), 1))
+            ok &= ~cut
     cord_ap, canal_ap = prof["cord_ap"], prof["canal_ap"]
     window = max(int(round(settings.smoothing_mm / prof["step"])), 1)
-    mscc = _compression(_smooth(cord_ap, ok, window), prof["s"], ok, settings)
-    mcc = (_compression(_smooth(canal_ap, ok, window), prof["s"], ok, settings) if sac.any()
-           else np.full(len(ok), np.nan))
+    mscc = narrowing_pct(smooth_valid(cord_ap, ok, window), prof["s"], ok, settings)
+    no_values = np.full(len(ok), np.nan)
+    mcc = narrowing_pct(smooth_valid(canal_ap, ok, window), prof["s"], ok, settings) if sac.any() else no_values
+    cauda = cauda_sections(has_cord=np.isfinite(cord_ap), has_canal=np.isfinite(canal_ap) & ~cut,
+                           centre_mm=prof["centre"], step_mm=prof["step"]) if sac.any() else np.zeros(len(ok), bool)
+    mcc_cauda = narrowing_pct(smooth_valid(canal_ap, cauda, window), prof["s"], cauda, settings)
     record = dict(NULL_CORD)
 
     near = np.zeros(len(ok), bool)
@@ -113,6 +117,7 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     else:
         candidates = np.flatnonzero(np.isfinite(mscc))
     worst = int(candidates[np.argmax(mscc[candidates])]) if candidates.size else None
+    worst_cauda = None
     if not has_lesion:
         record["bilsky_grade"] = None
     elif not epidural_mask.any():
@@ -121,15 +126,22 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
         record["bilsky_grade"], compressed_at = _bilsky_grade(cord, sac, epidural_mask, affine, prof, near=near,
                                                               mscc=mscc, mcc=mcc, settings=settings)
         worst = compressed_at if compressed_at is not None else worst
-    if worst is not None:
+        grade, at = cauda_grade(cauda=cauda, near=near, mcc=mcc_cauda, settings=settings,
+                                touches_sac=_touch(sac, epidural_mask, affine, prof, cauda & near))
+        if grade is not None and BILSKY_ORDER.index(grade) > BILSKY_ORDER.index(record["bilsky_grade"]):
+            record["bilsky_grade"], worst_cauda = grade, at
+    if worst_cauda is not None:
+        record["mcc_pct"] = round(float(mcc_cauda[worst_cauda]), 1)
+        record["worst_centroid_mm"] = [round(float(x), 2) for x in prof["centre"][worst_cauda]]
+        extra.update(site="cauda_equina", worst_mscc_pct=None, worst_mcc_pct=record["mcc_pct"],
+                     worst_vertebra_index=_nearest_vertebra(vertebrae, prof["centre"][worst_cauda]))
+    elif worst is not None:
         record["mscc_pct"] = None if not np.isfinite(mscc[worst]) else round(float(mscc[worst]), 1)
         pool = candidates[np.isfinite(mcc[candidates])]
         if pool.size:
             record["mcc_pct"] = round(float(np.max(mcc[pool])), 1)
         record["worst_centroid_mm"] = [round(float(x), 2) for x in prof["centre"][worst]]
-        if vertebrae:
-            d = [np.linalg.norm(v.centroid_mm - prof["centre"][worst]) for v in vertebrae]
-            extra["worst_vertebra_index"] = int(np.argmin(d))
+        extra["worst_vertebra_index"] = _nearest_vertebra(vertebrae, prof["centre"][worst])
         extra["worst_mscc_pct"] = None if not np.isfinite(mscc[worst]) else round(float(mscc[worst]), 1)
     flag = record["bilsky_grade"] in settings.compression_bilsky_grades
     if settings.compression_mscc_pct is not None and record["mscc_pct"] is not None:
@@ -141,6 +153,13 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
                         "cord_area_mm2": prof["cord_area"][ok].round(1).tolist(),
                         "edge": "labels" if shares is None else "image"}
     return record, notes, extra
+
+
+def _nearest_vertebra(vertebrae: list[Vertebra], point_mm: np.ndarray) -> int | None:
+    """Index (into ``vertebrae``) of the vertebra whose centroid is nearest to ``point_mm`` (3,); None without any."""
+    if not vertebrae:
+        return None
+    return int(np.argmin([np.linalg.norm(v.centroid_mm - point_mm) for v in vertebrae]))
 
 
 def _bilsky_grade(cord, sac, epidural_mask, affine, prof, *, near, mscc, mcc,
@@ -316,16 +335,6 @@ def _project(points: np.ndarray, line: dict) -> tuple[np.ndarray, np.ndarray, np
     return j, rel, s
 
 
-def _smooth(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
-    """Running mean over ``window`` slices of the valid values (NaN elsewhere)."""
-    v = np.where(valid, values, 0.0)
-    w = valid.astype(float)
-    kernel = np.ones(window)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.convolve(v, kernel, mode="same") / np.convolve(w, kernel, mode="same")
-    return np.where(valid, out, np.nan)
-
-
 def _bin_of(points: np.ndarray, prof: dict) -> np.ndarray:
     """Cross-section index (nearest centreline sample) of (N, 3) points; -1 beyond either end."""
     if len(points) == 0:
@@ -333,28 +342,6 @@ def _bin_of(points: np.ndarray, prof: dict) -> np.ndarray:
     j, _, s = _project(points, prof["line"])
     half = 0.5 * prof["step"]
     return np.where((s < -half) | (s > prof["s"][-1] + half), -1, j)
-
-
-def _compression(ap: np.ndarray, s: np.ndarray, valid: np.ndarray, settings: MeasureSettings) -> np.ndarray:
-    """Per-slice (1 - ap_i / mean of the normal windows' means) x 100; NaN where no window."""
-    out = np.full(len(ap), np.nan)
-    idx = np.flatnonzero(valid & np.isfinite(ap))
-    if idx.size == 0:
-        return out
-    start, length = settings.mscc_window_start_mm, settings.mscc_window_length_mm
-    ds = s[idx][None, :] - s[idx][:, None]  # (i, j): arc distance from slice i to slice j
-    step = np.median(np.diff(s)) if len(s) > 1 else 1.0
-    refs = []
-    for sign in (1, -1):
-        win = (sign * ds >= start) & (sign * ds <= start + length)
-        n = win.sum(axis=1)
-        mean = (win * ap[idx][None, :]).sum(axis=1) / np.maximum(n, 1)
-        refs.append(np.where(n * step >= 0.25 * length, mean, np.nan))
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ref = np.nanmean(np.stack(refs), axis=0)
-        out[idx] = 100.0 * (1.0 - ap[idx] / ref)
-    return out
 
 
 def _touch(tissue: np.ndarray, epidural: np.ndarray, affine, prof, where) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 A finding is a plain dict (JSON), one per flagged fact::
 
-    {"kind": "cord_compression" | "epidural_tumour" | "body_destruction" | "height_loss"
-             | "sins_collapse" | "posterolateral",
+    {"kind": "cord_compression" | "cauda_equina_compression" | "epidural_tumour" | "body_destruction"
+             | "height_loss" | "sins_collapse" | "posterolateral",
      "vertebra_index": int | None, "level": str | None,   # where (the worst cord cross-section's vertebra)
-     "value": number | str | None, "unit": "%" | None,    # the measured figure or category
+     "value": number | str | None, "unit": "%" | None,    # the measured figure or category (MSCC; MCC below the conus)
      "threshold": number | None,                           # from which it is a finding, same unit
      "grade": str | int | None,                            # Bilsky grade (cord), Genant grade (height loss)
      "lesion_type": str | None}                            # body destruction on CT: lytic/blastic/mixed
@@ -23,7 +23,7 @@ from spinelesion.vocabulary import SINS_COLLAPSE_WORDS, vertebra_name
 #: Body destruction (%) from which a vertebra is flagged.
 DESTRUCTION_FLAG_PCT = 5.0
 #: Finding kinds, in the order sentences list them.
-KINDS = ("cord_compression", "epidural_tumour", "body_destruction", "height_loss", "sins_collapse", "posterolateral")
+KINDS = ("cord_compression", "cauda_equina_compression", "epidural_tumour", "body_destruction", "height_loss", "sins_collapse", "posterolateral")
 #: Genant grade from which height loss is a finding (grade 1: 20-25 % loss).
 GENANT_FLAG_GRADE = 1
 
@@ -36,11 +36,16 @@ def _finding(kind: str, *, vertebra: dict | None, value=None, unit=None, thresho
 
 
 def find(*, cord: dict, vertebrae: list[dict], worst_vertebra_index: int | None, worst_mscc_pct: float | None,
-         settings: MeasureSettings) -> list[dict]:
-    """The findings of a record's ``cord`` and ``vertebrae`` parts (see the module docstring)."""
+         settings: MeasureSettings, cauda: bool = False) -> list[dict]:
+    """The findings of a record's ``cord`` and ``vertebrae`` parts (see the module docstring); ``cauda``:
+    the grade was made on the thecal sac below the conus (``measure/cauda.py``)."""
     out = []
     worst = vertebrae[worst_vertebra_index] if worst_vertebra_index is not None and vertebrae else None
-    if cord["compression_flag"]:
+    if cord["compression_flag"] and cauda:
+        out.append(_finding("cauda_equina_compression", vertebra=worst, value=cord["mcc_pct"],
+                            unit=None if cord["mcc_pct"] is None else "%",
+                            threshold=settings.cauda_compressed_mcc_pct, grade=cord["bilsky_grade"]))
+    elif cord["compression_flag"]:
         out.append(_finding("cord_compression", vertebra=worst, value=worst_mscc_pct,
                             unit=None if worst_mscc_pct is None else "%", threshold=settings.compression_mscc_pct,
                             grade=cord["bilsky_grade"]))
@@ -68,6 +73,9 @@ def sentences(findings: list[dict]) -> list[str]:
         if f["kind"] == "cord_compression":
             mscc = "" if f["value"] is None else f", MSCC {f['value']:.0f} %"
             out.append(f"cord compression, Bilsky {f['grade']}{mscc}{where}")
+        elif f["kind"] == "cauda_equina_compression":
+            mcc = "" if f["value"] is None else f", thecal sac narrowed {f['value']:.0f} %"
+            out.append(f"cauda equina compression below the conus, Bilsky {f['grade']}{mcc}{where}")
         elif f["kind"] == "epidural_tumour":
             out.append(f"epidural tumour without cord compression, Bilsky {f['grade']}{where}")
         else:

@@ -110,7 +110,8 @@ def measure_labels(*, labels: np.ndarray, affine: np.ndarray, image: np.ndarray 
     if not column.vertebrae:
         notes.append("no vertebrae found: vertebral measurements not available")
     record["findings"] = F.find(cord=cord, vertebrae=verts, worst_vertebra_index=cord_extra.get("worst_vertebra_index"),
-                                worst_mscc_pct=cord_extra.get("worst_mscc_pct"), settings=settings)
+                                worst_mscc_pct=cord_extra.get("worst_mscc_pct"), settings=settings,
+                                cauda=cord_extra.get("site") == "cauda_equina")
     record["flags"] = F.sentences(record["findings"]) + notes + cord_notes + vert_notes
     return record
 

@@ -62,6 +62,11 @@ class MeasureSettings:
             (Bilsky 1b, with the tumour touching the sac). Default 5.
         csf_visible_min_fraction: CSF (thecal sac label) area over canal area at the worst slice
             under which no CSF is visible around the cord (Bilsky 3). Default 0.08.
+        cauda_compressed_mcc_pct: below the conus (no cord in the canal, caudal to it), the canal
+            narrowing (MCC) at epidural tumour touching the sac from which the cauda equina counts as
+            compressed (Bilsky 2 on the sac; ``cauda.py``): a third of the sac's AP diameter, as a
+            15 mm lumbar sac narrowed to the 10 mm under which lumbar stenosis is called absolute
+            (Verbiest). None: epidural tumour below the conus is not graded. Default 33.
         compression_bilsky_grades: Bilsky grades that raise the compression flag. Default 2, 3.
         compression_mscc_pct: an MSCC at or above this also raises the flag, with or without a
             lesion; None (default) turns that rule off.
@@ -86,6 +91,7 @@ class MeasureSettings:
     cord_compressed_mscc_pct: float = 15.0
     sac_deformed_mcc_pct: float = 5.0
     csf_visible_min_fraction: float = 0.08
+    cauda_compressed_mcc_pct: float | None = 33.0
     compression_bilsky_grades: tuple[str, ...] = ("2", "3")
     compression_mscc_pct: float | None = None
 
@@ -98,7 +104,7 @@ class MeasureSettings:
                                       f"{', '.join(BILSKY_GRADES)}, got {value!r}")
                 object.__setattr__(self, f.name, tuple(value))
                 continue
-            if value is None and f.name == "compression_mscc_pct":
+            if value is None and f.name in ("compression_mscc_pct", "cauda_compressed_mcc_pct"):
                 continue
             if f.name in ("auto_levels", "cord_edge_from_image"):
                 if not isinstance(value, bool):
