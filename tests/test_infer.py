@@ -157,9 +157,30 @@ def test_label_maps_among_scans_are_skipped_with_a_clear_reason(tmp_path, tiny_m
         status = json.loads((tmp_path / "out" / case / "status.json").read_text())
         assert status["status"] == "skipped" and "looks like a segmentation" in status["error"], status
     # images with few grey levels are still images: negative values, fractions, or many values
-    for array in (np.round(ct_volume((16, 16, 8))), np.linspace(0, 1, 16 * 16 * 8).reshape(16, 16, 8),
-                  np.full((16, 16, 8), -1000.0)):
+    for array in (np.round(ct_volume((16, 16, 8))), np.linspace(0, 1, 16 * 16 * 8).reshape(16, 16, 8)):
         require_image(Scan(array=array.astype(np.float32), affine=np.eye(4), modality=None, source="t"))
+
+
+def test_a_blank_scan_fails_with_a_reason_and_the_batch_goes_on(tmp_path, tiny_model):
+    """One value in every voxel (a blank export) is no image: the network would still draw a spine in it."""
+    from spinelesion.errors import NotAScanError, ScanLoadError
+    from spinelesion.io.checks import require_image
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    _nifti(inputs / "scan.nii.gz", ct_volume((22, 20, 10)), affine)
+    _nifti(inputs / "blank.nii.gz", np.full((22, 20, 10), -1000.0, np.float32), affine)
+    result = run_batch(input_path=inputs, out_dir=tmp_path / "out", model=tiny_model, device="cpu", progress=False,
+                       overlays=False)
+    assert result.n_ok == 1 and result.n_failed == 1
+    status = json.loads((tmp_path / "out" / "blank" / "status.json").read_text())
+    assert status["status"] == "failed" and "every voxel holds the same value (-1000)" in status["error"], status
+    assert not (tmp_path / "out" / "blank" / "labels.nii.gz").exists()
+    for value in (0.0, 3.0, 0.25):  # non-negative integers too: blank, not a label map
+        with pytest.raises(ScanLoadError) as info:
+            require_image(Scan(array=np.full((30, 30, 30), value, np.float32), affine=np.eye(4), modality=None, source="t"))
+        assert not isinstance(info.value, NotAScanError)
 
 
 def test_cli_infer_exit_codes(tmp_path, tiny_model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinelesion.errors import NotAScanError
+from spinelesion.errors import NotAScanError, ScanLoadError
 from spinelesion.io.scan import Scan
 
 #: A volume of non-negative integers with at most this many distinct values is a label map.
@@ -12,7 +12,8 @@ MAX_LABEL_VALUES = 64
 
 
 def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
-    """Raise NotAScanError (a ScanLoadError) when ``scan`` looks like a segmentation rather than an image.
+    """Raise NotAScanError (a ScanLoadError) when ``scan`` looks like a segmentation rather than an image,
+    and ScanLoadError when every voxel holds one value (nothing to segment: the network would still draw).
 
     A label map (a mask, a TotalSegmentator or nnU-Net output) found beside the scans would
     otherwise be segmented as if it were an MR and measured: a silent wrong answer. A label map
@@ -22,10 +23,14 @@ def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
     """
     array = scan.array
     step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
-    if _label_values(array[::step, ::step, ::step]) is None:
+    sample = array[::step, ::step, ::step]
+    if sample.min() == sample.max() and array.min() == array.max():
+        raise ScanLoadError(f"{scan.source}: every voxel holds the same value ({float(array.flat[0]):g}): "
+                            "no image to segment (a blank or failed export?)")
+    if _label_values(sample) is None:
         return
     values = _label_values(array)
-    if values is not None and len(values) >= 2:  # a constant volume says nothing either way
+    if values is not None:
         raise NotAScanError(f"{scan.source}: looks like a segmentation, not a scan ({len(values)} distinct "
                             f"integer values, {values.min():g}..{values.max():g}); {hint}")
 
