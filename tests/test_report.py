@@ -44,6 +44,17 @@ def test_views_do_not_depend_on_voxel_order(axcodes):
                                    np.array([m.text_at for m in b.marks], dtype=float).reshape(-1, 2))
 
 
+def test_the_cord_view_names_a_compression_below_the_conus():
+    scan, labels, record = synthetic_case(axcodes="RAS")
+    titles = {v.name: v.title for v in build_views(scan=scan, labels=labels, record=typed(record))}
+    assert titles["axial_cord"].startswith("Axial at worst cord compression: MSCC")
+    record = {**record, "cord": {**record["cord"], "mscc_pct": None, "mcc_pct": 41.0, "bilsky_grade": "2"},
+              "findings": [{"kind": "cauda_equina_compression", "vertebra_index": 2, "level": None, "value": 41.0,
+                            "unit": "%", "threshold": 33.0, "grade": "2"}]}
+    titles = {v.name: v.title for v in build_views(scan=scan, labels=labels, record=typed(record))}
+    assert titles["axial_cord"] == "Axial at cauda equina compression (below the conus): sac narrowed 41 %, Bilsky 2"
+
+
 def test_views_put_anatomy_where_the_display_convention_says():
     scan, labels, record = synthetic_case(axcodes="PSR")
     views = {v.name: v for v in build_views(scan=scan, labels=labels, record=typed(record))}
