@@ -83,15 +83,17 @@ def test_cord_compression(ap_mm, no_csf, grade):
     assert any(les["epidural"] for les in r["lesions"])
 
 
-def _cauda(indent_mm: float, **settings):
-    affine, shape = S.grid()
+def _cauda(indent_mm: float, orientation: str = "RAS", **settings):
+    affine, shape = S.grid(orientation=orientation)
     labels = S.cauda_column(affine, shape, conus_z_mm=65.0, indent_mm=indent_mm)
     return measure_labels(labels=labels, affine=affine, settings=MeasureSettings(**settings))
 
 
-def test_epidural_tumour_below_the_conus_is_graded_on_the_sac():
-    """Below the conus (no cord) the sac's narrowing decides: half of its 14 mm AP taken by the mass."""
-    r = _cauda(7.0)
+@pytest.mark.parametrize("orientation", ["RAS", "PSR", "LPI"])
+def test_epidural_tumour_below_the_conus_is_graded_on_the_sac(orientation):
+    """Below the conus (no cord) the sac's narrowing decides: half of its 14 mm AP taken by the mass;
+    the voxel order (feet first along an array axis, the column along another) does not matter."""
+    r = _cauda(7.0, orientation)
     c = r["cord"]
     assert c["bilsky_grade"] == "2" and c["compression_flag"] is True
     assert c["mscc_pct"] is None and c["mcc_pct"] == pytest.approx(50, abs=10)
@@ -111,6 +113,22 @@ def test_slight_indentation_below_the_conus_is_not_compression():
 def test_cauda_grading_can_be_turned_off():
     r = _cauda(7.0, cauda_compressed_mcc_pct=None)
     assert r["cord"]["bilsky_grade"] == "1b" and r["cord"]["compression_flag"] is False
+
+
+def test_only_canal_caudal_to_the_cord_counts_as_cauda():
+    from spinelesion.measure.cauda import cauda_sections
+
+    n = 60
+    centre = np.zeros((n, 3))
+    centre[:, 2] = np.arange(n, dtype=float)          # section i at z = i mm (+z cranial)
+    canal = np.ones(n, bool)
+    cord_above = np.arange(n) >= 30                    # cord in the cranial half: cauda below it
+    cauda = cauda_sections(has_cord=cord_above, has_canal=canal, centre_mm=centre, step_mm=1.0)
+    assert np.flatnonzero(cauda).tolist() == list(range(5, 25))  # 5 mm off the sac's end and the conus
+    reversed_cauda = cauda_sections(has_cord=cord_above[::-1], has_canal=canal, centre_mm=centre[::-1], step_mm=1.0)
+    assert np.array_equal(reversed_cauda, cauda[::-1])   # the same canal listed from the head down
+    cord_below = ~cord_above                             # sac without cord cranial to the cord: not cauda
+    assert not cauda_sections(has_cord=cord_below, has_canal=canal, centre_mm=centre, step_mm=1.0).any()
 
 
 def test_merged_vertebra_class_is_split():
