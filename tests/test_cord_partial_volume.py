@@ -76,6 +76,13 @@ def test_no_shares_where_the_image_does_not_show_the_cord(straight_cord):
     assert shares is not None and shares.shape == flat.shape
     assert np.all((shares >= 0) & (shares <= 1))
     assert shares[cord.ravel()[flat]].mean() > 0.9 and shares[~cord.ravel()[flat]].mean() < 0.1
+    # the record says when the image cannot check the cord's outline (and not when it can)
+    note = "the image does not show the cord apart from the CSF"
+    on_ct = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="CT", image=ct_like.astype(np.float32))
+    on_t2 = measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="MR", image=t2)
+    assert any(f.startswith(note) for f in on_ct["flags"]), on_ct["flags"]
+    assert not any(f.startswith(note) for f in on_t2["flags"])
+    assert on_ct["cord"] == measure_labels(labels=ph.labels, affine=ph.scan.affine, modality="CT")["cord"]
 
 
 def test_a_voxel_without_a_value_keeps_its_label(straight_cord):

@@ -164,7 +164,7 @@ def test_label_maps_among_scans_are_skipped_with_a_clear_reason(tmp_path, tiny_m
 def test_a_blank_scan_fails_with_a_reason_and_the_batch_goes_on(tmp_path, tiny_model):
     """One value in every voxel (a blank export) is no image: the network would still draw a spine in it."""
     from spinelesion.errors import NotAScanError, ScanLoadError
-    from spinelesion.io.checks import require_image
+    from spinelesion.io.checks import require_image, require_signal
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -178,9 +178,12 @@ def test_a_blank_scan_fails_with_a_reason_and_the_batch_goes_on(tmp_path, tiny_m
     assert status["status"] == "failed" and "every voxel holds the same value (-1000)" in status["error"], status
     assert not (tmp_path / "out" / "blank" / "labels.nii.gz").exists()
     for value in (0.0, 3.0, 0.25):  # non-negative integers too: blank, not a label map
+        blank = Scan(array=np.full((30, 30, 30), value, np.float32), affine=np.eye(4), modality=None, source="t")
+        require_image(blank)
         with pytest.raises(ScanLoadError) as info:
-            require_image(Scan(array=np.full((30, 30, 30), value, np.float32), affine=np.eye(4), modality=None, source="t"))
+            require_signal(blank)
         assert not isinstance(info.value, NotAScanError)
+    require_signal(Scan(array=ct_volume((16, 16, 8)), affine=np.eye(4), modality=None, source="t"))
 
 
 def test_cli_infer_exit_codes(tmp_path, tiny_model):

@@ -12,8 +12,7 @@ MAX_LABEL_VALUES = 64
 
 
 def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
-    """Raise NotAScanError (a ScanLoadError) when ``scan`` looks like a segmentation rather than an image,
-    and ScanLoadError when every voxel holds one value (nothing to segment: the network would still draw).
+    """Raise NotAScanError (a ScanLoadError) when ``scan`` looks like a segmentation rather than an image.
 
     A label map (a mask, a TotalSegmentator or nnU-Net output) found beside the scans would
     otherwise be segmented as if it were an MR and measured: a silent wrong answer. A label map
@@ -24,15 +23,25 @@ def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
     array = scan.array
     step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
     sample = array[::step, ::step, ::step]
-    if sample.min() == sample.max() and array.min() == array.max():
-        raise ScanLoadError(f"{scan.source}: every voxel holds the same value ({float(array.flat[0]):g}): "
-                            "no image to segment (a blank or failed export?)")
     if _label_values(sample) is None:
         return
     values = _label_values(array)
-    if values is not None:
+    if values is not None and len(values) >= 2:  # a constant volume says nothing either way (require_signal)
         raise NotAScanError(f"{scan.source}: looks like a segmentation, not a scan ({len(values)} distinct "
                             f"integer values, {values.min():g}..{values.max():g}); {hint}")
+
+
+def require_signal(scan: Scan) -> None:
+    """Raise ScanLoadError when every voxel of ``scan`` holds one value: a blank or failed export, with
+    nothing to segment (the network would still draw a spine in it)."""
+    array = scan.array
+    step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
+    sample = array[::step, ::step, ::step]
+    if sample.size == 0 or sample.min() != sample.max():  # a subsample with two values decides at once
+        return
+    if array.min() == array.max():
+        raise ScanLoadError(f"{scan.source}: every voxel holds the same value ({float(array.flat[0]):g}): "
+                            "no image to segment (a blank or failed export?)")
 
 
 def _label_values(array: np.ndarray) -> np.ndarray | None:

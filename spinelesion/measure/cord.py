@@ -40,7 +40,7 @@ from spinelesion.measure import geometry as G
 from spinelesion.measure.settings import MeasureSettings
 from spinelesion.measure.column import Vertebra
 from spinelesion.measure.cauda import BILSKY_ORDER, cauda_grade, cauda_sections
-from spinelesion.measure.cord_edge import cord_shares
+from spinelesion.measure.cord_edge import CORD_CONTRAST_MIN_NOISE, read_cord_edge
 from spinelesion.measure.profile import narrowing_pct, smooth_valid
 
 #: The cord part of a record where the cord was not measured: every figure None ("not measured"),
@@ -76,8 +76,12 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     pts = G.world_points(flat, classes.shape, affine)
     is_cord = cord.ravel()[flat]
     shares = None
-    if image is not None and settings.cord_edge_from_image:
-        shares = cord_shares(cord=cord, sac=sac, image=image, flat=flat)
+    if image is not None:
+        edge = read_cord_edge(cord=cord, sac=sac, image=image, flat=flat)
+        shares = edge.shares if settings.cord_edge_from_image else None
+        if edge.separation_sd is not None and edge.separation_sd < CORD_CONTRAST_MIN_NOISE:
+            notes.append(f"the image does not show the cord apart from the CSF (their signals {edge.separation_sd:.1f} "
+                         "noise SDs apart): MSCC and the Bilsky grade rest on the label map's outline of the cord alone")
     prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, cord_weight=shares)
     ok = prof["valid"]
     cut = np.zeros(len(ok), bool)

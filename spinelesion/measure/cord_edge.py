@@ -9,6 +9,7 @@ theirs in proportion. :func:`cord_shares` reads that share, for the cord's diame
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -34,10 +35,25 @@ CORD_SHARE_MAX_VOLUME_CHANGE = 0.2
 SAC_MIN_CSF_SHARE = 0.5
 
 
+@dataclass(frozen=True)
+class CordEdge:
+    """What the image says of the cord's edge (:func:`read_cord_edge`): ``shares`` (N,) the share of cord of
+    each canal voxel, or None where it is not read; ``separation_sd`` how far apart the cord's and the CSF's
+    signals lie in noise SDs (None where too few voxels of either tell)."""
+
+    shares: np.ndarray | None
+    separation_sd: float | None
+
+
 def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
+    """:func:`read_cord_edge`'s shares alone."""
+    return read_cord_edge(cord=cord, sac=sac, image=image, flat=flat).shares
+
+
+def read_cord_edge(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: np.ndarray) -> CordEdge:
     """(N,) share of cord of the canal voxels at C-order flat indices ``flat`` (cord and sac labels,
     (X, Y, Z) bool each; ``image`` on the same grid), or None where the image does not show the cord
-    against the CSF.
+    against the CSF; with the cord-CSF separation in noise SDs.
 
     A voxel holding the cord's edge averages cord and CSF: its share is (I - CSF) / (cord - CSF),
     clipped to [0, 1], with the signals the medians over the cord's inner voxels (not on its outline)
@@ -65,7 +81,7 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     outside = ~(cord | sac)
     far_csf = sac & ~_grow(cord, band + 1)
     if inner.sum() < 20 or far_csf.sum() < 20:
-        return None
+        return CordEdge(None, None)
     cord_values = img[np.flatnonzero(inner)]
     with warnings.catch_warnings():  # an image of NaN only: no signal, no shares
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -73,10 +89,13 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
         signal_csf = float(np.nanmedian(img[np.flatnonzero(far_csf)]))
         signal_sac = float(np.nanmedian(img[np.flatnonzero(sac)]))
         noise = 1.4826 * float(np.nanmedian(np.abs(cord_values - signal_cord)))
-    if not np.isfinite(signal_csf - signal_cord) or abs(signal_csf - signal_cord) < CORD_CONTRAST_MIN_NOISE * max(noise, 1e-9):
-        return None
+    if not np.isfinite(signal_csf - signal_cord):
+        return CordEdge(None, None)
+    separation = abs(signal_csf - signal_cord) / max(noise, 1e-9)
+    if separation < CORD_CONTRAST_MIN_NOISE:
+        return CordEdge(None, separation)
     if (signal_sac - signal_cord) / (signal_csf - signal_cord) < SAC_MIN_CSF_SHARE:
-        return None  # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
+        return CordEdge(None, separation)  # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
         # (a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's; a sac
         # the network drew into the fat round it)
     touches_other = _grow(outside, band).ravel()[local]
@@ -88,8 +107,8 @@ def cord_shares(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat: n
     read = (img[local[edge]] - signal_csf) / (signal_cord - signal_csf)
     share[edge] = np.where(np.isfinite(read), np.clip(read, 0.0, 1.0), share[edge])  # a NaN voxel keeps its label
     if abs(share.sum() / max(is_cord.sum(), 1) - 1.0) > CORD_SHARE_MAX_VOLUME_CHANGE:
-        return None  # the image and the labels disagree on the cord's volume: its reading is not trusted
-    return share
+        return CordEdge(None, separation)  # the image and the labels disagree on the cord's volume: not trusted
+    return CordEdge(share, separation)
 
 
 def _grow(mask: np.ndarray, steps: int) -> np.ndarray:

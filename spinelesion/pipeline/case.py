@@ -40,12 +40,13 @@ DONE = ("ok", "skipped")
 
 def timed_load(case: CaseInput):
     """(scan, seconds) for a case; raises what load_scan raises, and NotAScanError for a label map."""
-    from spinelesion.io.checks import require_image
+    from spinelesion.io.checks import require_image, require_signal
     from spinelesion.io.load import load_scan
 
     t = time.perf_counter()
     scan = load_scan(case.path, series_uid=case.series_uid)
     require_image(scan, hint="--exclude GLOB leaves such files out")
+    require_signal(scan)
     return scan, time.perf_counter() - t
 
 
