@@ -27,7 +27,8 @@
   at the slice of worst compression near epidural tumour: 0 bone only; 1a epidural tumour,
   thecal sac not deformed; 1b sac deformed, cord not touched; 1c sac deformed and touching the
   cord, cord not compressed; 2 cord compressed, CSF visible around it; 3 cord compressed, no
-  CSF visible.
+  CSF visible. Below the conus, where the canal holds no cord, epidural tumour is graded on the
+  thecal sac instead (:mod:`spinelesion.measure.cauda`).
 """
 
 from __future__ import annotations
@@ -130,10 +131,11 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
         record["bilsky_grade"], compressed_at = _bilsky_grade(cord, sac, epidural_mask, affine, prof, near=near,
                                                               mscc=mscc, mcc=mcc, settings=settings)
         worst = compressed_at if compressed_at is not None else worst
-        grade, at = cauda_grade(cauda=cauda, near=near, mcc=mcc_cauda, settings=settings,
-                                touches_sac=_touch(sac, epidural_mask, affine, prof, cauda & near))
-        if grade is not None and BILSKY_ORDER.index(grade) > BILSKY_ORDER.index(record["bilsky_grade"]):
-            record["bilsky_grade"], worst_cauda = grade, at
+        if (cauda & near).any():  # tumour below the conus: the sac is graded in the cord's place
+            grade, at = cauda_grade(cauda=cauda, near=near, mcc=mcc_cauda, settings=settings,
+                                    touches_sac=_touch(sac, epidural_mask, affine, prof, cauda & near))
+            if BILSKY_ORDER.index(grade) > BILSKY_ORDER.index(record["bilsky_grade"]):
+                record["bilsky_grade"], worst_cauda = grade, at
     if worst_cauda is not None:
         record["mcc_pct"] = round(float(mcc_cauda[worst_cauda]), 1)
         record["worst_centroid_mm"] = [round(float(x), 2) for x in prof["centre"][worst_cauda]]
