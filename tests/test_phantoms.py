@@ -240,6 +240,19 @@ def test_cli_synth_writes_a_dataset(tmp_path):
         assert e["image"].startswith("imagesTr/phantom_t1_")
     assert not list(out.rglob("*.tmp*"))                          # atomic writes left nothing behind
     assert main(["synth", str(tmp_path / "x"), "--n", "0"]) == 2   # user error: one line, exit 2
+    assert main(["synth", str(tmp_path / "x"), "--workers", "0"]) == 2
+    # cases made in two processes: the same files
+    parallel = tmp_path / "parallel"
+    assert main(["synth", str(parallel), "--n", "3", "--modality", "t1", "--seed", "7", "--val-fraction", "0.34",
+                 "--max-shape", "80", "--no-progress", "--workers", "2"]) == 0
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    for f in files:
+        a, b = out / f, parallel / f
+        if f.suffix == ".gz":   # compare what the files hold, not their gzip headers
+            assert np.array_equal(np.asarray(load_scan(a).array), np.asarray(load_scan(b).array)), f
+        else:
+            assert a.read_bytes() == b.read_bytes(), f
 
 
 def test_every_bilsky_grade_appears_in_any_36_cases_of_a_seed():

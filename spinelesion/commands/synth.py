@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw ribs, pelvis, organs, hardware and benign mimics too, levels C1 (with the "
                              "skull base) to S1 (with the sacrum), and write tissue maps (tissueTr/) for "
                              "training on synthesised images")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="cases made at once in separate processes (default 1; the files do not depend on it)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -26,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
 
     path = write_dataset(args.out, n=args.n, modality=args.modality, seed=args.seed,
                          val_fraction=args.val_fraction, progress=not args.no_progress,
-                         shape_limit_vox=args.max_shape, context=args.context)
+                         shape_limit_vox=args.max_shape, context=args.context, workers=args.workers)
     print(f"wrote {args.n} {args.modality} phantoms: {path}")
     return 0

@@ -47,6 +47,30 @@ def case_grade(seed: int, index: int) -> str | None:
     return block[int(order[index % len(block)])]
 
 
+def write_case(*, out: Path, index: int, modality: str, seed: int, shape_limit_vox: int, context: bool) -> dict:
+    """Make case ``index`` of a dataset made with ``seed`` and write its files under ``out``; return its
+    datalist entry."""
+    from spinelesion.data.phantoms.phantom import make_phantom
+
+    name = f"phantom_{modality}_{index:04d}"
+    grade = case_grade(seed, index)
+    ph = make_phantom(seed=case_seed(seed, index), modality=modality, shape_limit_vox=shape_limit_vox,
+                      context=context, bilsky=grade, healthy=grade is None)
+    write_image(ph.scan, out / "imagesTr" / f"{name}.nii.gz")
+    save_labels(ph.labels, like=ph.scan, path=out / "labelsTr" / f"{name}.nii.gz")
+    write_text_atomic(out / "truth" / f"{name}.json", json.dumps(ph.truth, indent=1))
+    write_text_atomic(out / "params" / f"{name}.json", json.dumps(ph.params))
+    entry = {"image": f"imagesTr/{name}.nii.gz", "label": f"labelsTr/{name}.nii.gz", "truth": f"truth/{name}.json"}
+    if context:
+        save_labels(ph.tissue, like=ph.scan, path=out / "tissueTr" / f"{name}.nii.gz")
+        entry["tissue"] = f"tissueTr/{name}.nii.gz"
+    return entry
+
+
+def _write_job(job: dict) -> dict:
+    return write_case(**job)
+
+
 def write_image(scan: Scan, path: str | os.PathLike) -> Path:
     """Write a phantom image as int16 NIfTI (sform and qform set), atomically."""
     return save_image(scan, path=path, dtype=np.int16)
@@ -54,15 +78,16 @@ def write_image(scan: Scan, path: str | os.PathLike) -> Path:
 
 def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: int,
                   val_fraction: float = 0.2, progress: bool = True, shape_limit_vox: int = 160,
-                  context: bool = False) -> Path:
+                  context: bool = False, workers: int = 1) -> Path:
     """Make ``n`` phantoms of ``modality`` ("ct", "t1", "t2") and write them under ``out_dir``.
 
     Returns the path of ``dataset.json``. The validation split holds round(n * val_fraction) cases
-    (at least one when n >= 2 and val_fraction > 0), chosen by ``seed``.
+    (at least one when n >= 2 and val_fraction > 0), chosen by ``seed``. ``workers`` > 1 makes the
+    cases in that many spawned processes (each case has its own seed: the files are the same).
     """
     from tqdm import tqdm
 
-    from spinelesion.data.phantoms.phantom import MODALITIES, make_phantom
+    from spinelesion.data.phantoms.phantom import MODALITIES
 
     if modality not in MODALITIES:
         raise ConfigError(f"--modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
@@ -70,23 +95,20 @@ def write_dataset(out_dir: str | os.PathLike, *, n: int, modality: str, seed: in
         raise ConfigError(f"--n must be at least 1, got {n}")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     out = Path(out_dir)
-    entries = []
-    for i in tqdm(range(n), desc=f"phantoms ({modality})", unit="case", disable=not progress):
-        name = f"phantom_{modality}_{i:04d}"
-        grade = case_grade(seed, i)
-        ph = make_phantom(seed=case_seed(seed, i), modality=modality, shape_limit_vox=shape_limit_vox,
-                          context=context, bilsky=grade, healthy=grade is None)
-        write_image(ph.scan, out / "imagesTr" / f"{name}.nii.gz")
-        save_labels(ph.labels, like=ph.scan, path=out / "labelsTr" / f"{name}.nii.gz")
-        write_text_atomic(out / "truth" / f"{name}.json", json.dumps(ph.truth, indent=1))
-        write_text_atomic(out / "params" / f"{name}.json", json.dumps(ph.params))
-        entry = {"image": f"imagesTr/{name}.nii.gz", "label": f"labelsTr/{name}.nii.gz",
-                 "truth": f"truth/{name}.json"}
-        if context:
-            save_labels(ph.tissue, like=ph.scan, path=out / "tissueTr" / f"{name}.nii.gz")
-            entry["tissue"] = f"tissueTr/{name}.nii.gz"
-        entries.append(entry)
+    jobs = [dict(out=out, index=i, modality=modality, seed=seed, shape_limit_vox=shape_limit_vox, context=context)
+            for i in range(n)]
+    bar = dict(total=n, desc=f"phantoms ({modality})", unit="case", disable=not progress)
+    if workers == 1:
+        entries = [write_case(**job) for job in tqdm(jobs, **bar)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, n), mp_context=multiprocessing.get_context("spawn")) as pool:
+            entries = list(tqdm(pool.map(_write_job, jobs), **bar))
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n >= 2:
         n_val = max(n_val, 1)
