@@ -21,9 +21,7 @@ def require_image(scan: Scan, *, hint: str = "give the images only") -> None:
     map there is checked in full.
     """
     array = scan.array
-    step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
-    sample = array[::step, ::step, ::step]
-    if _label_values(sample) is None:
+    if _label_values(_subsample(array)) is None:
         return
     values = _label_values(array)
     if values is not None and len(values) >= 2:  # a constant volume says nothing either way (require_signal)
@@ -35,13 +33,18 @@ def require_signal(scan: Scan) -> None:
     """Raise ScanLoadError when every voxel of ``scan`` holds one value: a blank or failed export, with
     nothing to segment (the network would still draw a spine in it)."""
     array = scan.array
-    step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
-    sample = array[::step, ::step, ::step]
+    sample = _subsample(array)
     if sample.size == 0 or sample.min() != sample.max():  # a subsample with two values decides at once
         return
     if array.min() == array.max():
         raise ScanLoadError(f"{scan.source}: every voxel holds the same value ({float(array.flat[0]):g}): "
                             "no image to segment (a blank or failed export?)")
+
+
+def _subsample(array: np.ndarray) -> np.ndarray:
+    """Every k-th voxel along each axis of an (X, Y, Z) array, about a million in all (a view, no copy)."""
+    step = max(1, int(round((array.size / 1e6) ** (1 / 3))))
+    return array[::step, ::step, ::step]
 
 
 def _label_values(array: np.ndarray) -> np.ndarray | None:

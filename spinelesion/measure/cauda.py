@@ -47,25 +47,21 @@ def cauda_sections(*, has_cord: np.ndarray, has_canal: np.ndarray, centre_mm: np
     trim = int(np.ceil(TRIM_MM / step_mm))
     if run.size <= 2 * trim:
         return out
-    conus_side = run.max() if below[0] else run.min()
-    keep = run[(np.abs(run - conus_side) >= trim) & (np.abs(run - (run.min() if below[0] else run.max())) >= trim)]
-    out[keep] = True
+    out[run[(run - run.min() >= trim) & (run.max() - run >= trim)]] = True  # the run's ends: the conus, the sac's end
     return out
 
 
 def cauda_grade(*, cauda: np.ndarray, near: np.ndarray, mcc: np.ndarray, touches_sac: np.ndarray,
-                settings: MeasureSettings) -> tuple[str | None, int | None]:
-    """(grade, worst cross-section) of epidural tumour below the conus, or (None, None) where none is there.
+                settings: MeasureSettings) -> tuple[str, int | None]:
+    """(grade, worst cross-section or None) of epidural tumour below the conus.
 
     Args:
         cauda: (M,) bool, :func:`cauda_sections`.
-        near: (M,) bool, cross-sections at epidural tumour.
+        near: (M,) bool, cross-sections at epidural tumour; ``cauda & near`` holds at least one.
         mcc: (M,) the canal's narrowing (%) over the cauda's cross-sections (NaN elsewhere).
         touches_sac: (M,) bool, cross-sections where the tumour touches the thecal sac.
     """
     at = cauda & near
-    if not at.any():
-        return None, None
     measured = np.flatnonzero(at & np.isfinite(mcc))
     if measured.size == 0:
         return "1a", None

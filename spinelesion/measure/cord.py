@@ -81,8 +81,9 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
         edge = read_cord_edge(cord=cord, sac=sac, image=image, flat=flat)
         shares = edge.shares if settings.cord_edge_from_image else None
         if edge.separation_sd is not None and edge.separation_sd < CORD_CONTRAST_MIN_NOISE:
-            notes.append(f"the image does not show the cord apart from the CSF (their signals {edge.separation_sd:.1f} "
-                         "noise SDs apart): MSCC and the Bilsky grade rest on the label map's outline of the cord alone")
+            notes.append(f"the image does not show the cord apart from the CSF (their signals "
+                         f"{edge.separation_sd:.1f} noise SDs apart): MSCC and the Bilsky grade rest on the label "
+                         "map's outline of the cord alone")
     prof = _cross_sections(pts, is_cord, vertebrae, axis, affine, settings, cord_weight=shares)
     ok = prof["valid"]
     cut = np.zeros(len(ok), bool)
@@ -96,11 +97,10 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
     cord_ap, canal_ap = prof["cord_ap"], prof["canal_ap"]
     window = max(int(round(settings.smoothing_mm / prof["step"])), 1)
     mscc = narrowing_pct(smooth_valid(cord_ap, ok, window), prof["s"], ok, settings)
-    no_values = np.full(len(ok), np.nan)
-    mcc = narrowing_pct(smooth_valid(canal_ap, ok, window), prof["s"], ok, settings) if sac.any() else no_values
+    mcc = (narrowing_pct(smooth_valid(canal_ap, ok, window), prof["s"], ok, settings) if sac.any()
+           else np.full(len(ok), np.nan))
     cauda = cauda_sections(has_cord=np.isfinite(cord_ap), has_canal=np.isfinite(canal_ap) & ~cut,
                            centre_mm=prof["centre"], step_mm=prof["step"]) if sac.any() else np.zeros(len(ok), bool)
-    mcc_cauda = narrowing_pct(smooth_valid(canal_ap, cauda, window), prof["s"], cauda, settings)
     record = dict(NULL_CORD)
 
     near = np.zeros(len(ok), bool)
@@ -132,6 +132,7 @@ def measure_cord(*, classes: np.ndarray, affine: np.ndarray, vertebrae: list[Ver
                                                               mscc=mscc, mcc=mcc, settings=settings)
         worst = compressed_at if compressed_at is not None else worst
         if (cauda & near).any():  # tumour below the conus: the sac is graded in the cord's place
+            mcc_cauda = narrowing_pct(smooth_valid(canal_ap, cauda, window), prof["s"], cauda, settings)
             grade, at = cauda_grade(cauda=cauda, near=near, mcc=mcc_cauda, settings=settings,
                                     touches_sac=_touch(sac, epidural_mask, affine, prof, cauda & near))
             if BILSKY_ORDER.index(grade) > BILSKY_ORDER.index(record["bilsky_grade"]):

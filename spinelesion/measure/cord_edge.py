@@ -95,9 +95,10 @@ def read_cord_edge(*, cord: np.ndarray, sac: np.ndarray, image: np.ndarray, flat
     if separation < CORD_CONTRAST_MIN_NOISE:
         return CordEdge(None, separation)
     if (signal_sac - signal_cord) / (signal_csf - signal_cord) < SAC_MIN_CSF_SHARE:
-        return CordEdge(None, separation)  # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
+        # the sac as a whole does not read as CSF: the "CSF" far from the cord is something else
         # (a CSF ring too thin to hold pure CSF, its outer voxels the dura's and the epidural fat's; a sac
         # the network drew into the fat round it)
+        return CordEdge(None, separation)
     touches_other = _grow(outside, band).ravel()[local]
     touches_cord = _grow(cord, band).ravel()[local]
     deep = ndimage.binary_erosion(cord, structure=cube, iterations=band).ravel()[local]

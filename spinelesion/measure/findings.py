@@ -23,7 +23,8 @@ from spinelesion.vocabulary import SINS_COLLAPSE_WORDS, vertebra_name
 #: Body destruction (%) from which a vertebra is flagged.
 DESTRUCTION_FLAG_PCT = 5.0
 #: Finding kinds, in the order sentences list them.
-KINDS = ("cord_compression", "cauda_equina_compression", "epidural_tumour", "body_destruction", "height_loss", "sins_collapse", "posterolateral")
+KINDS = ("cord_compression", "cauda_equina_compression", "epidural_tumour", "body_destruction", "height_loss",
+         "sins_collapse", "posterolateral")
 #: Genant grade from which height loss is a finding (grade 1: 20-25 % loss).
 GENANT_FLAG_GRADE = 1
 

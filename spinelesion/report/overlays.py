@@ -78,7 +78,8 @@ def build_views(*, scan: Scan, labels: np.ndarray, record: MeasurementRecord | N
         grade = cord.bilsky_grade if cord.bilsky_grade is not None else "n/a"
         title = f"Axial at worst cord compression: MSCC {_fmt(cord.mscc_pct, ' %')}, Bilsky {grade}"
         if any(f.kind == "cauda_equina_compression" for f in record.findings):
-            title = f"Axial at cauda equina compression (below the conus): sac narrowed {_fmt(cord.mcc_pct, ' %')}, Bilsky {grade}"
+            title = (f"Axial at cauda equina compression (below the conus): sac narrowed {_fmt(cord.mcc_pct, ' %')}, "
+                     f"Bilsky {grade}")
         view = axial_view(canon, name="axial_cord", title=title, centre_mm=cord.worst_centroid_mm,
                           half_width_mm=40.0, anterior_mm=50.0, posterior_mm=35.0)
         if view is not None:
